@@ -1,0 +1,25 @@
+"""Errors the user can act on. The CLI prints their message and exits non-zero without a traceback."""
+
+
+class EdgeOCRError(Exception):
+    """Base class: a problem with the user's input, files or environment, explained in the message."""
+
+
+class TemplateError(EdgeOCRError):
+    """A code template (YAML catalogue) is malformed; the message names the file and the template."""
+
+
+class FontError(EdgeOCRError):
+    """A font that a print process needs is missing or unreadable."""
+
+
+class OutputError(EdgeOCRError):
+    """The output cannot be written (unwritable, full disk, existing output)."""
+
+
+class ModelError(EdgeOCRError):
+    """An exported model cannot be used: missing, modified or malformed files; the message names them."""
+
+
+class ImageError(EdgeOCRError):
+    """An input image has a type or shape the recogniser cannot read."""

@@ -1,0 +1,105 @@
+"""Export a recogniser to ONNX with its JSON sidecar, for torch-free inference.
+
+The exported graph takes ``image`` float32 ``[N, 1, H, W]`` (N and W dynamic) and returns
+``probs`` float32 ``[N, W / 4, C]``: softmax is part of the graph, so the runtime decodes the
+output directly. The sidecar (``model.json`` beside ``model.onnx``) carries the configuration
+and the SHA-256 of the ``.onnx`` bytes; see :mod:`edgeocr.core.sidecar`.
+
+The legacy TorchScript exporter (``dynamo=False``) is used: it handles LSTM/GRU with a dynamic
+batch and sequence length reliably.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+
+import torch
+from torch import nn
+
+import edgeocr
+from edgeocr.core.atomic import atomic_write_bytes
+from edgeocr.core.sidecar import ModelSidecar, sha256_hex, sidecar_path
+from edgeocr.models.config import RecognizerConfig
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "probs"
+
+
+class _WithSoftmax(nn.Module):
+    """Wraps a logits model so that the exported graph returns probabilities."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.model(images), dim=-1)
+
+
+def _onnx_bytes(model: nn.Module, cfg: RecognizerConfig, opset: int) -> bytes:
+    # Batch 2 and a non-minimal width so that neither dimension gets baked in as a constant 1.
+    example_width = min(cfg.max_width, max(cfg.min_width, 4 * cfg.width_multiple))
+    example = torch.zeros(2, 1, cfg.input_height, example_width)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # Known, checked-harmless exporter notices (tests run the ONNX model at other batch sizes
+        # and widths): the legacy-exporter deprecation, the RNN batch-size caution, and RNN input
+        # checks on the channel size, which is static anyway.
+        warnings.filterwarnings(
+            "ignore", message=r".*legacy TorchScript-based ONNX export", category=DeprecationWarning
+        )
+        warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore",
+            message=r"Exporting a model to ONNX with a batch_size other than 1",
+            category=UserWarning,
+        )
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn\.modules\.rnn")
+        torch.onnx.export(
+            _WithSoftmax(model),
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch", 3: "width"}, OUTPUT_NAME: {0: "batch", 1: "frames"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def export_onnx(model: nn.Module, cfg: RecognizerConfig, path: Path | str, opset: int = 17) -> Path:
+    """Write ``path`` (``.onnx``) and its sidecar ``path.with_suffix('.json')``; return ``path``.
+
+    Each file is written atomically (temporary file in the same directory, then rename). The
+    ``.onnx`` is written first: if the run dies in between, a stale or missing sidecar no longer
+    matches the new file and the runtime refuses the pair instead of misreading it.
+    """
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"the model path must end in .onnx, got {path}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            data = _onnx_bytes(model, cfg, opset)
+    finally:
+        model.train(was_training)
+
+    sidecar = ModelSidecar(
+        edgeocr_version=edgeocr.__version__,
+        onnx_file=path.name,
+        onnx_sha256=sha256_hex(data),
+        opset=opset,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        output_kind="probs",
+        charset_fingerprint=cfg.charset_obj.fingerprint,
+        config=cfg,
+    )
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(sidecar_path(path), sidecar.to_json().encode("utf-8"))
+    return path

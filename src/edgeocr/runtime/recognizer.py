@@ -1,0 +1,147 @@
+"""Read text lines with an exported ONNX recogniser (numpy, OpenCV and ONNX Runtime; no torch).
+
+:class:`OnnxRecognizer` loads ``model.onnx`` with its sidecar ``model.json``, checks that they
+belong together (SHA-256 of the very bytes it loads, charset fingerprint, input/output names and
+class count) and refuses the pair with a :class:`ModelError` naming the file otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import onnxruntime as ort
+
+from edgeocr.core.ctc import DecodedLine, decode_batch
+from edgeocr.core.errors import ModelError
+from edgeocr.core.lineimage import pad_and_normalise, padded_width, to_line_strip
+from edgeocr.core.recognizer_config import RecognizerConfig
+from edgeocr.core.sidecar import ModelSidecar, load_sidecar, sha256_hex, sidecar_path
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """How ONNX Runtime runs a model. Immutable, so one instance can be shared across threads.
+
+    ``intra_op_threads``: threads per operator, 0 lets ONNX Runtime choose (all physical cores).
+    ``inter_op_threads``: threads across independent operators, 0 lets ONNX Runtime choose.
+    ``providers``: execution providers in order of preference.
+    ``max_batch_size``: lines sent to the network at once; larger batches are split.
+    ``decoder`` / ``beam_width``: override the sidecar's decoder choice when not None.
+    """
+
+    intra_op_threads: int = 0
+    inter_op_threads: int = 1
+    providers: tuple[str, ...] = ("CPUExecutionProvider",)
+    max_batch_size: int = 16
+    decoder: Literal["greedy", "beam"] | None = None
+    beam_width: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.intra_op_threads < 0 or self.inter_op_threads < 0:
+            raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime choose)")
+        if self.max_batch_size < 1:
+            raise ValueError(f"max_batch_size must be at least 1, got {self.max_batch_size}")
+        if not self.providers:
+            raise ValueError("at least one execution provider is needed")
+        if self.beam_width is not None and self.beam_width < 1:
+            raise ValueError(f"beam_width must be at least 1, got {self.beam_width}")
+
+
+def _session_options(engine: EngineConfig) -> ort.SessionOptions:
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = engine.intra_op_threads
+    options.inter_op_num_threads = engine.inter_op_threads
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return options
+
+
+class OnnxRecognizer:
+    """A verified ONNX line recogniser. ``recognize`` is safe to call from several threads."""
+
+    def __init__(self, model_path: Path | str, engine: EngineConfig | None = None) -> None:
+        self.model_path = Path(model_path)
+        self.engine = engine or EngineConfig()
+        self.sidecar: ModelSidecar = load_sidecar(sidecar_path(self.model_path))
+        self._charset = self.sidecar.config.charset_obj
+        model_bytes = self._read_verified_model()
+        try:
+            self._session = ort.InferenceSession(
+                model_bytes, sess_options=_session_options(self.engine), providers=list(self.engine.providers)
+            )
+        except Exception as exc:  # onnxruntime raises several unrelated exception types
+            raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {exc}") from exc
+        self._check_signature()
+
+    @property
+    def config(self) -> RecognizerConfig:
+        """The recogniser configuration from the sidecar."""
+        return self.sidecar.config
+
+    def _read_verified_model(self) -> bytes:
+        # The file name is not checked against sidecar.onnx_file: renaming the pair is fine.
+        try:
+            data = self.model_path.read_bytes()
+        except FileNotFoundError:
+            raise ModelError(f"model file {self.model_path} does not exist") from None
+        except OSError as exc:
+            raise ModelError(f"cannot read model file {self.model_path}: {exc}") from exc
+        # Hash the bytes we are about to load, so the file cannot change between check and use.
+        if sha256_hex(data) != self.sidecar.onnx_sha256:
+            raise ModelError(
+                f"model file {self.model_path} does not match the checksum in "
+                f"{sidecar_path(self.model_path)}: it was modified or replaced after export; "
+                "re-export the model"
+            )
+        return data
+
+    def _check_signature(self) -> None:
+        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
+        if [i.name for i in inputs] != [self.sidecar.input_name]:
+            raise ModelError(
+                f"{self.model_path} has inputs {[i.name for i in inputs]}, "
+                f"the sidecar expects {self.sidecar.input_name!r}"
+            )
+        if self.sidecar.output_name not in [o.name for o in outputs]:
+            raise ModelError(f"{self.model_path} has no output named {self.sidecar.output_name!r}")
+        output = next(o for o in outputs if o.name == self.sidecar.output_name)
+        classes = output.shape[-1] if output.shape else None
+        if isinstance(classes, int) and classes != self.config.num_classes:
+            raise ModelError(
+                f"{self.model_path} outputs {classes} classes but its charset needs {self.config.num_classes}"
+            )
+
+    def recognize(self, images: Sequence[np.ndarray]) -> list[DecodedLine]:
+        """Read one text line per cropped image (gray ``[H, W]`` or BGR ``[H, W, 3]`` uint8).
+
+        Lines are sorted by width and sent in batches of similar widths, each padded to its
+        widest member; frames computed on a line's padding are not decoded.
+        """
+        cfg = self.config
+        strips = [to_line_strip(img, cfg) for img in images]
+        widths = [padded_width(strip.shape[1], cfg) for strip in strips]
+        order = sorted(range(len(strips)), key=widths.__getitem__)
+        results: list[DecodedLine | None] = [None] * len(strips)
+        step = self.engine.max_batch_size
+        for start in range(0, len(order), step):
+            members = order[start : start + step]
+            batch_width = max(widths[i] for i in members)
+            batch = np.stack([pad_and_normalise(strips[i], cfg, batch_width) for i in members])
+            lengths = [cfg.frames_for_width(widths[i]) for i in members]
+            for index, line in zip(members, self._decode(batch, lengths), strict=True):
+                results[index] = line
+        return [line for line in results if line is not None]
+
+    def _decode(self, batch: np.ndarray, lengths: list[int]) -> list[DecodedLine]:
+        (output,) = self._session.run([self.sidecar.output_name], {self.sidecar.input_name: batch})
+        return decode_batch(
+            output,
+            self._charset,
+            decoder=self.engine.decoder or self.config.decoder,
+            beam_width=self.engine.beam_width or self.config.beam_width,
+            lengths=lengths,
+            are_probabilities=self.sidecar.output_kind == "probs",
+        )

@@ -1,0 +1,95 @@
+"""Line crops: one printed code line, as a text detector would cut it out of a camera frame."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeocr.synth.capture import photometric_pipeline, seeded, warp_with_points
+from edgeocr.synth.fonts import FontLibrary
+from edgeocr.synth.processes import apply_print, render_text_mask, sample_style, to_uint8
+from edgeocr.synth.surfaces import TextureBank, cylinder_warp, make_surface
+from edgeocr.synth.templates import Catalogue, SamplingContext
+
+
+class LineSynthConfig(BaseModel):
+    """Knobs of the line-crop generator; defaults give the shipped training distribution."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    anchor_date: dt.date = Field(default=dt.date(2026, 1, 1), description="Dates are drawn around this day.")
+    cap_height: tuple[int, int] = Field(default=(12, 34), description="Capital height in pixels (min, max).")
+    cylinder_p: float = Field(default=0.15, ge=0, le=1, description="Probability of a cylindrical warp.")
+    capture_p: float = Field(default=0.9, ge=0, le=1, description="Probability of camera effects at all.")
+    margin: tuple[float, float] = Field(default=(0.1, 0.6), description="Crop margin, in cap heights.")
+
+
+@dataclass(frozen=True)
+class LineSample:
+    image: np.ndarray  # uint8 BGR
+    text: str
+    category: str
+    template: str
+    process: str
+    surface: str
+    vertical: bool
+
+
+class LineSynthesizer:
+    """Deterministic line-crop generator: ``sample(i)`` depends only on (seed, i)."""
+
+    def __init__(self, catalogue: Catalogue, fonts: FontLibrary, seed: int,
+                 config: LineSynthConfig | None = None) -> None:
+        self.catalogue = catalogue
+        self.fonts = fonts
+        self.seed = int(seed)
+        self.config = config or LineSynthConfig()
+        self.bank = TextureBank(self.seed)
+        self.context = SamplingContext(dt.datetime.combine(self.config.anchor_date, dt.time()))
+        self.photometric = photometric_pipeline()
+
+    def sample(self, index: int) -> LineSample:
+        cfg = self.config
+        rng = np.random.default_rng([self.seed, int(index), 0x11AE])
+        template = self.catalogue.pick(rng)
+        lines = template.sample(rng, self.context)
+        text = lines[int(rng.integers(0, len(lines)))]
+        vertical = bool(rng.random() < template.spec.vertical)
+        cap = int(rng.integers(cfg.cap_height[0], cfg.cap_height[1] + 1))
+        style = sample_style([text], template.spec.processes, self.fonts, rng, cap)
+        alpha = render_text_mask(text, style, cap, rng, vertical=vertical)
+
+        # Print on a surface larger than the text by the widest crop margin (geometric effects
+        # grow the canvas to fit, so they never cut the text).
+        pad = int(cap * cfg.margin[1]) + 2
+        th, tw = alpha.shape
+        h, w = th + 2 * pad, tw + 2 * pad
+        full_alpha = np.zeros((h, w), dtype=np.float32)
+        full_alpha[pad : pad + th, pad : pad + tw] = alpha
+        surface = make_surface(style.surface, h, w, rng, self.bank)
+        image = to_uint8(apply_print(surface, full_alpha, style, rng, self.bank, cap))
+        if not vertical and rng.random() < cfg.cylinder_p:
+            image = cylinder_warp(image, rng)
+
+        box = [(pad, pad), (pad + tw, pad), (pad + tw, pad + th), (pad, pad + th)]
+        if rng.random() < cfg.capture_p:
+            image, box = warp_with_points(image, np.array(box, np.float32), rng)
+        image = self._crop(image, np.asarray(box, np.float32), cap, rng)
+        if rng.random() < cfg.capture_p:
+            image = seeded(self.photometric, rng)(image=image)["image"]
+        return LineSample(image=image, text=text, category=template.spec.category, template=template.spec.name,
+                          process=style.process, surface=style.surface, vertical=vertical)
+
+    def _crop(self, image: np.ndarray, box: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+        """Axis-aligned crop around the (transformed) text box, with uneven margins as detectors give."""
+        lo, hi = self.config.margin
+        x0, y0 = box.min(axis=0)
+        x1, y1 = box.max(axis=0)
+        m = rng.uniform(lo, hi, 4) * cap
+        h, w = image.shape[:2]
+        left, top = max(int(x0 - m[0]), 0), max(int(y0 - m[1]), 0)
+        right, bottom = min(int(np.ceil(x1 + m[2])), w), min(int(np.ceil(y1 + m[3])), h)
+        return np.ascontiguousarray(image[top:bottom, left:right])

@@ -1,0 +1,275 @@
+"""Torch-free runtime: line preprocessing, the verified ONNX recogniser, and import isolation."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgeocr.core.charset import Charset
+from edgeocr.core.ctc import DecodedLine, greedy_decode
+from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
+from edgeocr.core.lineimage import is_vertical, padded_width, prepare_line, vertical_to_horizontal
+from edgeocr.core.recognizer_config import RecognizerConfig
+from edgeocr.runtime import EngineConfig, OnnxRecognizer
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+CFG = RecognizerConfig(arch="crnn_tiny", max_width=256)
+
+
+def line_image(width: int, height: int = 24, seed: int = 0, channels: int = 0) -> np.ndarray:
+    """A light background with dark blobs, uint8 gray or BGR."""
+    rng = np.random.default_rng(seed)
+    img = np.full((height, width), 220, dtype=np.uint8)
+    for x in range(2, width - 6, 9):
+        img[4 : height - 4, x : x + 5] = rng.integers(0, 80)
+    return np.dstack([img] * channels) if channels else img
+
+
+# --- preprocessing -------------------------------------------------------------------------------
+
+
+def test_vertical_to_horizontal_lays_cells_left_to_right() -> None:
+    cell = 30
+    tall = np.concatenate([np.full((cell, cell), value, np.uint8) for value in (10, 120, 240)])
+    assert is_vertical(tall)
+    strip = vertical_to_horizontal(tall)
+    assert strip.shape == (cell, 3 * cell)
+    assert [int(strip[:, i * cell : (i + 1) * cell].mean()) for i in range(3)] == [10, 120, 240]
+    # Colour crops and heights that are not an exact multiple of the width work too.
+    colour = np.dstack([np.concatenate([tall, tall[:4]])] * 3)
+    assert vertical_to_horizontal(colour).shape == (round(94 / 3), 3 * cell, 3)
+
+
+def test_prepare_line_keeps_aspect_and_pads_to_multiple_of_8() -> None:
+    tensor = prepare_line(line_image(100, height=20), CFG)
+    assert tensor.dtype == np.float32
+    assert tensor.shape == (1, 32, 160)  # 100 * 32 / 20
+    tensor = prepare_line(line_image(101, height=20), CFG)
+    assert tensor.shape == (1, 32, 168)  # 162 rounded up to a multiple of 8
+    assert np.allclose(tensor[0, :, -4:], (220 / 255 - CFG.mean) / CFG.std)  # background padding
+
+
+def test_prepare_line_squashes_only_over_max_width_and_pads_to_min_width() -> None:
+    assert prepare_line(line_image(2000, height=32), CFG).shape == (1, 32, CFG.max_width)
+    assert prepare_line(line_image(24, height=32), CFG).shape == (
+        1,
+        32,
+        CFG.min_width,
+    )  # 1.33 < vertical_ratio
+    stretched = CFG.model_copy(update={"width_policy": "stretch"})
+    assert prepare_line(line_image(40, height=32), stretched).shape == (1, 32, CFG.max_width)
+
+
+def test_prepare_line_reads_vertical_crops_as_lines() -> None:
+    tall = np.full((90, 30), 200, np.uint8)
+    assert prepare_line(tall, CFG).shape == (1, 32, 96)  # 3 cells of 30x30 -> 32 x 96
+    upright = CFG.model_copy(update={"vertical": False})
+    assert prepare_line(tall, upright).shape == (1, 32, CFG.min_width)
+
+
+def test_prepare_line_accepts_gray_and_bgr_and_refuses_other_images() -> None:
+    gray = line_image(64)
+    np.testing.assert_allclose(
+        prepare_line(gray, CFG), prepare_line(line_image(64, channels=3), CFG), atol=1e-6
+    )
+    np.testing.assert_allclose(prepare_line(gray, CFG), prepare_line(gray[:, :, None], CFG))
+    for bad in (gray.astype(np.float32), np.zeros((4, 4, 2), np.uint8), np.zeros((0, 5), np.uint8)):
+        with pytest.raises(ImageError):
+            prepare_line(bad, CFG)
+
+
+# --- the recogniser ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> tuple[Path, object]:
+    """A crnn_tiny exported to ONNX, with a sharpened head so that argmax ties cannot occur."""
+    torch = pytest.importorskip("torch")  # the training side is needed to make a model
+    from edgeocr.models import build_from_config, export_onnx
+
+    torch.manual_seed(0)
+    model = build_from_config(CFG).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(20.0)
+    path = export_onnx(model, CFG, tmp_path_factory.mktemp("model") / "crnn_tiny.onnx")
+    return path, model
+
+
+def copy_model(path: Path, target_dir: Path) -> Path:
+    target = target_dir / path.name
+    shutil.copy(path, target)
+    shutil.copy(path.with_suffix(".json"), target.with_suffix(".json"))
+    return target
+
+
+def test_recognize_matches_the_pytorch_model(exported) -> None:
+    import torch
+
+    path, model = exported
+    recognizer = OnnxRecognizer(path, EngineConfig(intra_op_threads=1))
+    images = [line_image(120, seed=1), line_image(60, seed=2, channels=3)]
+    lines = recognizer.recognize(images)
+    assert len(lines) == 2
+    for image, line in zip(images, lines, strict=True):
+        # One image at a time, so no batch padding is involved on either side.
+        (single,) = recognizer.recognize([image])
+        with torch.no_grad():
+            probs = torch.softmax(model(torch.from_numpy(prepare_line(image, CFG)[None])), -1)[0].numpy()
+        expected = greedy_decode(probs, CFG.charset)
+        assert single.text == expected.text
+        np.testing.assert_allclose(single.char_confidences, expected.char_confidences, atol=1e-4)
+        assert isinstance(line, DecodedLine)
+        assert 0.0 <= line.confidence <= 1.0
+        assert all(0.0 <= c <= 1.0 for c in line.char_confidences)
+        assert len(line.path) == CFG.frames_for_width(padded_width(round(image.shape[1] * 32 / 24), CFG))
+
+
+def test_recognize_keeps_input_order_across_batches(exported) -> None:
+    path, _ = exported
+    images = [line_image(w, seed=i) for i, w in enumerate((200, 40, 120, 40, 80))]
+    one_by_one = OnnxRecognizer(path, EngineConfig(max_batch_size=1))
+    expected = [one_by_one.recognize([img])[0] for img in images]
+    assert one_by_one.recognize(images) == expected
+    # Same-width images need no padding, so batching cannot change their reading.
+    batched = OnnxRecognizer(path, EngineConfig(max_batch_size=4))
+    same_width = [line_image(96, seed=i) for i in range(6)]
+    assert batched.recognize(same_width) == [one_by_one.recognize([img])[0] for img in same_width]
+    assert batched.recognize([]) == []
+
+
+def test_engine_decoder_override(exported) -> None:
+    path, _ = exported
+    (line,) = OnnxRecognizer(path, EngineConfig(decoder="beam", beam_width=4)).recognize([line_image(64)])
+    assert line.sequence_probability is not None and 0.0 <= line.sequence_probability <= 1.0
+
+
+def test_engine_config_is_immutable_and_validated() -> None:
+    engine = EngineConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        engine.intra_op_threads = 4  # type: ignore[misc]
+    for bad in ({"intra_op_threads": -1}, {"max_batch_size": 0}, {"providers": ()}, {"beam_width": 0}):
+        with pytest.raises(ValueError):
+            EngineConfig(**bad)
+
+
+def test_refuses_a_model_modified_after_export(exported, tmp_path) -> None:
+    path = copy_model(exported[0], tmp_path)
+    data = bytearray(path.read_bytes())
+    data[-1] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ModelError, match="checksum") as excinfo:
+        OnnxRecognizer(path)
+    assert str(path) in str(excinfo.value)
+    assert isinstance(excinfo.value, EdgeOCRError)
+
+
+def test_refuses_a_missing_sidecar(exported, tmp_path) -> None:
+    path = copy_model(exported[0], tmp_path)
+    path.with_suffix(".json").unlink()
+    with pytest.raises(ModelError, match="missing") as excinfo:
+        OnnxRecognizer(path)
+    assert str(path.with_suffix(".json")) in str(excinfo.value)
+
+
+def test_refuses_a_missing_model_file(exported, tmp_path) -> None:
+    path = copy_model(exported[0], tmp_path)
+    path.unlink()
+    with pytest.raises(ModelError, match="does not exist"):
+        OnnxRecognizer(path)
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda text: text[: len(text) // 2],  # truncated JSON
+        lambda text: "[]",
+        lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "onnx_sha256"}),
+        lambda text: json.dumps({**json.loads(text), "onnx_sha256": "not-a-hash"}),
+        lambda text: json.dumps({**json.loads(text), "charset_fingerprint": "0000000000000000"}),
+        lambda text: json.dumps(
+            {**json.loads(text), "config": {**json.loads(text)["config"], "input_height": 33}}
+        ),
+        lambda text: json.dumps({**json.loads(text), "format_version": 99}),
+    ],
+    ids=[
+        "truncated",
+        "not-an-object",
+        "no-checksum",
+        "bad-checksum",
+        "wrong-charset",
+        "bad-config",
+        "future-format",
+    ],
+)
+def test_refuses_a_malformed_sidecar(exported, tmp_path, corrupt) -> None:
+    path = copy_model(exported[0], tmp_path)
+    sidecar = path.with_suffix(".json")
+    sidecar.write_text(corrupt(sidecar.read_text()))
+    with pytest.raises(ModelError) as excinfo:
+        OnnxRecognizer(path)
+    assert str(sidecar) in str(excinfo.value)
+
+
+def test_refuses_a_sidecar_whose_charset_does_not_fit_the_network(exported, tmp_path) -> None:
+    path = copy_model(exported[0], tmp_path)
+    sidecar = path.with_suffix(".json")
+    data = json.loads(sidecar.read_text())
+    data["config"]["charset"] = "0123456789"
+    data["charset_fingerprint"] = Charset("0123456789").fingerprint
+    sidecar.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="classes") as excinfo:
+        OnnxRecognizer(path)
+    assert str(path) in str(excinfo.value)
+
+
+def test_a_renamed_model_pair_still_loads(exported, tmp_path) -> None:
+    source = exported[0]
+    target = tmp_path / "renamed.onnx"
+    shutil.copy(source, target)
+    shutil.copy(source.with_suffix(".json"), target.with_suffix(".json"))
+    assert len(OnnxRecognizer(target).recognize([line_image(50)])) == 1
+
+
+# --- torch stays out of inference ----------------------------------------------------------------
+
+_BLOCK_TORCH = """
+import sys
+sys.modules["torch"] = None  # any "import torch" now raises ImportError
+import edgeocr.core.ctc, edgeocr.core.lineimage, edgeocr.core.sidecar
+import edgeocr.runtime.recognizer
+from edgeocr.runtime import EngineConfig, OnnxRecognizer
+assert not any(name.startswith("edgeocr.models") for name in sys.modules), "runtime imported edgeocr.models"
+if len(sys.argv) > 1:
+    import numpy as np
+    recognizer = OnnxRecognizer(sys.argv[1], EngineConfig(intra_op_threads=1))
+    lines = recognizer.recognize([np.full((24, 80), 200, np.uint8)])
+    assert len(lines) == 1
+print("ok")
+"""
+
+
+def _run_without_torch(*args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(
+        [sys.executable, "-c", _BLOCK_TORCH, *args], capture_output=True, text=True, env=env, timeout=120
+    )
+
+
+def test_runtime_and_ctc_import_without_torch() -> None:
+    result = _run_without_torch()
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
+
+
+def test_runtime_recognizes_without_torch(exported) -> None:
+    result = _run_without_torch(str(exported[0]))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "ok"
