@@ -23,3 +23,7 @@ class ModelError(EdgeOCRError):
 
 class ImageError(EdgeOCRError):
     """An input image has a type or shape the recogniser cannot read."""
+
+
+class Interrupted(EdgeOCRError):
+    """The run was stopped by Ctrl-C or SIGTERM; partial outputs were removed."""

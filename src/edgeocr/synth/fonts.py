@@ -46,10 +46,14 @@ class FontLibrary:
 
 
 def _font_dirs(extra: list[str] | None) -> list[Path]:
+    """User directories first, then EDGEOCR_FONT_DIRS, then the system's (unless
+    EDGEOCR_NO_SYSTEM_FONTS=1, for runs that must not depend on what the machine has installed)."""
     dirs = [Path(d).expanduser() for d in (extra or [])]
     env = os.environ.get("EDGEOCR_FONT_DIRS")
     if env:
         dirs += [Path(d).expanduser() for d in env.split(os.pathsep) if d]
+    if os.environ.get("EDGEOCR_NO_SYSTEM_FONTS", "") not in ("", "0"):
+        return dirs
     return dirs + [Path(d).expanduser() for d in DEFAULT_FONT_DIRS]
 
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from edgeocr.synth.fonts import FontLibrary
 from edgeocr.synth.ink import DotParams, dot_matrix_mask, stack_vertical, trim, ttf_mask
-from edgeocr.synth.surfaces import SURFACE_WEIGHTS, SURFACES, TextureBank
+from edgeocr.synth.surfaces import SURFACE_WEIGHTS, SURFACES, TextureBank, colourise, replicate
 from edgeocr.synth.templates import PRINT_PROCESSES
 
 PROCESS_WEIGHTS = {
@@ -68,8 +68,8 @@ class PrintStyle:
 def _choose(rng: np.random.Generator, options, weights=None):
     if weights is None:
         return options[int(rng.integers(0, len(options)))]
-    w = np.asarray(weights, dtype=np.float64)
-    return options[int(rng.choice(len(options), p=w / w.sum()))]
+    cumulative = np.cumsum(weights)
+    return options[min(int(np.searchsorted(cumulative, rng.random() * cumulative[-1], side="right")), len(options) - 1)]
 
 
 def process_fits(process: str, text_lines: list[str]) -> bool:
@@ -145,9 +145,9 @@ def apply_print(surface: np.ndarray, alpha: np.ndarray, style: PrintStyle, rng: 
         gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3)
         angle = rng.uniform(0, 2 * np.pi)
-        relief = (np.cos(angle) * gx + np.sin(angle) * gy) * rng.uniform(60, 160) * (1 if rng.random() < 0.6 else -1)
+        relief = (float(np.cos(angle)) * gx + float(np.sin(angle)) * gy) * rng.uniform(60, 160) * (1 if rng.random() < 0.6 else -1)
         relief += alpha * rng.uniform(-12, 12)  # the stroke tops catch a little more or less light
-        return surface + relief[..., None]
+        return cv2.add(surface, replicate(relief.astype(np.float32, copy=False)))
 
     a = alpha * style.opacity
     if process == "inkjet" and rng.random() < 0.5:
@@ -166,19 +166,20 @@ def apply_print(surface: np.ndarray, alpha: np.ndarray, style: PrintStyle, rng: 
     elif process == "laser":
         a = a * np.clip(0.85 + 0.12 * bank.window("fine", h, w, rng), 0, 1)
 
+    # Inks are chosen against the surface under the mark, not the whole image (scenes are varied).
+    mark = alpha[::2, ::2] > 0.05
+    mean = float(surface[::2, ::2][mark].mean()) if mark.any() else float(surface[::4, ::4].mean())
     if process == "etched":
-        mean = float(surface[::4, ::4].mean())
         if mean < 130 or rng.random() < 0.5:
             # Etching removes coating or roughens metal: lighter, low-contrast strokes.
             gain = rng.uniform(25, 90)
             speckle = 1 + 0.3 * bank.window("fine", h, w, rng)
-            return surface + (a * gain * speckle)[..., None]
+            return cv2.add(surface, replicate((a * gain * speckle).astype(np.float32, copy=False)))
         # Annealing marks on bright steel: darker strokes.
-        return surface * (1 - a * rng.uniform(0.3, 0.7))[..., None]
+        return cv2.multiply(surface, replicate((1 - a * rng.uniform(0.3, 0.7)).astype(np.float32, copy=False)))
 
-    ink = _ink_for(float(surface[::4, ::4].mean()), process, rng)
-    ink_layer = np.empty_like(surface)
-    ink_layer[:] = ink
+    ink = _ink_for(mean, process, rng)
+    ink_layer = colourise(np.ones_like(a), ink)
     return cv2.blendLinear(ink_layer, surface, a, 1 - a)
 
 
