@@ -1,0 +1,36 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both create .venv and install.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: demo test fonts install bench-synth clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# Exactly this torch: any other spec resolves to the CUDA build (gigabytes).
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	touch $@
+
+install: $(STAMP)
+
+fonts:
+	@scripts/ensure-fonts.sh
+
+demo: $(STAMP) fonts
+	$(BIN)/edgeocr synth lines --count 60 --seed 0 --workers 2 --out build/demo/lines --overwrite \
+		--preview build/demo/lines-sheet.png --quiet
+	$(BIN)/edgeocr synth scenes --count 6 --seed 0 --workers 2 --out build/demo/scenes --overwrite \
+		--preview build/demo/scenes-sheet.png --quiet
+	@echo "demo: look at build/demo/lines-sheet.png and build/demo/scenes-sheet.png"
+
+test: $(STAMP) fonts
+	$(BIN)/python -m pytest
+
+bench-synth: $(STAMP) fonts
+	$(BIN)/python -m edgeocr.bench.synth_speed --workers 2 --count 6000 --repeats 3
+
+clean:
+	rm -rf $(VENV) build .pytest_cache
