@@ -31,6 +31,12 @@ def describe_os_error(exc: OSError, path: Path | str) -> str:
     return f"cannot write {path}: {reason}"
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def _partial_prefix(final: Path) -> str:
     return f".{final.name}.partial-"
 
@@ -52,6 +58,7 @@ def atomic_output_dir(final: Path, overwrite: bool = False) -> Iterator[Path]:
         for stale in parent.glob(_partial_prefix(final) + "*"):
             shutil.rmtree(stale, ignore_errors=True)
         tmp = Path(tempfile.mkdtemp(prefix=_partial_prefix(final), dir=parent))
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private; the dataset should not be
     except OSError as exc:
         raise OutputError(describe_os_error(exc, final)) from exc
     try:
@@ -74,6 +81,7 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         try:
+            os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes it private; a normal file should not be
             with os.fdopen(fd, "wb") as fh:
                 fh.write(data)
             os.replace(tmp, path)
