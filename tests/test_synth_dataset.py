@@ -83,6 +83,7 @@ def test_lmdb_layout_of_the_scene_text_repos(cli, tmp_path):
     image = cv2.imdecode(np.frombuffer(x[b"image-000000001"], np.uint8), cv2.IMREAD_COLOR)
     assert image is not None and image.size > 0
     assert x == read_lmdb(tmp_path / "y")
+    assert tree_digest(tmp_path / "x") == tree_digest(tmp_path / "y")  # LMDB files too, byte for byte
     # The same crops as the folder format, in the same order.
     cli("synth", "lines", "--count", "25", "--seed", "2", "--workers", "1", "--out", str(tmp_path / "f"), "-q")
     rows = (tmp_path / "f" / "labels.tsv").read_text().splitlines()

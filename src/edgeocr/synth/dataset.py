@@ -327,7 +327,7 @@ class _LmdbWriter:
         self.root = root
         per_sample = 400_000 if job.kind == "scenes" else 40_000
         self.env = lmdb.open(str(root), map_size=max(1 << 28, job.count * per_sample), subdir=True,
-                             meminit=False, map_async=False)
+                             meminit=True, map_async=False)  # meminit: no stray bytes in free space
         self.kind = job.kind
         self.txn = self.env.begin(write=True)
         self.n = 0
@@ -364,3 +364,6 @@ class _LmdbWriter:
             self.txn.abort()
             self.txn = None
         self.env.close()
+        # lock.mdb holds process ids, not data; readers recreate it. Without it the dataset is
+        # byte-for-byte reproducible.
+        (self.root / "lock.mdb").unlink(missing_ok=True)
