@@ -64,24 +64,21 @@ _OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output
 _QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 
 
-@synth_app.command("lines")
-def synth_lines(count: int = _COUNT, seed: int = _SEED, workers: int = _WORKERS, out: Path = _OUT,
+def _register_synth(kind: str, help_text: str) -> None:
+    """``edgeocr synth lines`` and ``edgeocr synth scenes`` take the same options."""
+
+    def command(count: int = _COUNT, seed: int = _SEED, workers: int = _WORKERS, out: Path = _OUT,
                 format: DatasetFormat = _FORMAT, preview: Optional[Path] = _PREVIEW,
                 templates: list[Path] = _TEMPLATES, no_default_templates: bool = _NO_DEFAULT,
                 fonts: list[Path] = _FONTS, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET) -> None:
-    """Line crops of printed codes, labelled in labels.tsv (relative/path<TAB>text)."""
-    _synth("lines", count, seed, workers, out, format, preview, templates, no_default_templates, fonts, overwrite,
-           quiet)
+        _synth(kind, count, seed, workers, out, format, preview, templates, no_default_templates, fonts,
+               overwrite, quiet)
+
+    synth_app.command(kind, help=help_text)(command)
 
 
-@synth_app.command("scenes")
-def synth_scenes(count: int = _COUNT, seed: int = _SEED, workers: int = _WORKERS, out: Path = _OUT,
-                 format: DatasetFormat = _FORMAT, preview: Optional[Path] = _PREVIEW,
-                 templates: list[Path] = _TEMPLATES, no_default_templates: bool = _NO_DEFAULT,
-                 fonts: list[Path] = _FONTS, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET) -> None:
-    """Whole product scenes with several code blocks, one polygon per line in annotations.jsonl."""
-    _synth("scenes", count, seed, workers, out, format, preview, templates, no_default_templates, fonts, overwrite,
-           quiet)
+_register_synth("lines", "Line crops of printed codes, labelled in labels.tsv (relative/path<TAB>text).")
+_register_synth("scenes", "Whole product scenes with several code blocks, one polygon per line in annotations.jsonl.")
 
 
 @app.command("version")
