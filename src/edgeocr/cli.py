@@ -81,6 +81,59 @@ _register_synth("lines", "Line crops of printed codes, labelled in labels.tsv (r
 _register_synth("scenes", "Whole product scenes with several code blocks, one polygon per line in annotations.jsonl.")
 
 
+class EvalMode(str, Enum):
+    rec = "rec"
+    e2e = "e2e"
+
+
+@app.command("eval")
+def evaluate(
+    data: Path = typer.Option(..., "--data", help="Folder with images and labels.tsv (relative/path<TAB>text)."),
+    model: str = typer.Option("default", "--model", help="Shipped model name or path of an .onnx file."),
+    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure and prediction here."),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
+    quiet: bool = _QUIET,
+) -> None:
+    """Score a recogniser: character accuracy, exact match (strict and relaxed), latency, per category."""
+    import json
+
+    _need("bench", "rapidfuzz")
+    from edgeocr.bench.evaluate import evaluate_rec
+    from edgeocr.core.atomic import atomic_write_bytes
+    from edgeocr.runtime.models import resolve_model
+    from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
+
+    if mode is not EvalMode.rec:
+        raise EdgeOCRError("--mode e2e needs the reader (detector + recogniser), which is not built yet")
+    recognizer = OnnxRecognizer(resolve_model(model), EngineConfig(intra_op_threads=threads))
+
+    def read(image):
+        line = recognizer.recognize([image])[0]
+        return line.text, line.confidence
+
+    result = {"mode": mode.value, "model": model, "data": str(data), **evaluate_rec(read, data)}
+    if json_out is not None:
+        atomic_write_bytes(json_out, (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode())
+    if not quiet:
+        _print_scores(result)
+
+
+def _print_scores(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{result['model']} on {result['data']}")
+    for column in ("category", "n", "char acc %", "exact %", "relaxed char %", "relaxed exact %", "p50 ms"):
+        table.add_column(column, justify="right" if column != "category" else "left")
+    rows = [*result["per_category"].items(), ("ALL", result)]
+    for name, r in rows:
+        table.add_row(name or "-", str(r["n"]), f"{100 * r['char_accuracy']:.1f}", f"{100 * r['exact_match']:.1f}",
+                      f"{100 * r['char_accuracy_relaxed']:.1f}", f"{100 * r['exact_match_relaxed']:.1f}",
+                      f"{r['latency_ms_p50']:.2f}")
+    Console().print(table)
+
+
 @app.command("version")
 def version() -> None:
     """Print the edgeocr version."""

@@ -27,3 +27,7 @@ class ImageError(EdgeOCRError):
 
 class Interrupted(EdgeOCRError):
     """The run was stopped by Ctrl-C or SIGTERM; partial outputs were removed."""
+
+
+class DataError(EdgeOCRError):
+    """A dataset or label file is missing, empty or malformed; the message names the file and line."""
