@@ -81,6 +81,43 @@ _register_synth("lines", "Line crops of printed codes, labelled in labels.tsv (r
 _register_synth("scenes", "Whole product scenes with several code blocks, one polygon per line in annotations.jsonl.")
 
 
+@app.command("train")
+def train(
+    arch: str = typer.Option("crnn_m", "--arch", help="Architecture: crnn_s, crnn_m, crnn_l, svtr_s (tiny ones for tests)."),
+    data: list[Path] = typer.Option([], "--data", help="labels.tsv folder or LMDB directory (repeatable)."),
+    val: Optional[Path] = typer.Option(None, "--val", help="Validation set; default: held-out synthetic lines."),
+    synthetic: int = typer.Option(20000, "--synthetic", help="Synthetic lines rendered on the fly per epoch (0: none)."),
+    synthetic_ratio: Optional[float] = typer.Option(None, "--synthetic-ratio",
+                                                    help="Share of synthetic lines when mixing with --data."),
+    epochs: int = typer.Option(20, "--epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
+    batch_size: int = typer.Option(64, "--batch-size"),
+    lr: float = typer.Option(1e-3, "--lr"),
+    workers: int = typer.Option(2, "--workers", help="Data loader processes."),
+    precision: str = typer.Option("auto", "--precision", help="auto, 32, bf16-mixed or 16-mixed."),
+    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
+    devices: str = typer.Option("auto", "--devices", help="Devices per node (Lightning's meaning)."),
+    num_nodes: int = typer.Option(1, "--num-nodes"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Save last.ckpt every N steps."),
+    patience: int = typer.Option(5, "--patience", help="Early stopping: epochs without improvement."),
+    templates: list[Path] = _TEMPLATES,
+    fonts: list[Path] = _FONTS,
+    seed: int = _SEED,
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics, model.onnx."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
+    quiet: bool = _QUIET,
+) -> None:
+    """Train a recogniser on synthetic lines and/or datasets; exports OUT/model.onnx with its sidecar."""
+    from edgeocr.train.command import train_command
+
+    model = train_command(arch=arch, data=data, val=val, synthetic=synthetic, synthetic_ratio=synthetic_ratio,
+                          epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, workers=workers,
+                          precision=precision, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
+                          checkpoint_every_n_steps=checkpoint_every, early_stopping_patience=patience,
+                          templates=templates, fonts=fonts, seed=seed, out=out, resume=resume, progress=not quiet)
+    typer.echo(f"model: {model}")
+
+
 class EvalMode(str, Enum):
     rec = "rec"
     e2e = "e2e"
