@@ -37,7 +37,6 @@ _gen: LineSynthesizer | None = None
 
 def _init(seed: int) -> None:
     global _gen
-    cv2.setNumThreads(1)
     _gen = LineSynthesizer(load_catalogue(), discover_fonts(), seed)
 
 
@@ -59,6 +58,7 @@ def warm_caches() -> float:
 
 def in_memory_rate(count: int, workers: int, seed: int) -> float:
     bounds = [(s, min(s + 64, count)) for s in range(0, count, 64)]
+    cv2.setNumThreads(1)  # inherited by the forked workers (see synth.dataset)
     with mp.get_context("fork").Pool(workers, initializer=_init, initargs=(seed,)) as pool:
         pool.map(_generate, [(count + i * 64, count + i * 64 + 8) for i in range(workers)])  # start workers
         start = time.perf_counter()

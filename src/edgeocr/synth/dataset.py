@@ -114,7 +114,6 @@ def _set_up(job: SynthJob, target: Path) -> None:
 def _init_worker(job: SynthJob, target: Path) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the pool
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # forked from a parent that turns SIGTERM into an exception
-    cv2.setNumThreads(1)  # one process per core; OpenCV's own threads would fight them
     _set_up(job, target)
 
 
@@ -169,6 +168,11 @@ def _records(job: SynthJob, target: Path) -> Iterator[dict]:
             yield from _make_chunk(b)
         return
     ctx = mp.get_context("fork" if sys.platform.startswith("linux") else "spawn")
+    # One OpenCV thread per worker process (they would fight over the cores otherwise). Set in the
+    # parent before forking: calling setNumThreads in a child whose parent already used OpenCV's
+    # thread pool can deadlock.
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
     pool = ctx.Pool(job.workers, initializer=_init_worker, initargs=(job, target))
     try:
         for records in pool.imap(_make_chunk, bounds):
@@ -179,6 +183,7 @@ def _records(job: SynthJob, target: Path) -> Iterator[dict]:
         raise
     finally:
         pool.join()
+        cv2.setNumThreads(threads)
 
 
 def _raise_on_sigterm(signum, frame):  # noqa: ARG001
