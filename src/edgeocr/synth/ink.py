@@ -46,7 +46,8 @@ def ttf_mask(text: str, font_path: str, cap_height: int, tracking: float = 0.0,
     font = _font(font_path, size)
     ascent, descent = font.getmetrics()
     pad = 2 + stroke
-    gap = tracking * _cap_box(font_path, size)[1] - tracking * _cap_box(font_path, size)[0]
+    real_top, real_bottom = _cap_box(font_path, size)
+    gap = tracking * (real_bottom - real_top)  # letter spacing in cap heights at the rendered size
     height = ascent + descent + 2 * pad
     glyphs = [_glyph(font_path, size, c, stroke) for c in text]
     width = int(sum(g[1] for g in glyphs) + gap * max(len(text) - 1, 0)) + 2 * pad + 8
@@ -59,7 +60,6 @@ def ttf_mask(text: str, font_path: str, cap_height: int, tracking: float = 0.0,
         if w > 0:
             np.maximum(line[pad : pad + h, xi : xi + w], bitmap[:, :w], out=line[pad : pad + h, xi : xi + w])
         x += advance + gap
-    real_top, real_bottom = _cap_box(font_path, size)
     line = _trim_rows(line, pad + real_top, real_bottom - real_top)
     scale = cap_height / max(real_bottom - real_top, 1)
     if abs(scale - 1) > 0.02:
@@ -205,9 +205,9 @@ def stack_vertical(char_masks: list[np.ndarray], gap: int) -> np.ndarray:
     return out
 
 
-def trim(alpha: np.ndarray, threshold: float = 0.05) -> tuple[np.ndarray, tuple[int, int]]:
-    """Crop to the ink; returns the crop and its top-left offset."""
+def trim(alpha: np.ndarray, threshold: float = 0.05) -> np.ndarray:
+    """Crop to the ink (an inkless mask is returned as it is)."""
     ys, xs = np.nonzero(alpha > threshold)
     if len(ys) == 0:
-        return alpha, (0, 0)
-    return alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1], (int(ys.min()), int(xs.min()))
+        return alpha
+    return alpha[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]

@@ -116,8 +116,8 @@ def render_text_mask(text: str, style: PrintStyle, cap_height: int, rng: np.rand
     if vertical:
         gap = max(1, int(cap_height * rng.uniform(0.15, 0.45)))
         cells = [_mask_of(c, style, cap_height, rng) for c in text if c != " "]
-        return stack_vertical([trim(c)[0] if c.any() else c for c in cells], gap)
-    return trim(_mask_of(text, style, cap_height, rng))[0]
+        return stack_vertical([trim(c) for c in cells], gap)
+    return trim(_mask_of(text, style, cap_height, rng))
 
 
 def _mask_of(text: str, style: PrintStyle, cap_height: int, rng: np.random.Generator) -> np.ndarray:
