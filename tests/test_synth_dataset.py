@@ -154,10 +154,10 @@ def test_full_disk_leaves_no_dataset(tmp_path, fmt):
     assert not (tmp_path / "o").exists() and no_partials(tmp_path)
 
 
-def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
+def _start_long_run(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / "big"
     proc = subprocess.Popen([sys.executable, "-m", "edgeocr.cli", "synth", "lines", "--count", "200000",
-                             "--workers", "2", "--out", str(out), "-q"],
+                             "--workers", str(workers), "--out", str(out), "-q"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
     while time.time() < deadline:
@@ -169,9 +169,9 @@ def _start_long_run(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     raise AssertionError("generation never started")
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
-def test_interrupted_run_exits_non_zero_and_leaves_nothing(tmp_path, sig):
-    proc, out = _start_long_run(tmp_path)
+@pytest.mark.parametrize("sig, workers", [(signal.SIGINT, 2), (signal.SIGTERM, 2), (signal.SIGTERM, 1)])
+def test_interrupted_run_exits_non_zero_and_leaves_nothing(tmp_path, sig, workers):
+    proc, out = _start_long_run(tmp_path, workers)
     proc.send_signal(sig)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr
