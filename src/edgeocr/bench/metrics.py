@@ -30,6 +30,13 @@ def accuracy(labels: Sequence[str], predictions: Sequence[str]) -> dict[str, flo
     }
 
 
+def character_accuracy(edit_distance: int, truth_chars: int) -> float:
+    """max(0, 1 - edit distance / ground-truth characters); 0 when there is nothing to read.
+
+    Taken from totals, so that training can sum them across processes before dividing."""
+    return max(0.0, 1.0 - edit_distance / truth_chars) if truth_chars else 0.0
+
+
 def _scores(labels: Iterable[str], predictions: Iterable[str], suffix: str) -> dict[str, float]:
     distance = chars = exact = n = 0
     for label, prediction in zip(labels, predictions):
@@ -38,6 +45,6 @@ def _scores(labels: Iterable[str], predictions: Iterable[str], suffix: str) -> d
         exact += label == prediction
         n += 1
     return {
-        f"char_accuracy{suffix}": max(0.0, 1.0 - distance / chars) if chars else 0.0,
+        f"char_accuracy{suffix}": character_accuracy(distance, chars),
         f"exact_match{suffix}": exact / n if n else 0.0,
     }

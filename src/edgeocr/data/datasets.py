@@ -31,11 +31,11 @@ from edgeocr.core.images import decode_image, read_image
 from edgeocr.core.lineimage import pad_and_normalise, padded_width, to_line_strip
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.data.labels import LABELS_FILE, read_labels
+from edgeocr.data.lmdb_layout import NUM_SAMPLES_KEY, image_key, label_key, meta_key
 
 log = logging.getLogger(__name__)
 
 LMDB_DATA_FILE = "data.mdb"
-LMDB_NUM_SAMPLES_KEY = b"num-samples"
 MAX_REASONS_LOGGED = 5  # a summary names the first few problems, not thousands
 
 
@@ -128,7 +128,7 @@ class LmdbLines(Dataset):
         env = self._open()
         try:
             with env.begin() as txn:
-                raw = txn.get(LMDB_NUM_SAMPLES_KEY)
+                raw = txn.get(NUM_SAMPLES_KEY)
         finally:
             env.close()
         try:
@@ -136,7 +136,7 @@ class LmdbLines(Dataset):
         except ValueError:
             self.count = -1
         if self.count < 0:
-            raise DataError(f"{self.root}: LMDB has no valid {LMDB_NUM_SAMPLES_KEY.decode()!r} key")
+            raise DataError(f"{self.root}: LMDB has no valid {NUM_SAMPLES_KEY.decode()!r} key")
         if self.count == 0:
             raise DataError(f"{self.root}: LMDB dataset holds no samples")
         self.skipped: list[str] = []  # problems show up per sample, when read
@@ -179,7 +179,7 @@ class LmdbLines(Dataset):
         key = index + 1
         source = f"{self.root}#{key}"
         image_bytes, label_bytes, meta_bytes = self._read(
-            [f"image-{key:09d}".encode(), f"label-{key:09d}".encode(), f"meta-{key:09d}".encode()]
+            [image_key(key), label_key(key), meta_key(key)]
         )
         if image_bytes is None or label_bytes is None:
             return SkippedSample(f"{source}: image or label key missing")

@@ -26,6 +26,7 @@ from edgeocr import __version__
 from edgeocr.core.atomic import atomic_output_dir, atomic_write_bytes, describe_os_error
 from edgeocr.core.charset import DEFAULT_CHARSET
 from edgeocr.core.errors import EdgeOCRError, Interrupted, OutputError
+from edgeocr.data.lmdb_layout import NUM_SAMPLES_KEY, image_key, label_key, meta_key
 from edgeocr.synth.fonts import discover_fonts
 from edgeocr.synth.ink import warm_glyph_cache
 from edgeocr.synth.lines import LineSynthConfig, LineSynthesizer
@@ -34,20 +35,7 @@ from edgeocr.synth.processes import FOURTEEN_SEGMENT_CHARS
 from edgeocr.synth.scenes import SceneSynthesizer
 from edgeocr.synth.templates import default_catalogue_path, load_catalogue
 
-LMDB_NUM_SAMPLES_KEY = b"num-samples"  # the key layout of the common scene-text training repos
 PREVIEW_SAMPLES = {"lines": 60, "scenes": 6}
-
-
-def lmdb_image_key(i: int) -> bytes:
-    return f"image-{i:09d}".encode()
-
-
-def lmdb_label_key(i: int) -> bytes:
-    return f"label-{i:09d}".encode()
-
-
-def lmdb_meta_key(i: int) -> bytes:
-    return f"meta-{i:09d}".encode()
 
 
 @dataclass(frozen=True)
@@ -345,19 +333,19 @@ class _LmdbWriter:
 
     def _add(self, record: dict) -> None:
         self.n += 1
-        self.txn.put(lmdb_image_key(self.n), record["bytes"])
+        self.txn.put(image_key(self.n), record["bytes"])
         if self.kind == "lines":
-            self.txn.put(lmdb_label_key(self.n), record["text"].encode("utf-8"))
-            self.txn.put(lmdb_meta_key(self.n), json.dumps({"file": record["file"], **record["meta"]}).encode())
+            self.txn.put(label_key(self.n), record["text"].encode("utf-8"))
+            self.txn.put(meta_key(self.n), json.dumps({"file": record["file"], **record["meta"]}).encode())
         else:
-            self.txn.put(lmdb_label_key(self.n), json.dumps(record["annotation"]).encode("utf-8"))
+            self.txn.put(label_key(self.n), json.dumps(record["annotation"]).encode("utf-8"))
         if self.n % 1000 == 0:
             self.txn.commit()
             self.txn = self.env.begin(write=True)
 
     def finish(self) -> None:
         try:
-            self.txn.put(LMDB_NUM_SAMPLES_KEY, str(self.n).encode())
+            self.txn.put(NUM_SAMPLES_KEY, str(self.n).encode())
             self.txn.commit()
             self.txn = None
             self.env.sync(True)

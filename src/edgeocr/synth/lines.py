@@ -8,11 +8,12 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeocr.synth.capture import photometric_pipeline, seeded, warp_with_points
+from edgeocr.synth.capture import seeded, warp_with_points
 from edgeocr.synth.fonts import FontLibrary
 from edgeocr.synth.processes import apply_print, render_text_mask, sample_style, to_uint8
-from edgeocr.synth.surfaces import TextureBank, cylinder_warp, make_surface
-from edgeocr.synth.templates import Catalogue, SamplingContext
+from edgeocr.synth.generator import Synthesizer
+from edgeocr.synth.surfaces import cylinder_warp, make_surface
+from edgeocr.synth.templates import Catalogue
 
 
 class LineSynthConfig(BaseModel):
@@ -38,18 +39,14 @@ class LineSample:
     vertical: bool
 
 
-class LineSynthesizer:
+class LineSynthesizer(Synthesizer):
     """Deterministic line-crop generator: ``sample(i)`` depends only on (seed, i)."""
+
+    config: LineSynthConfig
 
     def __init__(self, catalogue: Catalogue, fonts: FontLibrary, seed: int,
                  config: LineSynthConfig | None = None) -> None:
-        self.catalogue = catalogue
-        self.fonts = fonts
-        self.seed = int(seed)
-        self.config = config or LineSynthConfig()
-        self.bank = TextureBank(self.seed)
-        self.context = SamplingContext(dt.datetime.combine(self.config.anchor_date, dt.time()))
-        self.photometric = photometric_pipeline()
+        super().__init__(catalogue, fonts, seed, config or LineSynthConfig())
 
     def sample(self, index: int) -> LineSample:
         cfg = self.config

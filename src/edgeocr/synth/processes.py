@@ -65,7 +65,8 @@ class PrintStyle:
     bold_stroke: int
 
 
-def _choose(rng: np.random.Generator, options, weights=None):
+def choose(rng: np.random.Generator, options, weights=None):
+    """One of ``options``, uniformly or by relative ``weights`` (cheaper than Generator.choice)."""
     if weights is None:
         return options[int(rng.integers(0, len(options)))]
     cumulative = np.cumsum(weights)
@@ -83,21 +84,21 @@ def process_fits(process: str, text_lines: list[str]) -> bool:
 def sample_style(text_lines: list[str], allowed: list[str] | None, fonts: FontLibrary,
                  rng: np.random.Generator, cap_height: float) -> PrintStyle:
     candidates = [p for p in (allowed or PRINT_PROCESSES) if process_fits(p, text_lines)] or ["thermal"]
-    process = _choose(rng, candidates, [PROCESS_WEIGHTS[p] for p in candidates])
+    process = choose(rng, candidates, [PROCESS_WEIGHTS[p] for p in candidates])
     surfaces = _PROCESS_SURFACES[process]
-    surface = _choose(rng, surfaces, [SURFACE_WEIGHTS[SURFACES.index(s)] for s in surfaces])
+    surface = choose(rng, surfaces, [SURFACE_WEIGHTS[SURFACES.index(s)] for s in surfaces])
     if process == "segment":
         digits_only = set("".join(text_lines)) <= SEVEN_SEGMENT_CHARS
         pool = fonts.seven_segment if digits_only and fonts.seven_segment and rng.random() < 0.8 else fonts.fourteen_segment
-        font = _choose(rng, pool or fonts.require("seven_segment"))
+        font = choose(rng, pool or fonts.require("seven_segment"))
     elif process in ("painted", "stamped", "embossed"):
-        font = _choose(rng, fonts.bold or fonts.require("text"))
+        font = choose(rng, fonts.bold or fonts.require("text"))
     elif process == "inkjet":
-        font = next((f for hint in _DOT_FALLBACK_HINTS for f in fonts.mono if hint + "." in f), None) or _choose(
+        font = next((f for hint in _DOT_FALLBACK_HINTS for f in fonts.mono if hint + "." in f), None) or choose(
             rng, fonts.require("text"))
     else:
         pool = fonts.require("text") + (fonts.dot if rng.random() < 0.1 else ())
-        font = _choose(rng, pool)
+        font = choose(rng, pool)
     return PrintStyle(
         process=process,
         surface=surface,
@@ -128,10 +129,10 @@ def _mask_of(text: str, style: PrintStyle, cap_height: int, rng: np.random.Gener
 
 def _ink_for(surface_mean: float, process: str, rng: np.random.Generator) -> np.ndarray:
     if process == "stamped":
-        return np.array(_choose(rng, _STAMP_INKS), np.float32)
+        return np.array(choose(rng, _STAMP_INKS), np.float32)
     dark_surface = surface_mean < 110
     palette = _LIGHT_INKS if dark_surface else _DARK_INKS
-    return np.array(_choose(rng, palette), np.float32) + rng.normal(0, 6, 3).astype(np.float32)
+    return np.array(choose(rng, palette), np.float32) + rng.normal(0, 6, 3).astype(np.float32)
 
 
 def apply_print(surface: np.ndarray, alpha: np.ndarray, style: PrintStyle, rng: np.random.Generator,

@@ -13,11 +13,12 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeocr.synth.capture import GeometryRange, photometric_pipeline, seeded, warp_with_points
+from edgeocr.synth.capture import GeometryRange, seeded, warp_with_points
 from edgeocr.synth.fonts import FontLibrary
-from edgeocr.synth.processes import apply_print, render_text_mask, sample_style, to_uint8
-from edgeocr.synth.surfaces import SURFACE_WEIGHTS, SURFACES, TextureBank, make_surface
-from edgeocr.synth.templates import Catalogue, SamplingContext
+from edgeocr.synth.generator import Synthesizer
+from edgeocr.synth.processes import apply_print, choose, render_text_mask, sample_style, to_uint8
+from edgeocr.synth.surfaces import SURFACE_WEIGHTS, SURFACES, make_surface
+from edgeocr.synth.templates import Catalogue
 
 SCENE_SIZES = ((640, 480), (800, 600), (960, 540), (640, 640), (480, 640))
 
@@ -49,24 +50,20 @@ class SceneSample:
     lines: list[SceneLine]
 
 
-class SceneSynthesizer:
+class SceneSynthesizer(Synthesizer):
     """Deterministic scene generator: ``sample(i)`` depends only on (seed, i)."""
+
+    config: SceneSynthConfig
 
     def __init__(self, catalogue: Catalogue, fonts: FontLibrary, seed: int,
                  config: SceneSynthConfig | None = None) -> None:
-        self.catalogue = catalogue
-        self.fonts = fonts
-        self.seed = int(seed)
-        self.config = config or SceneSynthConfig()
-        self.bank = TextureBank(self.seed)
-        self.context = SamplingContext(dt.datetime.combine(self.config.anchor_date, dt.time()))
-        self.photometric = photometric_pipeline()
+        super().__init__(catalogue, fonts, seed, config or SceneSynthConfig())
 
     def sample(self, index: int) -> SceneSample:
         cfg = self.config
         rng = np.random.default_rng([self.seed, int(index), 0x5CE7E])
         width, height = SCENE_SIZES[int(rng.integers(0, len(SCENE_SIZES)))]
-        kind = SURFACES[int(rng.choice(len(SURFACES), p=np.array(SURFACE_WEIGHTS) / sum(SURFACE_WEIGHTS)))]
+        kind = choose(rng, SURFACES, SURFACE_WEIGHTS)
         canvas = make_surface(kind, height, width, rng, self.bank)
         _decorate(canvas, rng)
         occupied = np.zeros((height, width), dtype=np.uint8)

@@ -20,6 +20,7 @@ import torch
 from rapidfuzz.distance import Levenshtein
 from torch import nn
 
+from edgeocr.bench.metrics import character_accuracy
 from edgeocr.core.ctc import decode_batch
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.data.datasets import LineBatch
@@ -29,11 +30,6 @@ VAL_CHAR_ACC = "val_char_acc"
 VAL_EXACT = "val_exact"
 VAL_LOSS = "val_loss"
 TRAIN_LOSS = "train_loss"
-
-
-def character_accuracy(edit_distance: int, truth_chars: int) -> float:
-    """max(0, 1 - edit distance / ground-truth characters); 0 when there is nothing to read."""
-    return max(0.0, 1.0 - edit_distance / truth_chars) if truth_chars else 0.0
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float, final_fraction: float) -> Callable[[int], float]:
