@@ -93,6 +93,9 @@ def train(
     max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
     batch_size: int = typer.Option(64, "--batch-size"),
     lr: float = typer.Option(1e-3, "--lr"),
+    warmup: float = typer.Option(0.05, "--warmup", help="Share of the planned steps spent warming up the LR."),
+    width_chunks: int = typer.Option(4, "--width-chunks",
+                                     help="Run each batch in this many width-sorted chunks (less padding)."),
     workers: int = typer.Option(2, "--workers", help="Data loader processes."),
     precision: str = typer.Option("auto", "--precision", help="auto, 32, bf16-mixed or 16-mixed."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
@@ -114,7 +117,8 @@ def train(
                           epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, workers=workers,
                           precision=precision, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                           checkpoint_every_n_steps=checkpoint_every, early_stopping_patience=patience,
-                          templates=templates, fonts=fonts, seed=seed, out=out, resume=resume, progress=not quiet)
+                          templates=templates, fonts=fonts, seed=seed, out=out, resume=resume, progress=not quiet,
+                          warmup_fraction=warmup, width_chunks=width_chunks)
     typer.echo(f"model: {model}")
 
 

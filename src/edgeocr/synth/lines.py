@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,6 +27,15 @@ class LineSynthConfig(BaseModel):
     cylinder_p: float = Field(default=0.15, ge=0, le=1, description="Probability of a cylindrical warp.")
     capture_p: float = Field(default=0.9, ge=0, le=1, description="Probability of camera effects at all.")
     margin: tuple[float, float] = Field(default=(0.1, 0.6), description="Crop margin, in cap heights.")
+    min_contrast: float = Field(
+        default=28.0, ge=0,
+        description="Least gray-level difference between ink and surface (medians) as printed; a sample below "
+        "it is drawn again, so that labels never describe text nobody could read.",
+    )
+    min_std: float = Field(
+        default=8.0, ge=0, description="Least gray-level standard deviation of the final crop (same reason)."
+    )
+    max_attempts: int = Field(default=8, ge=1, description="Draws per sample before keeping an illegible one.")
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,15 @@ class LineSample:
     vertical: bool
 
 
+def ink_contrast(image: np.ndarray, alpha: np.ndarray) -> float:
+    """Gray-level difference between the medians of inked (alpha > 0.5) and bare (alpha < 0.05) pixels."""
+    gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    ink, bare = gray[alpha > 0.5], gray[alpha < 0.05]
+    if ink.size == 0 or bare.size == 0:
+        return 0.0
+    return abs(float(np.median(ink)) - float(np.median(bare)))
+
+
 class LineSynthesizer(Synthesizer):
     """Deterministic line-crop generator: ``sample(i)`` depends only on (seed, i)."""
 
@@ -49,8 +68,16 @@ class LineSynthesizer(Synthesizer):
         super().__init__(catalogue, fonts, seed, config or LineSynthConfig())
 
     def sample(self, index: int) -> LineSample:
-        cfg = self.config
+        """Sample ``index``: drawn again (same generator, so still deterministic) while illegible."""
         rng = np.random.default_rng([self.seed, int(index), 0x11AE])
+        for _ in range(self.config.max_attempts - 1):
+            sample = self._draw(rng)
+            if sample is not None:
+                return sample
+        return self._draw(rng, check=False)  # type: ignore[return-value]
+
+    def _draw(self, rng: np.random.Generator, check: bool = True) -> LineSample | None:
+        cfg = self.config
         template = self.catalogue.pick(rng)
         lines = template.sample(rng, self.context)
         text = lines[int(rng.integers(0, len(lines)))]
@@ -68,6 +95,8 @@ class LineSynthesizer(Synthesizer):
         full_alpha[pad : pad + th, pad : pad + tw] = alpha
         surface = make_surface(style.surface, h, w, rng, self.bank)
         image = to_uint8(apply_print(surface, full_alpha, style, rng, self.bank, cap))
+        if check and ink_contrast(image, full_alpha) < cfg.min_contrast:
+            return None
         if not vertical and rng.random() < cfg.cylinder_p:
             image = cylinder_warp(image, rng)
 
@@ -77,6 +106,8 @@ class LineSynthesizer(Synthesizer):
         image = self._crop(image, np.asarray(box, np.float32), cap, rng)
         if rng.random() < cfg.capture_p:
             image = seeded(self.photometric, rng)(image=image)["image"]
+        if check and float(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).std()) < cfg.min_std:
+            return None
         return LineSample(image=image, text=text, category=template.spec.category, template=template.spec.name,
                           process=style.process, surface=style.surface, vertical=vertical)
 

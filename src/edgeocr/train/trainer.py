@@ -110,6 +110,14 @@ class TrainConfig(BaseModel):
     batch_size: int = Field(default=64, ge=1, description="Lines per batch and device.")
     lr: float = Field(default=1e-3, gt=0, description="Peak learning rate of AdamW (linear warm-up, cosine decay).")
     weight_decay: float = Field(default=0.05, ge=0, description="AdamW weight decay (not on biases and norms).")
+    warmup_fraction: float = Field(
+        default=0.05, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up."
+    )
+    width_chunks: int = Field(
+        default=4, ge=1,
+        description="Training batches are sorted by line width and run in this many chunks, each padded only to "
+        "its own widest line (same loss, less compute on padding); 1: one padded batch.",
+    )
     workers: int = Field(default=4, ge=0, description="DataLoader worker processes per device; 0: in the main process.")
     precision: Precision = Field(
         default="auto",
@@ -314,7 +322,8 @@ class _Run:
         self.val_loader = _loader(self.val_set, LineCollator(self.recognizer_cfg, drop_too_long=False), cfg,
                                   shuffle=False, pin=pin)
         self.module = RecognizerModule(self.recognizer_cfg.model_dump(mode="json"), lr=cfg.lr,
-                                       weight_decay=cfg.weight_decay)
+                                       weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction,
+                                       width_chunks=cfg.width_chunks)
         self.best_checkpoint = ModelCheckpoint(
             dirpath=self.last.parent, filename=BEST_CHECKPOINT_NAME, monitor=VAL_CHAR_ACC, mode="max",
             save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
