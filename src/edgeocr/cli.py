@@ -108,6 +108,7 @@ def train(
     seed: int = _SEED,
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics, model.onnx."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
+    init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (model.pt or .ckpt)."),
     quiet: bool = _QUIET,
 ) -> None:
     """Train a recogniser on synthetic lines and/or datasets; exports OUT/model.onnx with its sidecar."""
@@ -118,8 +119,44 @@ def train(
                           precision=precision, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                           checkpoint_every_n_steps=checkpoint_every, early_stopping_patience=patience,
                           templates=templates, fonts=fonts, seed=seed, out=out, resume=resume, progress=not quiet,
-                          warmup_fraction=warmup, width_chunks=width_chunks)
+                          warmup_fraction=warmup, width_chunks=width_chunks, init=init)
     typer.echo(f"model: {model}")
+
+
+@app.command("finetune")
+def finetune(
+    init: str = typer.Option("default", "--init", help="Start from: a shipped model name, an .onnx with its "
+                             "model.pt beside it, a model.pt, or a training checkpoint (.ckpt)."),
+    data: Path = typer.Option(..., "--data", help="Your labelled crops: folder with labels.tsv."),
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: split, checkpoints, model.onnx, report."),
+    synthetic_ratio: float = typer.Option(0.5, "--synthetic-ratio", help="Share of synthetic lines in training "
+                                          "(0: your crops only)."),
+    holdout: float = typer.Option(0.2, "--holdout", help="Share of your crops held out for the before/after report."),
+    steps: int = typer.Option(1000, "--steps", help="Optimiser steps."),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (lower than training from scratch)."),
+    workers: int = typer.Option(1, "--workers", help="Data loader processes."),
+    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
+    precision: str = typer.Option("auto", "--precision", help="auto, 32, bf16-mixed or 16-mixed."),
+    templates: list[Path] = _TEMPLATES,
+    fonts: list[Path] = _FONTS,
+    seed: int = _SEED,
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads for the before/after scoring."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
+    quiet: bool = _QUIET,
+) -> None:
+    """Fine-tune a model on your own crops mixed with synthetic lines; reports before/after on a held-out share."""
+    from edgeocr.train.finetune import REPORT_MD, finetune_command
+
+    report = finetune_command(init=init, data=data, out=out, synthetic_ratio=synthetic_ratio, holdout=holdout,
+                              steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
+                              accelerator=accelerator, precision=precision, templates=templates, fonts=fonts,
+                              threads=threads, resume=resume, progress=not quiet)
+    before, after = report["before"], report["after"]
+    typer.echo(f"held-out {after['n']} crops: char accuracy {100 * before['char_accuracy']:.1f}% -> "
+               f"{100 * after['char_accuracy']:.1f}%, exact {100 * before['exact_match']:.1f}% -> "
+               f"{100 * after['exact_match']:.1f}%")
+    typer.echo(f"model: {report['model']}\nreport: {out / REPORT_MD}")
 
 
 class EvalMode(str, Enum):

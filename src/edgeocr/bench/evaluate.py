@@ -48,6 +48,11 @@ def summarise(labels: list[str], predictions: list[str], latencies_ms: list[floa
 def evaluate_rec(read: ReadFn, data_dir: Path, progress: Callable[[], None] | None = None) -> dict:
     """Read every crop of ``data_dir`` one at a time and score the reads."""
     samples, _ = read_labels(data_dir, strict=True)
+    return evaluate_samples(read, samples, progress)
+
+
+def evaluate_samples(read: ReadFn, samples: list[LabelledImage], progress: Callable[[], None] | None = None) -> dict:
+    """Read the crops of ``samples`` one at a time and score the reads, overall and per category."""
     images = load_images(samples)
     for image in images[:WARMUP_IMAGES]:
         read(image)

@@ -92,7 +92,8 @@ class LabelledFolder(Dataset):
 
     def __init__(self, root: Path | str, charset: Charset | str = DEFAULT_CHARSET) -> None:
         self.root = Path(root)
-        self.labels_path = self.root / LABELS_FILE
+        # A labels file may be given instead of its folder (its paths are relative to its folder).
+        self.labels_path = self.root if self.root.is_file() else self.root / LABELS_FILE
         self.samples, skipped = read_labels(self.root, _charset(charset), strict=False, check_files=True)
         self.skipped: list[str] = list(skipped)
         _summarise_skipped(str(self.labels_path), self.skipped, len(self.samples) + len(self.skipped))
@@ -378,8 +379,10 @@ def set_epoch(dataset: Dataset, epoch: int) -> None:
 
 
 def open_dataset(path: Path | str, charset: Charset | str = DEFAULT_CHARSET) -> LabelledFolder | LmdbLines:
-    """A ``labels.tsv`` folder or an LMDB directory, told apart by their files."""
+    """A ``labels.tsv`` folder, a labels file (``.tsv``) or an LMDB directory, told apart by their files."""
     path = Path(path)
+    if path.is_file() and path.suffix == ".tsv":
+        return LabelledFolder(path, charset)
     if not path.is_dir():
         raise DataError(f"{path}: no such dataset directory")
     if (path / LMDB_DATA_FILE).is_file():

@@ -58,6 +58,7 @@ def train_command(
     progress: bool = True,
     warmup_fraction: float = 0.05,
     width_chunks: int = 4,
+    init: Path | None = None,
 ) -> Path:
     """Train a recogniser and export it; returns the path of the exported ``model.onnx``.
 
@@ -81,7 +82,7 @@ def train_command(
             early_stopping_patience=early_stopping_patience, checkpoint_every_n_steps=checkpoint_every_n_steps,
             limit_val_batches=limit_val_batches, num_nodes=num_nodes, templates=tuple(Path(t) for t in templates),
             fonts=tuple(Path(f) for f in fonts), out=Path(out), seed=seed, progress_bar=progress,
-            warmup_fraction=warmup_fraction, width_chunks=width_chunks,
+            warmup_fraction=warmup_fraction, width_chunks=width_chunks, init=init,
         )
     except ValidationError as exc:
         problems = "; ".join(

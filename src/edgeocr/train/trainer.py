@@ -8,6 +8,7 @@ early stopping. The output directory holds::
     checkpoints/best.ckpt   the best val_char_acc so far
     logs/                   CSV logs (losses, learning rate, validation metrics), one version per invocation
     model.onnx, model.json  the best model, exported for the torch-free runtime
+    model.pt                its weights (float16) and configuration, to fine-tune from
     metrics.json            that model's validation metrics, steps, wall time, device, skipped samples
 
 Checkpoints are written atomically (Lightning writes to a temporary file, then renames), so a
@@ -57,6 +58,7 @@ from edgeocr.data.datasets import (
 )
 from edgeocr.models.export import export_onnx
 from edgeocr.models.factory import available_architectures, default_config
+from edgeocr.models.weights import load_weights, save_weights, weights_path
 from edgeocr.train.module import TRAIN_LOSS, VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, RecognizerModule
 
 Precision = Literal["auto", "32", "16-mixed", "bf16-mixed"]
@@ -135,6 +137,16 @@ class TrainConfig(BaseModel):
     )
     limit_val_batches: int | float = Field(
         default=1.0, description="Validation batches per epoch: a count, or a fraction of the validation set."
+    )
+    init: Path | None = Field(
+        default=None,
+        description="Start from these weights (a model.pt written beside an exported model, or a training "
+        "checkpoint) instead of a random initialisation; architecture, charset and input size must match.",
+    )
+    export: Literal["best", "last"] = Field(
+        default="best",
+        description="Which weights become model.onnx: the best validation checkpoint, or the final weights "
+        "(fine-tuning keeps its validation data apart from model selection).",
     )
     out: Path = Field(description="Output directory for checkpoints, logs, model.onnx and metrics.json.")
     seed: int = Field(default=0, description="Seed of weight initialisation and shuffling.")
@@ -324,6 +336,8 @@ class _Run:
         self.module = RecognizerModule(self.recognizer_cfg.model_dump(mode="json"), lr=cfg.lr,
                                        weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction,
                                        width_chunks=cfg.width_chunks)
+        if cfg.init is not None:
+            self._load_init(cfg.init)
         self.best_checkpoint = ModelCheckpoint(
             dirpath=self.last.parent, filename=BEST_CHECKPOINT_NAME, monitor=VAL_CHAR_ACC, mode="max",
             save_top_k=1, save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
@@ -337,6 +351,20 @@ class _Run:
             if cfg.early_stopping_patience is not None else None
         )
         self.trainer = self._trainer()
+
+    def _load_init(self, path: Path) -> None:
+        init_cfg, state = load_weights(path)
+        ours = self.recognizer_cfg
+        different = [name for name in ("arch", "input_height", "max_width") if getattr(init_cfg, name) != getattr(ours, name)]
+        if init_cfg.charset != ours.charset:
+            different.append("charset")
+        if different:
+            raise EdgeOCRError(f"cannot start from {path}: its {', '.join(different)} differ from this run's "
+                               f"({', '.join(f'{n}={getattr(init_cfg, n)!r}' for n in different)})")
+        try:
+            self.module.model.load_state_dict(state)
+        except RuntimeError as exc:
+            raise EdgeOCRError(f"cannot start from {path}: its weights do not fit {ours.arch} ({exc})") from exc
 
     def _callbacks(self) -> list[Callback]:
         # best_checkpoint writes best.ckpt and last.ckpt after each validation (each epoch end);
@@ -387,15 +415,19 @@ class _Run:
         return Path(path) if path and Path(path).is_file() else None
 
     def final_validation(self) -> dict[str, float | None]:
-        """Validation metrics of the model that is exported: the best checkpoint, else the final weights."""
-        best = self.best_path()
+        """Validation metrics of the model that is exported: the best checkpoint (when export is 'best'
+        and one exists), else the final weights. Leaves those weights in the module."""
+        best = self.best_path() if self.cfg.export == "best" else None
         results = self.trainer.validate(self.module, dataloaders=self.val_loader,
                                         ckpt_path=str(best) if best else None, verbose=False)
         return {key: _number(value) for key, value in (results[0] if results else {}).items()}
 
     def export(self) -> Path:
+        """``model.onnx`` with its sidecar, and ``model.pt`` (weights to fine-tune from)."""
         network = copy.deepcopy(self.module.model).cpu().float()
-        return export_onnx(network, self.recognizer_cfg, self.out / MODEL_FILE)
+        path = export_onnx(network, self.recognizer_cfg, self.out / MODEL_FILE)
+        save_weights(network, self.recognizer_cfg, weights_path(path))
+        return path
 
     def metrics(self, final: dict[str, float | None], train_loss: float | None, resumed_from_step: int | None,
                 wall_time: float) -> dict[str, Any]:
@@ -408,6 +440,8 @@ class _Run:
             VAL_LOSS: final.get(VAL_LOSS),
             "train_loss": train_loss,
             "best_checkpoint": str(best) if best else None,
+            "exported": self.cfg.export if (best or self.cfg.export == "last") else "last",
+            "init": str(self.cfg.init) if self.cfg.init else None,
             "steps": trainer.global_step,
             "epoch": trainer.current_epoch,
             "stopped_early": bool(self.early_stopping is not None and self.early_stopping.stopped_epoch > 0),

@@ -1,0 +1,71 @@
+"""Trainable weights beside an exported model, so that a shipped model can be fine-tuned.
+
+The ONNX file is for inference: its exporter folds batch norms into convolutions and reorders
+recurrent gates, so it cannot give the training network back. ``model.pt`` (beside
+``model.onnx``) holds the network's ``state_dict`` in float16 (half the size; the rounding is
+far below what fine-tuning changes) together with its :class:`RecognizerConfig`, and is read
+with ``torch.load(weights_only=True)``: no code runs when loading it.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgeocr.core.atomic import atomic_write_bytes
+from edgeocr.core.errors import ModelError
+from edgeocr.models.config import RecognizerConfig
+
+WEIGHTS_SUFFIX = ".pt"
+FORMAT = "edgeocr-weights-1"
+LIGHTNING_PREFIX = "model."  # RecognizerModule keeps the network as self.model
+
+
+def weights_path(model_path: Path | str) -> Path:
+    """``model.pt`` for ``model.onnx``."""
+    return Path(model_path).with_suffix(WEIGHTS_SUFFIX)
+
+
+def save_weights(model: nn.Module, cfg: RecognizerConfig, path: Path | str) -> Path:
+    """Write ``model``'s weights (floating tensors as float16) and ``cfg`` to ``path`` atomically."""
+    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"format": FORMAT, "config": cfg.model_dump(mode="json"), "state_dict": state}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def load_weights(path: Path | str) -> tuple[RecognizerConfig, dict[str, torch.Tensor]]:
+    """The configuration and float32 ``state_dict`` of an ``edgeocr`` weights file or a training checkpoint.
+
+    A Lightning checkpoint (``.ckpt`` of ``edgeocr train``) is accepted too: its network weights
+    and the recogniser configuration saved in its hyperparameters.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    try:
+        raw: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        raise ModelError(f"{path}: not a readable weights file or checkpoint ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: not an edgeocr weights file or training checkpoint")
+    if raw.get("format") == FORMAT:
+        config, state = raw.get("config"), raw.get("state_dict")
+    elif "state_dict" in raw and isinstance(raw.get("hyper_parameters"), dict):
+        config = raw["hyper_parameters"].get("recognizer")
+        state = {k[len(LIGHTNING_PREFIX):]: v for k, v in raw["state_dict"].items() if k.startswith(LIGHTNING_PREFIX)}
+    else:
+        raise ModelError(f"{path}: not an edgeocr weights file or training checkpoint")
+    if not isinstance(config, dict) or not isinstance(state, dict) or not state:
+        raise ModelError(f"{path}: weights file without a recogniser configuration or weights")
+    try:
+        cfg = RecognizerConfig(**config)
+    except Exception as exc:
+        raise ModelError(f"{path}: invalid recogniser configuration ({exc})") from exc
+    return cfg, {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}

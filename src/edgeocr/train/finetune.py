@@ -1,0 +1,204 @@
+"""``edgeocr finetune``: adapt a trained recogniser to a user's own labelled crops.
+
+One command does what a user would otherwise script:
+
+1. read ``DIR/labels.tsv`` against the model's charset (unusable lines are skipped and listed
+   with ``file:line``),
+2. hold out a share of the user's crops per category (seeded, written to ``OUT/split/``),
+3. score the starting model on the held-out crops ("before"),
+4. train from the starting weights on the rest, mixed with synthetic lines at ``--synthetic-ratio``
+   (the synthetic share keeps the model from forgetting codes the user has few of),
+5. export the final weights (the held-out crops never choose a checkpoint, so the "after" figure
+   is not tuned on them) and score them on the same held-out crops,
+6. write ``OUT/finetune_report.json`` and ``OUT/finetune_report.md``: before, after, per category,
+   and every held-out read that changed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeocr.core.atomic import atomic_write_bytes
+from edgeocr.core.errors import DataError, EdgeOCRError, ModelError
+from edgeocr.data.labels import LabelledImage, read_labels
+
+SPLIT_DIR = "split"
+TRAIN_SPLIT = "train.tsv"
+HOLDOUT_SPLIT = "holdout.tsv"
+REPORT_JSON = "finetune_report.json"
+REPORT_MD = "finetune_report.md"
+MAX_SKIPPED_SHOWN = 20
+
+
+def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
+    """(ONNX model or None, weights file) for a shipped model name, an ``.onnx`` path, or a ``.pt``/``.ckpt``."""
+    from edgeocr.models.weights import weights_path
+    from edgeocr.runtime.models import resolve_model
+
+    candidate = Path(init)
+    if candidate.suffix in (".pt", ".ckpt"):
+        if not candidate.is_file():
+            raise ModelError(f"weights file {candidate} does not exist")
+        return None, candidate
+    onnx = resolve_model(init)
+    weights = weights_path(onnx)
+    if not weights.is_file():
+        raise ModelError(f"{onnx} has no fine-tuning weights beside it ({weights.name}); "
+                         "pass --init with a model.pt or a training checkpoint")
+    return onnx, weights
+
+
+def split_holdout(samples: Sequence[LabelledImage], share: float, seed: int) -> tuple[list[LabelledImage],
+                                                                                     list[LabelledImage]]:
+    """(train, holdout): ``share`` of each category held out (at least one where a category has two or more)."""
+    if not 0 < share < 1:
+        raise EdgeOCRError(f"--holdout must be between 0 and 1 (exclusive), got {share}")
+    by_category: dict[str, list[LabelledImage]] = defaultdict(list)
+    for sample in samples:
+        by_category[sample.category].append(sample)
+    rng = np.random.default_rng(seed)
+    train: list[LabelledImage] = []
+    holdout: list[LabelledImage] = []
+    for category in sorted(by_category):
+        items = by_category[category]
+        order = rng.permutation(len(items))
+        n_hold = min(len(items) - 1, max(1, round(share * len(items)))) if len(items) > 1 else 0
+        holdout += [items[i] for i in order[:n_hold]]
+        train += [items[i] for i in order[n_hold:]]
+    if not holdout or not train:
+        raise DataError(f"too few usable crops ({len(samples)}) to hold {share:.0%} out and still train on the rest")
+    return sorted(train, key=lambda s: s.line), sorted(holdout, key=lambda s: s.line)
+
+
+def _labels_file(samples: Sequence[LabelledImage]) -> bytes:
+    # Absolute paths: the split files live in OUT, the images stay in the user's folder.
+    return "".join(f"{s.path.resolve()}\t{s.text}\n" for s in samples).encode("utf-8")
+
+
+def _write_split(out: Path, train: Sequence[LabelledImage], holdout: Sequence[LabelledImage],
+                 resume: bool) -> tuple[Path, Path]:
+    folder = out / SPLIT_DIR
+    paths = (folder / TRAIN_SPLIT, folder / HOLDOUT_SPLIT)
+    for path, samples in zip(paths, (train, holdout), strict=True):
+        data = _labels_file(samples)
+        if resume and path.is_file() and path.read_bytes() != data:
+            raise EdgeOCRError(f"cannot resume: {path} differs from the split of these settings "
+                               "(same --data, --holdout and --seed are needed)")
+        atomic_write_bytes(path, data)
+    return paths
+
+
+def _score(model: Path, samples: list[LabelledImage], threads: int) -> dict[str, Any]:
+    from edgeocr.bench.evaluate import evaluate_samples
+    from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
+
+    recognizer = OnnxRecognizer(model, EngineConfig(intra_op_threads=threads))
+
+    def read(image: np.ndarray) -> tuple[str, float]:
+        line = recognizer.recognize([image])[0]
+        return line.text, line.confidence
+
+    return evaluate_samples(read, samples)
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    keys = ("n", "char_accuracy", "exact_match", "char_accuracy_relaxed", "exact_match_relaxed")
+    return {**{k: result[k] for k in keys},
+            "per_category": {c: {k: r[k] for k in keys} for c, r in result["per_category"].items()}}
+
+
+def _report_markdown(report: dict[str, Any]) -> str:
+    before, after = report["before"], report["after"]
+    rows = [("ALL", before, after)] + [(c, before["per_category"][c], after["per_category"][c])
+                                       for c in sorted(after["per_category"])]
+    lines = [
+        "# Fine-tuning report", "",
+        f"Started from `{report['init']}`; {report['train_samples']} of the user's crops trained, "
+        f"{report['holdout_samples']} held out (never trained on, never used to pick a checkpoint), "
+        f"synthetic share {report['synthetic_ratio']:.0%}, {report['steps']} steps.", "",
+        "| category | n | char acc before | char acc after | exact before | exact after |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, b, a in rows:
+        lines.append(f"| {name or '-'} | {a['n']} | {100 * b['char_accuracy']:.1f} | {100 * a['char_accuracy']:.1f} "
+                     f"| {100 * b['exact_match']:.1f} | {100 * a['exact_match']:.1f} |")
+    if report["changed"]:
+        lines += ["", "## Held-out reads that changed", "", "| file | label | before | after |", "|---|---|---|---|"]
+        lines += [f"| {c['file']} | `{c['label']}` | `{c['before']}` | `{c['after']}` |" for c in report["changed"]]
+    return "\n".join(lines) + "\n"
+
+
+def finetune_command(init: str, data: Path, out: Path, synthetic_ratio: float = 0.5, holdout: float = 0.2,
+                     steps: int = 1000, batch_size: int = 32, lr: float = 3e-4, workers: int = 1, seed: int = 0,
+                     accelerator: str = "auto", precision: str = "auto", templates: Sequence[Path] = (),
+                     fonts: Sequence[Path] = (), threads: int = 0, resume: bool = False,
+                     progress: bool = True) -> dict[str, Any]:
+    """Fine-tune ``init`` on the crops of ``data``; returns the report (also written to ``out``)."""
+    from edgeocr.train.command import require_train_extra
+
+    require_train_extra()
+    from pydantic import ValidationError
+
+    from edgeocr.models.weights import load_weights
+    from edgeocr.train.trainer import MODEL_FILE, TrainConfig, run_training
+
+    if not 0 <= synthetic_ratio < 1:
+        raise EdgeOCRError(f"--synthetic-ratio must be in [0, 1), got {synthetic_ratio}")
+    out = Path(out)
+    onnx, weights = resolve_init(init)
+    init_cfg, init_state = load_weights(weights)
+    samples, skipped = read_labels(data, init_cfg.charset_obj, strict=False, check_files=True)
+    for reason in skipped[:MAX_SKIPPED_SHOWN]:
+        print(f"skipped {reason}")
+    if len(skipped) > MAX_SKIPPED_SHOWN:
+        print(f"... and {len(skipped) - MAX_SKIPPED_SHOWN} more lines skipped (all listed in {REPORT_JSON})")
+    train, held = split_holdout(samples, holdout, seed)
+    train_file, holdout_file = _write_split(out, train, held, resume)
+
+    before_model = onnx
+    if before_model is None:  # a .pt or .ckpt: export it once to score the starting point the same way
+        from edgeocr.models.export import export_onnx
+        from edgeocr.models.factory import build_from_config
+
+        network = build_from_config(init_cfg)
+        network.load_state_dict(init_state)
+        before_model = export_onnx(network, init_cfg, out / "init" / "model.onnx")
+    before = _score(before_model, held, threads)
+
+    synthetic = round(len(train) * synthetic_ratio / (1 - synthetic_ratio)) if synthetic_ratio else 0
+    try:
+        cfg = TrainConfig(
+            arch=init_cfg.arch, input_height=init_cfg.input_height, max_width=init_cfg.max_width,
+            charset=init_cfg.charset, data=(train_file,), synthetic_per_epoch=max(synthetic, 0),
+            synthetic_ratio=synthetic_ratio if synthetic else None, synthetic_seed=seed, val_synthetic=500,
+            templates=tuple(Path(t) for t in templates), fonts=tuple(Path(f) for f in fonts),
+            epochs=1_000_000, max_steps=steps, batch_size=batch_size, lr=lr, warmup_fraction=0.05,
+            workers=workers, precision=precision, accelerator=accelerator, early_stopping_patience=None,
+            checkpoint_every_n_steps=max(50, steps // 10), init=weights, export="last", out=out, seed=seed,
+            progress_bar=progress,
+        )
+    except ValidationError as exc:
+        raise EdgeOCRError(f"invalid fine-tuning settings: {exc.errors()[0]['msg']}") from None
+    model = run_training(cfg, resume=resume)
+    after = _score(model, held, threads)
+
+    before_reads = {p["file"]: p["prediction"] for p in before["predictions"]}
+    changed = [{"file": p["file"], "label": p["label"], "before": before_reads[p["file"]], "after": p["prediction"]}
+               for p in after["predictions"] if p["prediction"] != before_reads[p["file"]]]
+    metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    report = {
+        "init": str(init), "init_weights": str(weights), "data": str(data), "model": str(out / MODEL_FILE),
+        "train_samples": len(train), "holdout_samples": len(held), "synthetic_ratio": synthetic_ratio,
+        "synthetic_per_epoch": synthetic, "steps": metrics.get("steps"), "seed": seed,
+        "skipped_lines": skipped, "before": _summary(before), "after": _summary(after), "changed": changed,
+        "holdout_predictions": {"before": before["predictions"], "after": after["predictions"]},
+    }
+    atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    atomic_write_bytes(out / REPORT_MD, _report_markdown(report).encode("utf-8"))
+    return report
