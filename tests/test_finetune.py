@@ -140,3 +140,16 @@ def test_width_chunks_give_the_same_loss_as_one_padded_batch() -> None:
         full = module._log_probs_and_loss(batch)[1]
         chunked = module._chunked_loss(batch)
     assert torch.allclose(full, chunked, atol=1e-5)
+
+
+def test_export_command_turns_a_checkpoint_into_a_verified_model(tiny_model: Path, tmp_path: Path) -> None:
+    from edgeocr.runtime.recognizer import OnnxRecognizer
+
+    cfg = TrainConfig(arch="crnn_tiny", max_width=256, synthetic_per_epoch=16, val_synthetic=8, batch_size=8,
+                      epochs=1, max_steps=2, workers=0, accelerator="cpu", progress_bar=False, out=tmp_path / "run")
+    run_training(cfg)
+    target = tmp_path / "exported" / "m.onnx"
+    assert main(["export", "--weights", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(target)]) == 0
+    recognizer = OnnxRecognizer(target)  # sidecar checksum verified on load
+    assert recognizer.config.arch == "crnn_tiny" and weights_path(target).is_file()
+    assert main(["export", "--weights", str(tmp_path / "nothing.ckpt"), "--out", str(target)]) == 2

@@ -123,6 +123,20 @@ def train(
     typer.echo(f"model: {model}")
 
 
+@app.command("export")
+def export(
+    weights: Path = typer.Option(..., "--weights", help="A training checkpoint (.ckpt) or a model.pt."),
+    out: Path = typer.Option(..., "--out", "-o", help="The .onnx to write; its sidecar and .pt go beside it."),
+) -> None:
+    """Export a checkpoint (for example best.ckpt of a run still training) to ONNX with its sidecar."""
+    from edgeocr.train.command import require_train_extra
+
+    require_train_extra()
+    from edgeocr.models.export import export_weights_file
+
+    typer.echo(f"model: {export_weights_file(weights, out)}")
+
+
 @app.command("finetune")
 def finetune(
     init: str = typer.Option("default", "--init", help="Start from: a shipped model name, an .onnx with its "

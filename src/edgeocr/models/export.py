@@ -103,3 +103,20 @@ def export_onnx(model: nn.Module, cfg: RecognizerConfig, path: Path | str, opset
     atomic_write_bytes(path, data)
     atomic_write_bytes(sidecar_path(path), sidecar.to_json().encode("utf-8"))
     return path
+
+
+def export_weights_file(weights: Path | str, path: Path | str, opset: int = 17) -> Path:
+    """Export a weights file or training checkpoint (see :mod:`edgeocr.models.weights`) to ``path``.
+
+    Writes ``path`` (``.onnx``), its sidecar and ``model.pt``-style weights beside it, so that
+    a checkpoint of a run still in progress can be shipped and fine-tuned like a finished one.
+    """
+    from edgeocr.models.factory import build_from_config
+    from edgeocr.models.weights import load_weights, save_weights, weights_path
+
+    cfg, state = load_weights(weights)
+    network = build_from_config(cfg)
+    network.load_state_dict(state)
+    path = export_onnx(network.eval(), cfg, path, opset=opset)
+    save_weights(network, cfg, weights_path(path))
+    return path
