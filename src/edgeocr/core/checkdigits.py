@@ -8,12 +8,12 @@ from __future__ import annotations
 import string
 
 # ISO 6346 letter values: A=10 and counting up, skipping multiples of 11 (11, 22, 33).
-_ISO6346_VALUES: dict[str, int] = {str(d): d for d in range(10)}
+ISO6346_VALUES: dict[str, int] = {str(d): d for d in range(10)}
 _value = 10
 for _letter in string.ascii_uppercase:
     if _value % 11 == 0:
         _value += 1
-    _ISO6346_VALUES[_letter] = _value
+    ISO6346_VALUES[_letter] = _value
     _value += 1
 
 ISO6346_CATEGORY_IDS = "UJZ"  # U freight container, J detachable equipment, Z trailer/chassis
@@ -23,7 +23,7 @@ def iso6346_check_digit(code10: str) -> int:
     """Check digit for the first ten characters (owner code, category id, serial) of a container code."""
     if len(code10) != 10 or not code10[:4].isalpha() or not code10[4:].isdigit():
         raise ValueError(f"not an ISO 6346 owner+category+serial: {code10!r}")
-    total = sum(_ISO6346_VALUES[c] * (1 << i) for i, c in enumerate(code10.upper()))
+    total = sum(ISO6346_VALUES[c] * (1 << i) for i, c in enumerate(code10.upper()))
     return total % 11 % 10  # a remainder of 10 is written as 0
 
 

@@ -75,7 +75,7 @@ def _empty_line_confidence(probs: np.ndarray) -> float:
     return float(np.clip(probs[:, BLANK].min(), 0.0, 1.0)) if len(probs) else 0.0
 
 
-def _line_from_alignment(
+def line_from_alignment(
     probs: np.ndarray, path: np.ndarray, charset: Charset, sequence_probability: float | None
 ) -> DecodedLine:
     """Collapse an alignment (repeats merged, blanks dropped); each char keeps its run's max prob."""
@@ -113,7 +113,7 @@ def greedy_decode(probs: np.ndarray, charset: Charset | str) -> DecodedLine:
     charset = _as_charset(charset)
     probs = _check_probs(probs, charset)
     path = probs.argmax(axis=1) if len(probs) else np.zeros(0, dtype=np.int64)
-    return _line_from_alignment(probs, path, charset, sequence_probability=None)
+    return line_from_alignment(probs, path, charset, sequence_probability=None)
 
 
 def _logaddexp(a: float, b: float) -> float:
@@ -250,7 +250,7 @@ def beam_decode(
     labels = list(best)
     path = ctc_best_alignment(log_probs, labels)
     sequence_probability = math.exp(ctc_log_likelihood(log_probs, labels))
-    return _line_from_alignment(probs, path, charset, sequence_probability=sequence_probability)
+    return line_from_alignment(probs, path, charset, sequence_probability=sequence_probability)
 
 
 def _looks_like_probabilities(values: np.ndarray) -> bool:

@@ -15,7 +15,7 @@ from typing import Literal
 import numpy as np
 import onnxruntime as ort
 
-from edgeocr.core.ctc import DecodedLine, decode_batch
+from edgeocr.core.ctc import DecodedLine, beam_decode, greedy_decode, softmax
 from edgeocr.core.errors import ModelError
 from edgeocr.core.lineimage import pad_and_normalise, padded_width, to_line_strip
 from edgeocr.core.recognizer_config import RecognizerConfig
@@ -114,34 +114,35 @@ class OnnxRecognizer:
                 f"{self.model_path} outputs {classes} classes but its charset needs {self.config.num_classes}"
             )
 
-    def recognize(self, images: Sequence[np.ndarray]) -> list[DecodedLine]:
-        """Read one text line per cropped image (gray ``[H, W]`` or BGR ``[H, W, 3]`` uint8).
+    def recognize_probs(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per-frame class probabilities of each line: float64 ``[T_i, C]``, padding frames cut.
 
-        Lines are sorted by width and sent in batches of similar widths, each padded to its
-        widest member; frames computed on a line's padding are not decoded.
+        Lines (gray ``[H, W]`` or BGR ``[H, W, 3]`` uint8) are sorted by width and sent in
+        batches of similar widths, each padded to its widest member, so a long line does not
+        make every short one pay for its width.
         """
         cfg = self.config
         strips = [to_line_strip(img, cfg) for img in images]
         widths = [padded_width(strip.shape[1], cfg) for strip in strips]
         order = sorted(range(len(strips)), key=widths.__getitem__)
-        results: list[DecodedLine | None] = [None] * len(strips)
+        results: list[np.ndarray] = [np.empty((0, cfg.num_classes))] * len(strips)
         step = self.engine.max_batch_size
         for start in range(0, len(order), step):
             members = order[start : start + step]
             batch_width = max(widths[i] for i in members)
             batch = np.stack([pad_and_normalise(strips[i], cfg, batch_width) for i in members])
-            lengths = [cfg.frames_for_width(widths[i]) for i in members]
-            for index, line in zip(members, self._decode(batch, lengths), strict=True):
-                results[index] = line
-        return [line for line in results if line is not None]
+            (output,) = self._session.run([self.sidecar.output_name], {self.sidecar.input_name: batch})
+            probs = output.astype(np.float64) if self.sidecar.output_kind == "probs" else softmax(output, axis=-1)
+            for row, index in enumerate(members):
+                results[index] = probs[row, : cfg.frames_for_width(widths[index])]
+        return results
 
-    def _decode(self, batch: np.ndarray, lengths: list[int]) -> list[DecodedLine]:
-        (output,) = self._session.run([self.sidecar.output_name], {self.sidecar.input_name: batch})
-        return decode_batch(
-            output,
-            self._charset,
-            decoder=self.engine.decoder or self.config.decoder,
-            beam_width=self.engine.beam_width or self.config.beam_width,
-            lengths=lengths,
-            are_probabilities=self.sidecar.output_kind == "probs",
-        )
+    def decode(self, probs: np.ndarray) -> DecodedLine:
+        """Decode one line's probabilities with the engine's (else the sidecar's) decoder."""
+        if (self.engine.decoder or self.config.decoder) == "beam":
+            return beam_decode(probs, self._charset, beam_width=self.engine.beam_width or self.config.beam_width)
+        return greedy_decode(probs, self._charset)
+
+    def recognize(self, images: Sequence[np.ndarray]) -> list[DecodedLine]:
+        """Read one text line per cropped image (gray ``[H, W]`` or BGR ``[H, W, 3]`` uint8)."""
+        return [self.decode(p) for p in self.recognize_probs(images)]

@@ -1,0 +1,172 @@
+"""A :class:`~edgeocr.runtime.reader.LineDetector` on top of the PP-OCR text detector of RapidOCR.
+
+``rapidocr-onnxruntime`` (the ``edgeocr[peers]`` extra) ships the PP-OCRv4 DB detector as an
+ONNX file inside the wheel, so nothing is downloaded at run time. Only its detector is used:
+RapidOCR's ``TextDetector`` object supplies the ONNX session, the resize/normalise step and the
+DB post-processing (binarise, box, unclip); this adapter calls those pieces itself instead of
+``TextDetector.__call__``, because that call stores its resize step on the shared object (not
+thread-safe) and drops the box scores. Boxes come back in the input image's pixels, corners in
+the order top-left, top-right, bottom-right, bottom-left, lines sorted in reading order.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
+from edgeocr.runtime.reader import DetectedLine
+
+MISSING_EXTRA = (
+    "the RapidOCR detector needs the 'rapidocr-onnxruntime' package: "
+    "pip install 'edgeocr[peers]' (or pip install rapidocr-onnxruntime)"
+)
+
+
+class RapidOCRDetectorConfig(BaseModel):
+    """Settings of the PP-OCR DB detector. Defaults are RapidOCR's own."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_side_len: int = Field(
+        default=2000,
+        ge=32,
+        description="Images whose longer side exceeds this are downscaled before detection.",
+    )
+    limit_side_len: int = Field(
+        default=736, ge=32, description="Side length the detector resizes to (see limit_type); rounded to 32."
+    )
+    limit_type: Literal["min", "max"] = Field(
+        default="min",
+        description=(
+            "'min': upscale so the shorter side is at least limit_side_len; "
+            "'max': downscale so the longer side is at most limit_side_len."
+        ),
+    )
+    thresh: float = Field(
+        default=0.3, gt=0.0, lt=1.0, description="Probability-map threshold for text pixels."
+    )
+    box_thresh: float = Field(
+        default=0.5,
+        ge=0.0,
+        le=1.0,
+        description="Boxes whose mean text probability is below this are dropped.",
+    )
+    unclip_ratio: float = Field(
+        default=1.6, gt=0.0, description="How far the shrunk text kernels are grown back into line boxes."
+    )
+    max_candidates: int = Field(
+        default=1000, ge=1, description="At most this many contours are turned into boxes."
+    )
+    use_dilation: bool = Field(default=True, description="Dilate the text mask (2x2) before finding boxes.")
+    score_mode: Literal["fast", "slow"] = Field(
+        default="fast", description="'fast': box score over the bounding box; 'slow': over the exact contour."
+    )
+    min_box_side: int = Field(
+        default=4, ge=1, description="Boxes narrower or shorter than this many pixels are dropped."
+    )
+    intra_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads per operator; 0: its default."
+    )
+    inter_op_threads: int = Field(
+        default=0, ge=0, description="ONNX Runtime threads across operators; 0: its default."
+    )
+
+
+def _import_rapidocr() -> tuple[Path, Any, Any]:
+    """The package folder, its ``TextDetector`` class and its YAML reader; a clear error if missing."""
+    try:
+        import rapidocr_onnxruntime
+        from rapidocr_onnxruntime.ch_ppocr_det import TextDetector
+        from rapidocr_onnxruntime.utils import read_yaml
+    except ImportError as exc:
+        raise EdgeOCRError(f"{MISSING_EXTRA} ({exc})") from None
+    return Path(rapidocr_onnxruntime.__file__).parent, TextDetector, read_yaml
+
+
+def _reading_order(lines: list[DetectedLine]) -> list[DetectedLine]:
+    """Rows top to bottom, left to right within a row (a row: tops within half a line height)."""
+    rows: list[list[DetectedLine]] = []
+    for line in sorted(lines, key=lambda item: (float(item.poly[0, 1]), float(item.poly[0, 0]))):
+        height = float(np.linalg.norm(line.poly[3] - line.poly[0]))
+        if rows and abs(float(line.poly[0, 1]) - float(rows[-1][0].poly[0, 1])) < 0.5 * height:
+            rows[-1].append(line)
+        else:
+            rows.append([line])
+    return [line for row in rows for line in sorted(row, key=lambda item: float(item.poly[0, 0]))]
+
+
+class RapidOCRDetector:
+    """PP-OCRv4 text-line detector (from rapidocr-onnxruntime). ``detect`` is thread-safe."""
+
+    def __init__(self, config: RapidOCRDetectorConfig | None = None) -> None:
+        self.config = config or RapidOCRDetectorConfig()
+        root, detector_class, read_yaml = _import_rapidocr()
+        det = dict(read_yaml(root / "config.yaml")["Det"])
+        model_path = root / det["model_path"]
+        if not model_path.is_file():
+            raise ModelError(
+                f"the RapidOCR detector model {model_path} is missing; reinstall rapidocr-onnxruntime"
+            )
+        cfg = self.config
+        det.update(
+            model_path=str(model_path),
+            limit_side_len=cfg.limit_side_len,
+            limit_type=cfg.limit_type,
+            thresh=cfg.thresh,
+            box_thresh=cfg.box_thresh,
+            unclip_ratio=cfg.unclip_ratio,
+            max_candidates=cfg.max_candidates,
+            use_dilation=cfg.use_dilation,
+            score_mode=cfg.score_mode,
+            use_cuda=False,
+            use_dml=False,
+            # RapidOCR reads -1 as "ONNX Runtime's default".
+            intra_op_num_threads=cfg.intra_op_threads or -1,
+            inter_op_num_threads=cfg.inter_op_threads or -1,
+        )
+        try:
+            self._detector = detector_class(det)
+        except Exception as exc:  # noqa: BLE001 - onnxruntime and RapidOCR raise various types
+            raise ModelError(f"cannot load the RapidOCR detector {model_path}: {exc}") from exc
+
+    def detect(self, image: np.ndarray) -> list[DetectedLine]:
+        """Text lines of a uint8 BGR or gray image, in reading order, in its pixel coordinates."""
+        image = np.asarray(image)
+        if image.dtype != np.uint8 or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
+            raise ImageError(
+                f"the detector needs a uint8 gray or BGR image, got {image.dtype} {list(image.shape)}"
+            )
+        if image.ndim == 2 or image.shape[2] == 1:
+            image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
+        elif image.shape[2] == 4:
+            image = cv2.cvtColor(image, cv2.COLOR_BGRA2BGR)
+        height, width = image.shape[:2]
+        longest = max(height, width)
+        if longest > self.config.max_side_len:
+            scale = self.config.max_side_len / longest
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+        detector = self._detector
+        # A fresh preprocessing step per call (TextDetector.__call__ would store it on the shared object).
+        tensor = detector.get_preprocess(max(image.shape[:2]))(np.ascontiguousarray(image))
+        if tensor is None:
+            return []
+        (prediction,) = detector.infer(tensor)[:1]
+        # The post-processing maps the probability map straight to the original image size.
+        boxes, scores = detector.postprocess_op(prediction, (height, width))
+        lines = []
+        for box, score in zip(boxes, scores, strict=True):
+            box = detector.order_points_clockwise(box.astype(np.float32))
+            box = detector.clip_det_res(box, height, width)
+            box_width = np.linalg.norm(box[1] - box[0])
+            box_height = np.linalg.norm(box[3] - box[0])
+            if min(box_width, box_height) < self.config.min_box_side:
+                continue
+            lines.append(DetectedLine(poly=box, score=float(score)))
+        return _reading_order(lines)
