@@ -173,6 +173,187 @@ def finetune(
     typer.echo(f"model: {report['model']}\nreport: {out / REPORT_MD}")
 
 
+class ReadMode(str, Enum):
+    whole = "whole"
+    roi = "roi"
+    detector = "detector"
+
+
+def _build_reader(model: str, mode: ReadMode, detector: Optional[str], regions: Optional[Path],
+                  formats: list[str], min_confidence: float, threads: int):
+    import yaml
+
+    from edgeocr.runtime.reader import Reader, ReaderConfig, Region
+    from edgeocr.runtime.recognizer import EngineConfig
+
+    region_list: tuple = ()
+    if regions is not None:
+        try:
+            raw = yaml.safe_load(regions.read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError) as exc:
+            raise EdgeOCRError(f"{regions}: cannot read the regions file ({exc})") from exc
+        raw = raw.get("regions", raw) if isinstance(raw, dict) else raw
+        if not isinstance(raw, list):
+            raise EdgeOCRError(f"{regions}: expected a list of regions (name, rect or quad, units, format)")
+        region_list = tuple(Region(**item) for item in raw)
+    engine = EngineConfig(intra_op_threads=threads)
+    config = ReaderConfig(model=model, engine=engine, mode=mode.value, regions=region_list, formats=tuple(formats),
+                          min_confidence=min_confidence)
+    line_detector = None
+    if mode is ReadMode.detector:
+        if detector in (None, "rapidocr"):
+            from edgeocr.runtime.rapidocr_detector import RapidOCRDetector, RapidOCRDetectorConfig
+
+            line_detector = RapidOCRDetector(RapidOCRDetectorConfig(intra_op_threads=threads))
+        else:
+            from edgeocr.runtime.detector import OnnxDetector
+
+            line_detector = OnnxDetector(detector, engine)
+    return Reader(config, detector=line_detector)
+
+
+def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Optional[Path], quiet: bool):
+    """Yield (source name, reads or error message) for every image and sampled video frame."""
+    from rich.progress import Progress
+
+    from edgeocr.core.atomic import atomic_write_bytes
+    from edgeocr.core.images import load_image
+    from edgeocr.runtime.annotate import draw_reads
+    from edgeocr.runtime.sources import expand_inputs, video_frames
+
+    items = expand_inputs(paths)  # every argument checked before any reading
+
+    def frames():
+        for item in items:
+            if item.is_video:
+                try:
+                    for index, frame in video_frames(item.path, every):
+                        yield f"{item.path}#frame={index}", frame
+                except EdgeOCRError as exc:
+                    yield str(item.path), exc
+            else:
+                try:
+                    yield str(item.path), load_image(item.path)
+                except EdgeOCRError as exc:
+                    yield str(item.path), exc
+
+    def flush(pending):
+        images = [image for _, image in pending]
+        try:
+            results = reader.read_batch(images)
+        except EdgeOCRError:  # one bad image must not cost the others their reads
+            results = []
+            for image in images:
+                try:
+                    results.append(reader.read(image))
+                except EdgeOCRError as exc:
+                    results.append(exc)
+        for (name, image), reads in zip(pending, results):
+            if draw is not None and not isinstance(reads, Exception):
+                ok, encoded = cv2.imencode(".jpg", draw_reads(image, reads))
+                if ok:
+                    atomic_write_bytes(draw / (name.replace("/", "_").replace("#", "_") + ".jpg"), encoded.tobytes())
+            yield name, reads
+
+    import cv2
+
+    with Progress(disable=quiet or len(items) < 2, transient=True) as progress:
+        task = progress.add_task("reading", total=len(items))
+        pending: list = []
+        for name, image in frames():
+            if isinstance(image, Exception):
+                if pending:  # keep the input order
+                    yield from flush(pending)
+                    pending = []
+                yield name, image
+                progress.advance(task)
+                continue
+            pending.append((name, image))
+            if "#frame=" not in name:
+                progress.advance(task)
+            if len(pending) >= batch:
+                yield from flush(pending)
+                pending = []
+        if pending:
+            yield from flush(pending)
+
+
+@app.command("read")
+def read(
+    paths: list[str] = typer.Argument(..., help="Image or video files, folders, glob patterns."),
+    model: str = typer.Option("default", "--model", help="Shipped recogniser name or .onnx path."),
+    mode: ReadMode = typer.Option(ReadMode.whole, "--mode", help="whole: each image is one line crop; roi: fixed "
+                                  "regions (--regions); detector: find the lines (--detector)."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Detector .onnx, or 'rapidocr' (PP-OCR's)."),
+    regions: Optional[Path] = typer.Option(None, "--regions", help="YAML list of regions for --mode roi."),
+    formats: list[str] = typer.Option([], "--format", help="Expected format, e.g. 'LOT [A-Z0-9]{7}', "
+                                      "'EXP {MM}/{YYYY}', iso6346 (repeatable)."),
+    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Reads below this are marked invalid."),
+    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
+    batch: int = typer.Option(8, "--batch", help="Images read together (their lines share batches)."),
+    every: int = typer.Option(1, "--every", help="Videos: read every N-th frame."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every read with its polygon here."),
+    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per line here."),
+    draw: Optional[Path] = typer.Option(None, "--draw", help="Write images with boxes and reads to this folder."),
+    quiet: bool = _QUIET,
+) -> None:
+    """Read the codes on images, folders, globs and videos; print a table, or write JSON/CSV."""
+    import csv
+    import io
+    import json
+
+    from edgeocr.core.atomic import atomic_write_bytes
+
+    if batch < 1 or every < 1:
+        raise EdgeOCRError("--batch and --every must be at least 1")
+    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads)
+    if draw is not None:
+        draw.mkdir(parents=True, exist_ok=True)
+    results, failures = [], 0
+    for name, reads in _read_rows(reader, paths, batch, every, draw, quiet):
+        if isinstance(reads, Exception):
+            failures += 1
+            results.append({"source": name, "error": str(reads), "lines": []})
+        else:
+            results.append({"source": name, "lines": [r.to_dict() for r in reads]})
+    if json_out is not None:
+        atomic_write_bytes(json_out, (json.dumps({"model": model, "mode": mode.value, "results": results},
+                                                 indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
+    if csv_out is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer)
+        writer.writerow(["source", "line", "text", "confidence", "format", "valid", "raw_text", "poly", "error"])
+        for result in results:
+            for i, line in enumerate(result["lines"]):
+                writer.writerow([result["source"], i, line["text"], f"{line['confidence']:.4f}", line["format"] or "",
+                                 line["valid"], line["raw_text"], json.dumps(line["poly"]), ""])
+            if "error" in result:
+                writer.writerow([result["source"], "", "", "", "", False, "", "", result["error"]])
+        atomic_write_bytes(csv_out, buffer.getvalue().encode("utf-8"))
+    if not quiet:
+        _print_reads(results)
+    if failures:
+        typer.echo(f"{failures} input(s) could not be read", err=True)
+        raise typer.Exit(1)
+
+
+def _print_reads(results: list[dict]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("source", "text", "conf", "format", "valid"):
+        table.add_column(column, overflow="fold")
+    for result in results:
+        if "error" in result:
+            table.add_row(result["source"], f"[red]{result['error']}[/red]", "", "", "")
+        for line in result["lines"]:
+            text = line["text"] if line["text"] else f"[dim](raw: {line['raw_text']})[/dim]"
+            table.add_row(result["source"], text, f"{line['confidence']:.2f}", line["format"] or "",
+                          "yes" if line["valid"] else "[red]no[/red]")
+    Console().print(table)
+
+
 class EvalMode(str, Enum):
     rec = "rec"
     e2e = "e2e"

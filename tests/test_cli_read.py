@@ -1,0 +1,96 @@
+"""``edgeocr read``: files, folders, globs and videos in; a table, JSON, CSV and drawn images out."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeocr.cli import main
+from edgeocr.core.recognizer_config import RecognizerConfig
+
+CFG = RecognizerConfig(arch="crnn_tiny", max_width=256)
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory) -> str:
+    import torch
+
+    from edgeocr.models import build_from_config, export_onnx
+
+    torch.manual_seed(0)
+    model = build_from_config(CFG).eval()
+    with torch.no_grad():
+        model.head.weight.mul_(20.0)  # sharpened so that reads are not all blank
+    return str(export_onnx(model, CFG, tmp_path_factory.mktemp("model") / "tiny.onnx"))
+
+
+def crop(seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    img = np.full((32, 120), 220, np.uint8)
+    for x in range(6, 110, 10):
+        img[6:26, x : x + 5] = rng.integers(0, 80)
+    return cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+
+
+@pytest.fixture()
+def inputs(tmp_path: Path) -> Path:
+    folder = tmp_path / "in"
+    (folder / "sub").mkdir(parents=True)
+    cv2.imwrite(str(folder / "a.png"), crop(1))
+    cv2.imwrite(str(folder / "sub" / "b.jpg"), crop(2))
+    writer = cv2.VideoWriter(str(folder / "clip.avi"), cv2.VideoWriter_fourcc(*"MJPG"), 5, (120, 32))
+    for i in range(4):
+        writer.write(crop(10 + i))
+    writer.release()
+    return folder
+
+
+def test_reads_folders_globs_and_videos_into_json_csv_and_drawings(model_path: str, inputs: Path,
+                                                                     tmp_path: Path) -> None:
+    out_json, out_csv, drawn = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "drawn"
+    code = main(["read", str(inputs), str(inputs / "*.png"), "--model", model_path, "--threads", "1",
+                 "--every", "2", "--json", str(out_json), "--csv", str(out_csv), "--draw", str(drawn), "--quiet"])
+    assert code == 0
+    results = json.loads(out_json.read_text())["results"]
+    sources = [r["source"] for r in results]
+    # folder (recursive, sorted): a.png, clip.avi frames 0 and 2, sub/b.jpg; then the glob: a.png again
+    assert sources == [str(inputs / "a.png"), f"{inputs / 'clip.avi'}#frame=0", f"{inputs / 'clip.avi'}#frame=2",
+                       str(inputs / "sub" / "b.jpg"), str(inputs / "a.png")]
+    for result in results:
+        (line,) = result["lines"]  # whole mode: one line per image
+        assert len(line["poly"]) == 4 and 0.0 <= line["confidence"] <= 1.0
+    assert results[0]["lines"] == results[-1]["lines"]  # same file, same read
+    rows = list(csv.reader(out_csv.open()))
+    assert rows[0][:3] == ["source", "line", "text"] and len(rows) == 1 + len(results)
+    assert len(list(drawn.glob("*.jpg"))) == 4  # a.png drawn twice under one name
+
+
+def test_a_bad_image_is_reported_and_the_others_are_still_read(model_path: str, inputs: Path,
+                                                               tmp_path: Path, capsys) -> None:
+    (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out_json = tmp_path / "r.json"
+    assert main(["read", str(inputs / "a.png"), str(inputs / "broken.png"), "--model", model_path,
+                 "--json", str(out_json), "--quiet"]) == 1
+    results = json.loads(out_json.read_text())["results"]
+    assert results[0]["lines"] and "error" not in results[0]
+    assert "broken.png" in results[1]["error"] and results[1]["lines"] == []
+    assert "1 input(s) could not be read" in capsys.readouterr().err
+
+
+def test_a_missing_path_fails_before_any_reading(model_path: str, inputs: Path, tmp_path: Path, capsys) -> None:
+    out_json = tmp_path / "r.json"
+    assert main(["read", str(inputs / "a.png"), str(inputs / "nope.png"), "--model", model_path,
+                 "--json", str(out_json), "--quiet"]) == 2
+    assert "nope.png: no such file" in capsys.readouterr().err and not out_json.exists()
+
+
+def test_formats_and_table_output(model_path: str, inputs: Path, capsys) -> None:
+    assert main(["read", str(inputs / "a.png"), "--model", model_path, "--format", "[A-Z0-9]{1,12}",
+                 "--min-confidence", "0"]) == 0
+    out = capsys.readouterr().out
+    assert "a.png" in out and ("[A-Z0-9]{1,12}" in out or "raw:" in out)
