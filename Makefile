@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fonts install bench-synth clean
+.PHONY: demo test fonts install peers bench-synth clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ demo: $(STAMP) fonts
 
 test: $(STAMP) fonts
 	$(BIN)/python -m pytest
+
+# EasyOCR, PP-OCRv4/v6 (RapidOCR) and Tesseract, offline, for edgeocr bench --peers.
+peers: $(STAMP)
+	scripts/install-peers.sh
 
 bench-synth: $(STAMP) fonts
 	$(BIN)/python -m edgeocr.bench.synth_speed --workers 2 --count 6000 --repeats 3

@@ -407,6 +407,27 @@ def _print_scores(result: dict) -> None:
     Console().print(table)
 
 
+@app.command("bench")
+def bench(
+    data: Path = typer.Option(..., "--data", help="Folder with images and labels.tsv."),
+    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label."),
+    models: list[str] = typer.Option([], "--models", help="Our models: shipped names or .onnx paths (repeatable "
+                                     "or comma-separated)."),
+    peers: list[str] = typer.Option([], "--peers", help="easyocr, ppocrv4, ppocrv6, tesseract (make peers)."),
+    threads: int = typer.Option(2, "--threads", help="Threads for every engine (recorded)."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes for throughput, e.g. 1,8,64."),
+    out: Path = typer.Option(..., "--out", "-o", help="Report folder: results.json, results.md, report.html."),
+    quiet: bool = _QUIET,
+) -> None:
+    """Benchmark our models and the peers: accuracy, latency, throughput, size, memory, CPU."""
+    _need("bench", "matplotlib")
+    from edgeocr.bench.harness import bench_command
+
+    result = bench_command(data, mode.value, models, peers, threads, batch, out,
+                           progress=None if quiet else typer.echo)
+    typer.echo(f"report: {result['outputs']['markdown']} and {result['outputs']['html']}")
+
+
 @app.command("version")
 def version() -> None:
     """Print the edgeocr version."""
