@@ -123,6 +123,47 @@ def train(
     typer.echo(f"model: {model}")
 
 
+@app.command("train-detector")
+def train_detector(
+    arch: str = typer.Option("db_s", "--arch", help="db_s (ships) or db_tiny (tests)."),
+    scenes: int = typer.Option(8000, "--scenes", help="Synthetic scenes rendered on the fly per epoch."),
+    data: list[Path] = typer.Option([], "--data", help="Scene folders with annotations.jsonl (repeatable)."),
+    val_scenes: int = typer.Option(300, "--val-scenes", help="Held-out synthetic validation scenes."),
+    input_size: int = typer.Option(640, "--input-size", help="Training crop side in pixels (multiple of 32)."),
+    shrink_ratio: float = typer.Option(0.4, "--shrink-ratio", help="DB shrink ratio of the targets."),
+    epochs: int = typer.Option(60, "--epochs"),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
+    batch_size: int = typer.Option(16, "--batch-size"),
+    lr: float = typer.Option(2e-3, "--lr"),
+    workers: int = typer.Option(4, "--workers"),
+    accelerator: str = typer.Option("auto", "--accelerator"),
+    precision: str = typer.Option("auto", "--precision"),
+    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
+    seed: int = _SEED,
+    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics, model.onnx."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
+    quiet: bool = _QUIET,
+) -> None:
+    """Train the DB text-line detector on synthetic scenes (and/or annotated folders); exports OUT/model.onnx."""
+    from edgeocr.train.command import require_train_extra
+
+    require_train_extra()
+    from pydantic import ValidationError
+
+    from edgeocr.train.detector_trainer import DetectorTrainConfig, run_detector_training
+
+    try:
+        cfg = DetectorTrainConfig(
+            arch=arch, scenes_per_epoch=scenes, data=tuple(data), val_scenes=val_scenes, input_size=input_size,
+            shrink_ratio=shrink_ratio, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
+            workers=workers, accelerator=accelerator, precision=precision, checkpoint_every_n_steps=checkpoint_every,
+            seed=seed, synthetic_seed=seed, out=out, resume=resume, progress_bar=not quiet)
+    except ValidationError as exc:
+        raise EdgeOCRError(f"invalid detector training settings: {exc.errors()[0]['loc']}: "
+                           f"{exc.errors()[0]['msg']}") from None
+    typer.echo(f"model: {run_detector_training(cfg)}")
+
+
 @app.command("export")
 def export(
     weights: Path = typer.Option(..., "--weights", help="A training checkpoint (.ckpt) or a model.pt."),

@@ -63,7 +63,7 @@ def _charset(charset: Charset | str) -> Charset:
     return charset if isinstance(charset, Charset) else Charset(charset)
 
 
-def _summarise_skipped(what: str, skipped: Sequence[str], total: int) -> None:
+def summarise_skipped(what: str, skipped: Sequence[str], total: int) -> None:
     if not skipped:
         return
     shown = "; ".join(skipped[:MAX_REASONS_LOGGED])
@@ -96,7 +96,7 @@ class LabelledFolder(Dataset):
         self.labels_path = self.root if self.root.is_file() else self.root / LABELS_FILE
         self.samples, skipped = read_labels(self.root, _charset(charset), strict=False, check_files=True)
         self.skipped: list[str] = list(skipped)
-        _summarise_skipped(str(self.labels_path), self.skipped, len(self.samples) + len(self.skipped))
+        summarise_skipped(str(self.labels_path), self.skipped, len(self.samples) + len(self.skipped))
 
     def __len__(self) -> int:
         return len(self.samples)

@@ -19,6 +19,8 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
+from edgeocr.core.crops import quad_angle
+from edgeocr.runtime.detector import reading_order
 from edgeocr.runtime.reader import DetectedLine
 
 MISSING_EXTRA = (
@@ -86,18 +88,6 @@ def _import_rapidocr() -> tuple[Path, Any, Any]:
     except ImportError as exc:
         raise EdgeOCRError(f"{MISSING_EXTRA} ({exc})") from None
     return Path(rapidocr_onnxruntime.__file__).parent, TextDetector, read_yaml
-
-
-def _reading_order(lines: list[DetectedLine]) -> list[DetectedLine]:
-    """Rows top to bottom, left to right within a row (a row: tops within half a line height)."""
-    rows: list[list[DetectedLine]] = []
-    for line in sorted(lines, key=lambda item: (float(item.poly[0, 1]), float(item.poly[0, 0]))):
-        height = float(np.linalg.norm(line.poly[3] - line.poly[0]))
-        if rows and abs(float(line.poly[0, 1]) - float(rows[-1][0].poly[0, 1])) < 0.5 * height:
-            rows[-1].append(line)
-        else:
-            rows.append([line])
-    return [line for row in rows for line in sorted(row, key=lambda item: float(item.poly[0, 0]))]
 
 
 class RapidOCRDetector:
@@ -168,5 +158,5 @@ class RapidOCRDetector:
             box_height = np.linalg.norm(box[3] - box[0])
             if min(box_width, box_height) < self.config.min_box_side:
                 continue
-            lines.append(DetectedLine(poly=box, score=float(score)))
-        return _reading_order(lines)
+            lines.append(DetectedLine(poly=box, score=float(score), angle=quad_angle(box)))
+        return reading_order(lines)

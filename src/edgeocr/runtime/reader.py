@@ -58,10 +58,12 @@ class DetectedLine:
     ``poly``: float32 ``[4, 2]`` corners (x, y) in image pixels, in reading order: top-left,
     top-right, bottom-right, bottom-left of the text (so a line printed upside down has its
     "top-left" at the bottom right of the box). ``score``: the detector's confidence in [0, 1].
+    ``angle``: degrees of the top edge against the x axis (positive: turned clockwise on screen).
     """
 
     poly: np.ndarray
     score: float
+    angle: float = 0.0
 
     def __post_init__(self) -> None:
         poly = np.asarray(self.poly, dtype=np.float32)

@@ -51,7 +51,7 @@ class EngineConfig:
             raise ValueError(f"beam_width must be at least 1, got {self.beam_width}")
 
 
-def _session_options(engine: EngineConfig) -> ort.SessionOptions:
+def session_options(engine: EngineConfig) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = engine.intra_op_threads
     options.inter_op_num_threads = engine.inter_op_threads
@@ -70,7 +70,7 @@ class OnnxRecognizer:
         model_bytes = self._read_verified_model()
         try:
             self._session = ort.InferenceSession(
-                model_bytes, sess_options=_session_options(self.engine), providers=list(self.engine.providers)
+                model_bytes, sess_options=session_options(self.engine), providers=list(self.engine.providers)
             )
         except Exception as exc:  # onnxruntime raises several unrelated exception types
             raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {exc}") from exc

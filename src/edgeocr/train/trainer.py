@@ -279,7 +279,7 @@ class _EpochSetter(Callback):
         set_epoch(self.dataset, trainer.current_epoch)
 
 
-def _progress_bar() -> Callback:
+def progress_bar() -> Callback:
     if sys.stdout.isatty():
         try:
             return RichProgressBar()
@@ -288,7 +288,7 @@ def _progress_bar() -> Callback:
     return TQDMProgressBar()
 
 
-def _device_description(trainer: L.Trainer) -> dict[str, Any]:
+def device_description(trainer: L.Trainer) -> dict[str, Any]:
     device = trainer.strategy.root_device
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
     return {"type": device.type, "name": name, "devices": trainer.num_devices, "nodes": trainer.num_nodes}
@@ -300,7 +300,7 @@ def _skipped_reasons(datasets: Sequence[Dataset], module: RecognizerModule) -> l
     return list(dict.fromkeys([*reasons, *module.skipped]))
 
 
-def _read_checkpoint_position(path: Path) -> tuple[int, int]:
+def read_checkpoint_position(path: Path) -> tuple[int, int]:
     """(epoch, global step) stored in a Lightning checkpoint."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=False)
@@ -309,7 +309,7 @@ def _read_checkpoint_position(path: Path) -> tuple[int, int]:
     return int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0))
 
 
-def _number(value: Any) -> float | None:
+def finite_or_none(value: Any) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None
 
@@ -378,7 +378,7 @@ class _Run:
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
         if self.cfg.progress_bar:
-            callbacks.append(_progress_bar())
+            callbacks.append(progress_bar())
         return callbacks
 
     def _trainer(self) -> L.Trainer:
@@ -398,7 +398,7 @@ class _Run:
         resumed_from_step = None
         epoch = 0
         if resume:
-            epoch, resumed_from_step = _read_checkpoint_position(self.last)
+            epoch, resumed_from_step = read_checkpoint_position(self.last)
             rank_zero_info(f"resuming from {self.last} at epoch {epoch}, step {resumed_from_step}")
         # The first DataLoader iterator is made before any epoch hook runs: set its epoch now.
         set_epoch(self.train_set, epoch)
@@ -420,7 +420,7 @@ class _Run:
         best = self.best_path() if self.cfg.export == "best" else None
         results = self.trainer.validate(self.module, dataloaders=self.val_loader,
                                         ckpt_path=str(best) if best else None, verbose=False)
-        return {key: _number(value) for key, value in (results[0] if results else {}).items()}
+        return {key: finite_or_none(value) for key, value in (results[0] if results else {}).items()}
 
     def export(self) -> Path:
         """``model.onnx`` with its sidecar, and ``model.pt`` (weights to fine-tune from)."""
@@ -447,7 +447,7 @@ class _Run:
             "stopped_early": bool(self.early_stopping is not None and self.early_stopping.stopped_epoch > 0),
             "resumed_from_step": resumed_from_step,
             "wall_time_s": round(wall_time, 3),
-            "device": _device_description(trainer),
+            "device": device_description(trainer),
             "precision": self.precision,
             "train_samples_per_epoch": len(self.train_set),  # type: ignore[arg-type]
             "val_samples": len(self.val_set),  # type: ignore[arg-type]
@@ -487,7 +487,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
         model_path = run.out / MODEL_FILE
         if run.trainer.is_global_zero:
             run.export()
-            metrics = run.metrics(final, _number(loss) if loss is not None else None, resumed_from_step, wall_time)
+            metrics = run.metrics(final, finite_or_none(loss) if loss is not None else None, resumed_from_step, wall_time)
             atomic_write_bytes(run.out / METRICS_FILE,
                                (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
             if metrics["skipped_samples"]:

@@ -1,0 +1,544 @@
+"""Torch datasets of whole scenes with line polygons, and the DB training targets made from them.
+
+Sources (each returns, per index, a :class:`SceneItem` or a :class:`SkippedSample` with the reason):
+
+* :class:`SyntheticScenes`: scenes of :class:`edgeocr.synth.scenes.SceneSynthesizer` rendered on
+  the fly, new ones each epoch; index ``i`` of epoch ``e`` is sample ``e * n + i`` of the seed.
+* :class:`SceneFolder`: a folder with ``annotations.jsonl`` (one JSON object per image:
+  ``file``, ``width``, ``height``, ``exhaustive``, ``lines: [{poly, ignore?, ...}]``), as written
+  by ``edgeocr synth scenes``. A ``poly`` is a list of ``[x, y]`` points or a flat
+  ``[x1, y1, x2, y2, ...]`` list (the hand-labelled sets use the latter).
+* :class:`InMemoryScenes`: a fixed set, e.g. the held-out synthetic validation scenes.
+
+:class:`DetectionSamples` turns scenes into network inputs and targets. Training draws a random
+scale (and now and then a quarter turn) and a square crop that avoids cutting lines in half;
+evaluation prepares images exactly as the runtime does (:func:`edgeocr.runtime.detector.prepare_image`)
+and pads them to a square. Targets follow DB (Liao et al. 2020), computed on a small window around each line from the
+exact distance of each pixel centre to the line's border (numpy) and OpenCV polygon filling
+for inside/outside (no polygon-clipping library):
+
+* ``prob``: 1 inside each line shrunk by D = A (1 - r^2) / L, else 0;
+* ``prob_mask``: 0 over ignored lines and lines too small to keep a core, else 1; on
+  non-exhaustive images only the labelled lines' surroundings count (unlabelled text is not
+  background there);
+* ``thresh``: 1 - d / D within distance D of a line's border (d the distance to it), scaled
+  to [THRESH_MIN, THRESH_MAX]; ``thresh_mask``: the lines grown by D.
+
+Only training imports this module (it needs torch); the runtime never does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from edgeocr.core.detector_config import DetectorConfig
+from edgeocr.core.errors import DataError, EdgeOCRError, ImageError
+from edgeocr.core.images import read_image
+from edgeocr.data.datasets import SkippedSample, summarise_skipped
+from edgeocr.runtime.detector import normalise, prepare_image
+
+ANNOTATIONS_FILE = "annotations.jsonl"
+THRESH_MIN = 0.3  # threshold-map value far from any border (DB's choice)
+THRESH_MAX = 0.7  # ... and on a border
+MIN_LINE_SIDE = 3.0  # lines thinner than this (pixels, at network scale) are ignored, not learned
+SUBPIXEL_BITS = 4  # cv2.fillPoly fixed-point precision: 1/16 pixel
+
+
+@dataclass(frozen=True)
+class SceneItem:
+    """One usable scene: a uint8 BGR image and its line polygons (``[K, 2]`` float32 each)."""
+
+    image: np.ndarray
+    polys: list[np.ndarray]
+    ignore: list[bool]
+    exhaustive: bool  # every text line in the image is labelled
+    source: str  # where it came from, for messages
+
+
+SceneSample = SceneItem | SkippedSample
+
+
+def parse_poly(value: Any) -> np.ndarray:
+    """``[[x, y], ...]`` or ``[x1, y1, x2, y2, ...]`` (at least 3 points) as float32 ``[K, 2]``.
+
+    ValueError says what is wrong otherwise."""
+    try:
+        points = np.asarray(value, dtype=np.float32)
+    except (TypeError, ValueError):
+        raise ValueError("poly is not a list of numbers") from None
+    if points.ndim == 1 and points.size % 2 == 0:
+        points = points.reshape(-1, 2)
+    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
+        shape = list(np.asarray(value, dtype=object).shape)
+        raise ValueError(f"poly needs at least 3 [x, y] points, got shape {shape}")
+    if not np.isfinite(points).all():
+        raise ValueError("poly has non-finite coordinates")
+    return points
+
+
+@dataclass(frozen=True)
+class SceneRecord:
+    """One parsed line of ``annotations.jsonl``."""
+
+    path: Path
+    width: int | None
+    height: int | None
+    polys: list[np.ndarray]
+    ignore: list[bool]
+    exhaustive: bool
+    line: int  # 1-based line number in annotations.jsonl
+
+
+def parse_scene_record(record: Any, base: Path, line: int) -> SceneRecord:
+    """A :class:`SceneRecord` from one decoded JSON object; ValueError says what is wrong."""
+    if isinstance(record, dict) and "annotation" in record and "lines" not in record:
+        record = record["annotation"]  # the record layout synth writes into LMDB labels
+    if not isinstance(record, dict):
+        raise ValueError("not a JSON object")
+    file = record.get("file")
+    if not isinstance(file, str) or not file:
+        raise ValueError("no 'file'")
+    lines = record.get("lines", [])
+    if not isinstance(lines, list):
+        raise ValueError("'lines' is not a list")
+    polys, ignore = [], []
+    for k, entry in enumerate(lines):
+        if not isinstance(entry, dict) or "poly" not in entry:
+            raise ValueError(f"lines[{k}] has no 'poly'")
+        try:
+            polys.append(parse_poly(entry["poly"]))
+        except ValueError as exc:
+            raise ValueError(f"lines[{k}]: {exc}") from None
+        ignore.append(bool(entry.get("ignore", False)))
+    width, height = record.get("width"), record.get("height")
+    return SceneRecord(path=base / file, width=int(width) if width is not None else None,
+                       height=int(height) if height is not None else None, polys=polys, ignore=ignore,
+                       exhaustive=bool(record.get("exhaustive", True)), line=line)
+
+
+def read_scene_annotations(root: Path | str) -> tuple[Path, list[SceneRecord], list[str]]:
+    """(annotations file, usable records, reasons for skipped lines) of a scene folder or its ``.jsonl``."""
+    root = Path(root)
+    path = root if root.is_file() else root / ANNOTATIONS_FILE
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file (expected {ANNOTATIONS_FILE}, one JSON object per image)") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from exc
+    records, skipped = [], []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            record = parse_scene_record(json.loads(raw), path.parent, number)
+        except json.JSONDecodeError as exc:
+            skipped.append(f"{path}:{number}: not valid JSON ({exc.msg})")
+            continue
+        except ValueError as exc:
+            skipped.append(f"{path}:{number}: {exc}")
+            continue
+        if not record.path.is_file():
+            skipped.append(f"{path}:{number}: image {record.path} does not exist")
+            continue
+        records.append(record)
+    if not records:
+        raise DataError(f"{path}: no usable scene" + (f" ({skipped[0]})" if skipped else " (the file is empty)"))
+    return path, records, skipped
+
+
+class SceneFolder(Dataset):
+    """Scenes listed in ``annotations.jsonl``; unusable lines are skipped and listed in ``skipped``."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.annotations, self.records, skipped = read_scene_annotations(root)
+        self.skipped: list[str] = list(skipped)
+        summarise_skipped(str(self.annotations), self.skipped, len(self.records) + len(self.skipped))
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __getitem__(self, index: int) -> SceneSample:
+        record = self.records[index]
+        source = f"{self.annotations}:{record.line}"
+        try:
+            image = read_image(record.path)
+        except ImageError as exc:
+            return SkippedSample(f"{source}: {exc}")
+        height, width = image.shape[:2]
+        if (record.width, record.height) not in ((None, None), (width, height)):
+            return SkippedSample(f"{source}: the image is {width}x{height} but the annotation says "
+                                 f"{record.width}x{record.height}")
+        return SceneItem(image=image, polys=record.polys, ignore=record.ignore, exhaustive=record.exhaustive,
+                         source=source)
+
+
+class SyntheticScenes(Dataset):
+    """``n_per_epoch`` synthetic scenes rendered on the fly, new ones each epoch, all reproducible.
+
+    Call :meth:`set_epoch` before the epoch's DataLoader iterator is created (workers fork a
+    copy then, so they must not be persistent). The generator is built lazily in each process
+    and never pickled.
+    """
+
+    def __init__(self, n_per_epoch: int, seed: int, template_files: Sequence[str] = (),
+                 font_dirs: Sequence[str] = ()) -> None:
+        if n_per_epoch < 1:
+            raise ValueError(f"n_per_epoch must be at least 1, got {n_per_epoch}")
+        self.n_per_epoch = int(n_per_epoch)
+        self.seed = int(seed)
+        self.template_files = tuple(str(t) for t in template_files)
+        self.font_dirs = tuple(str(f) for f in font_dirs)
+        self.epoch = 0
+        self.skipped: list[str] = []
+        self._synthesizer: Any = None
+        self._generator()  # fail now on bad templates or missing fonts, not in a worker
+
+    def _generator(self) -> Any:
+        if self._synthesizer is None:
+            from edgeocr.synth.fonts import discover_fonts
+            from edgeocr.synth.scenes import SceneSynthesizer
+            from edgeocr.synth.templates import load_catalogue
+
+            catalogue = load_catalogue(list(self.template_files))
+            fonts = discover_fonts(list(self.font_dirs))
+            fonts.require("text")
+            self._synthesizer = SceneSynthesizer(catalogue, fonts, self.seed)
+        return self._synthesizer
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state["_synthesizer"] = None  # holds compiled templates (closures); rebuilt where it is used
+        return state
+
+    def set_epoch(self, epoch: int) -> None:
+        """Render the scenes of ``epoch`` from now on."""
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.n_per_epoch
+
+    def __getitem__(self, index: int) -> SceneSample:
+        number = self.epoch * self.n_per_epoch + int(index)
+        source = f"synthetic scene seed={self.seed} sample={number}"
+        try:
+            sample = self._generator().sample(number)
+        except EdgeOCRError:
+            raise  # missing fonts or bad templates concern every sample: stop with the message
+        except Exception as exc:  # one failed render costs one sample, not the run
+            return SkippedSample(f"{source}: rendering failed: {type(exc).__name__}: {exc}")
+        polys = [np.asarray(line.poly, dtype=np.float32).reshape(-1, 2) for line in sample.lines]
+        return SceneItem(image=sample.image, polys=polys, ignore=[False] * len(polys), exhaustive=True,
+                         source=source)
+
+
+class InMemoryScenes(Dataset):
+    """Scenes held in memory, e.g. a fixed held-out synthetic validation set rendered once."""
+
+    def __init__(self, samples: Sequence[SceneSample]) -> None:
+        self.samples = list(samples)
+        self.skipped: list[str] = [s.reason for s in self.samples if isinstance(s, SkippedSample)]
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> SceneSample:
+        return self.samples[index]
+
+
+def render_synthetic_scenes(count: int, seed: int, template_files: Sequence[str] = (),
+                            font_dirs: Sequence[str] = ()) -> InMemoryScenes:
+    """``count`` synthetic scenes of ``seed`` rendered now and kept in memory (a fixed set)."""
+    synthetic = SyntheticScenes(count, seed, template_files, font_dirs)
+    return InMemoryScenes([synthetic[i] for i in range(count)])
+
+
+def open_scene_dataset(path: Path | str) -> SceneFolder:
+    """A scene folder (or its ``annotations.jsonl``); DataError names what is missing."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such scene dataset")
+    return SceneFolder(path)
+
+
+# --- DB targets ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DBTargets:
+    """The four float32 ``[H, W]`` maps of the DB loss."""
+
+    prob: np.ndarray
+    prob_mask: np.ndarray
+    thresh: np.ndarray
+    thresh_mask: np.ndarray
+
+
+def shrink_distance(poly: np.ndarray, shrink_ratio: float) -> float:
+    """DB's shrink offset D = A (1 - r^2) / L of a polygon (0 for a degenerate one)."""
+    area = abs(float(cv2.contourArea(poly.astype(np.float32))))
+    perimeter = float(cv2.arcLength(poly.astype(np.float32), closed=True))
+    return area * (1.0 - shrink_ratio**2) / perimeter if perimeter > 0 else 0.0
+
+
+def _signed_border_distance(poly: np.ndarray, pad: int) -> tuple[int, int, np.ndarray]:
+    """(x0, y0, field) over a window around ``poly``: distance of each pixel centre to the
+    polygon's border, positive inside, negative outside.
+
+    The distance is exact (to the nearest edge segment, in numpy): a pixel-grid distance
+    transform is off by up to half a pixel, a tenth of the height of a 10 px line. Which side a
+    pixel lies on comes from cv2.fillPoly at 1/16 pixel precision.
+    """
+    x0 = int(math.floor(float(poly[:, 0].min()))) - pad
+    y0 = int(math.floor(float(poly[:, 1].min()))) - pad
+    x1 = int(math.ceil(float(poly[:, 0].max()))) + pad
+    y1 = int(math.ceil(float(poly[:, 1].max()))) + pad
+    local = (poly - np.array([x0, y0], dtype=np.float32)).astype(np.float32)
+    inside = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=np.uint8)
+    cv2.fillPoly(inside, [np.round(local * (1 << SUBPIXEL_BITS)).astype(np.int32)], 1, lineType=cv2.LINE_8,
+                 shift=SUBPIXEL_BITS)
+    ys, xs = np.mgrid[0 : inside.shape[0], 0 : inside.shape[1]].astype(np.float32)
+    distance = np.full(inside.shape, np.inf, dtype=np.float32)
+    for a, b in zip(local, np.roll(local, -1, axis=0), strict=True):
+        edge = b - a
+        length2 = float(edge @ edge)
+        t = ((xs - a[0]) * edge[0] + (ys - a[1]) * edge[1]) / length2 if length2 > 0 else np.zeros_like(xs)
+        t = np.clip(t, 0.0, 1.0)
+        np.minimum(distance, np.hypot(xs - a[0] - t * edge[0], ys - a[1] - t * edge[1]), out=distance)
+    return x0, y0, np.where(inside > 0, distance, -distance)
+
+
+def _paste(canvas: np.ndarray, window: np.ndarray, x0: int, y0: int, combine: Any) -> None:
+    """``canvas[region] = combine(canvas[region], window[part])`` for the part of the window on the canvas."""
+    height, width = canvas.shape
+    wy0, wx0 = max(0, -y0), max(0, -x0)
+    cy0, cx0 = max(0, y0), max(0, x0)
+    cy1, cx1 = min(height, y0 + window.shape[0]), min(width, x0 + window.shape[1])
+    if cy1 <= cy0 or cx1 <= cx0:
+        return
+    region = (slice(cy0, cy1), slice(cx0, cx1))
+    canvas[region] = combine(canvas[region], window[wy0 : wy0 + cy1 - cy0, wx0 : wx0 + cx1 - cx0])
+
+
+def make_db_targets(polys: Sequence[np.ndarray], ignore: Sequence[bool], height: int, width: int,
+                    shrink_ratio: float = 0.4, exhaustive: bool = True) -> DBTargets:
+    """The DB targets of lines ``polys`` (pixel coordinates, any number of points) on an image of this size."""
+    prob = np.zeros((height, width), dtype=np.float32)
+    prob_mask = np.ones((height, width), dtype=np.float32)
+    border = np.zeros((height, width), dtype=np.float32)  # 1 - d / D, max over lines
+    thresh_mask = np.zeros((height, width), dtype=np.float32)
+    masked: list[tuple[int, int, np.ndarray]] = []  # (x0, y0, window) of lines excluded from the loss
+    for poly, ignored in zip(polys, ignore, strict=True):
+        poly = np.asarray(poly, dtype=np.float32).reshape(-1, 2)
+        distance = shrink_distance(poly, shrink_ratio)
+        rect_side = min(cv2.minAreaRect(poly)[1]) if len(poly) >= 3 else 0.0
+        x0, y0, field = _signed_border_distance(poly, pad=int(math.ceil(distance)) + 2)
+        core = field >= distance
+        if ignored or rect_side < MIN_LINE_SIDE or distance <= 0 or not core.any():
+            masked.append((x0, y0, (field >= 0).astype(np.float32)))
+            continue
+        _paste(prob, core.astype(np.float32), x0, y0, np.maximum)
+        near = np.abs(field) <= distance
+        _paste(border, np.where(near, 1.0 - np.abs(field) / distance, 0.0).astype(np.float32), x0, y0, np.maximum)
+        _paste(thresh_mask, (field >= -distance).astype(np.float32), x0, y0, np.maximum)
+    if not exhaustive:
+        # Unlabelled text may be anywhere else: only the labelled lines and their surroundings count.
+        prob_mask = thresh_mask.copy()
+    for x0, y0, window in masked:
+        _paste(prob_mask, 1.0 - window, x0, y0, np.minimum)
+    thresh = border * (THRESH_MAX - THRESH_MIN) + THRESH_MIN
+    return DBTargets(prob=prob, prob_mask=prob_mask, thresh=thresh, thresh_mask=thresh_mask)
+
+
+# --- network inputs -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DetectionSample:
+    """One network input with its targets and the polygons they were made from (network coordinates)."""
+
+    image: np.ndarray  # float32 [3, S, S], normalised
+    targets: DBTargets
+    polys: list[np.ndarray]
+    ignore: list[bool]
+    exhaustive: bool
+    content: tuple[int, int]  # (height, width) of the image content inside the padded input
+    source: str
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """Random geometry of training samples."""
+
+    scale: tuple[float, float] = (0.5, 1.5)  # long side, as a fraction of the input size
+    p_quarter_turn: float = 0.1  # rotate the scene by +-90 degrees (sideways text)
+    crop_tries: int = 10  # attempts to find a crop that cuts no line in half
+
+
+def _scale_polys(polys: Sequence[np.ndarray], sx: float, sy: float) -> list[np.ndarray]:
+    # Pixel centres at integers before and after: x' = (x + 0.5) * s - 0.5.
+    return [((p + 0.5) * np.array([sx, sy], dtype=np.float32) - 0.5).astype(np.float32) for p in polys]
+
+
+def _cuts_a_line(polys: Sequence[np.ndarray], x: int, y: int, size: int) -> bool:
+    for poly in polys:
+        inside = (poly[:, 0] >= x) & (poly[:, 0] < x + size) & (poly[:, 1] >= y) & (poly[:, 1] < y + size)
+        if inside.any() and not inside.all():
+            return True
+        if not inside.any():  # wholly outside unless the crop lies within the line's box
+            x0, y0 = poly.min(axis=0)
+            x1, y1 = poly.max(axis=0)
+            if x0 < x + size and x1 >= x and y0 < y + size and y1 >= y:
+                return True
+    return False
+
+
+class DetectionSamples(Dataset):
+    """Network inputs and DB targets of a scene dataset: random crops (``train``) or runtime-style resizing.
+
+    ``input_size``: side of the square inputs. In ``eval`` mode images are prepared as the
+    runtime does with ``max_side = input_size`` and padded to the square. Training randomness
+    depends only on ``(seed, epoch, index)``.
+    """
+
+    def __init__(self, scenes: Dataset, cfg: DetectorConfig, input_size: int, mode: Literal["train", "eval"],
+                 seed: int = 0, augmentation: Augmentation | None = None) -> None:
+        if input_size % cfg.size_multiple:
+            raise ValueError(f"input_size ({input_size}) must be a multiple of {cfg.size_multiple}")
+        self.scenes = scenes
+        self.cfg = cfg
+        self.eval_cfg = cfg.model_copy(update={"max_side": input_size})
+        self.input_size = int(input_size)
+        self.mode = mode
+        self.seed = int(seed)
+        self.augmentation = augmentation or Augmentation()
+        self.epoch = 0
+
+    @property
+    def skipped(self) -> list[str]:
+        return list(getattr(self.scenes, "skipped", []))
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.scenes, "set_epoch"):
+            self.scenes.set_epoch(epoch)
+
+    def __len__(self) -> int:
+        return len(self.scenes)  # type: ignore[arg-type]
+
+    def __getitem__(self, index: int) -> DetectionSample | SkippedSample:
+        item = self.scenes[index]
+        if isinstance(item, SkippedSample):
+            return item
+        if self.mode == "eval":
+            return self._eval_sample(item)
+        rng = np.random.default_rng([self.seed, self.epoch, int(index), 0xDE7EC7])
+        return self._train_sample(item, rng)
+
+    def _finish(self, canvas: np.ndarray, polys: list[np.ndarray], item: SceneItem,
+                content: tuple[int, int]) -> DetectionSample:
+        targets = make_db_targets(polys, item.ignore, self.input_size, self.input_size, self.cfg.shrink_ratio,
+                                  item.exhaustive)
+        return DetectionSample(image=canvas, targets=targets, polys=polys, ignore=list(item.ignore),
+                               exhaustive=item.exhaustive, content=content, source=item.source)
+
+    def _eval_sample(self, item: SceneItem) -> DetectionSample:
+        prepared = prepare_image(item.image, self.eval_cfg)
+        canvas = np.zeros((3, self.input_size, self.input_size), dtype=np.float32)
+        canvas[:, : prepared.tensor.shape[1], : prepared.tensor.shape[2]] = prepared.tensor
+        (h, w), (oh, ow) = prepared.resized, prepared.original
+        return self._finish(canvas, _scale_polys(item.polys, w / ow, h / oh), item, prepared.resized)
+
+    def _train_sample(self, item: SceneItem, rng: np.random.Generator) -> DetectionSample:
+        aug, size = self.augmentation, self.input_size
+        image, polys = item.image, [p.copy() for p in item.polys]
+        if rng.random() < aug.p_quarter_turn:
+            image, polys = _quarter_turn(image, polys, clockwise=bool(rng.random() < 0.5))
+        height, width = image.shape[:2]
+        scale = size * rng.uniform(*aug.scale) / max(height, width)
+        new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+        image = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+        polys = _scale_polys(polys, new_w / width, new_h / height)
+        # The crop origin: inside the image when it is larger than the input, else the image
+        # lands somewhere in the input and the rest is padding.
+        for _ in range(aug.crop_tries):
+            x = int(rng.integers(min(0, new_w - size), max(0, new_w - size) + 1))
+            y = int(rng.integers(min(0, new_h - size), max(0, new_h - size) + 1))
+            if not _cuts_a_line(polys, x, y, size):
+                break
+        canvas_u8 = np.empty((size, size, 3), dtype=np.uint8)
+        # Padding at the mean colour normalises to 0, as the runtime pads.
+        canvas_u8[:] = np.clip(np.round(np.asarray(self.cfg.mean) * 255), 0, 255).astype(np.uint8)
+        sx0, sy0 = max(0, x), max(0, y)
+        dx0, dy0 = max(0, -x), max(0, -y)
+        w, h = min(new_w - sx0, size - dx0), min(new_h - sy0, size - dy0)
+        canvas_u8[dy0 : dy0 + h, dx0 : dx0 + w] = image[sy0 : sy0 + h, sx0 : sx0 + w]
+        polys = [p - np.array([x, y], dtype=np.float32) for p in polys]
+        return self._finish(normalise(canvas_u8, self.cfg), polys, item, (size, size))
+
+
+def _quarter_turn(image: np.ndarray, polys: list[np.ndarray], clockwise: bool) -> tuple[np.ndarray, list[np.ndarray]]:
+    height, width = image.shape[:2]
+    if clockwise:  # (x, y) -> (H - 1 - y, x)
+        return np.ascontiguousarray(np.rot90(image, -1)), [np.stack([height - 1 - p[:, 1], p[:, 0]], 1) for p in polys]
+    # counter-clockwise: (x, y) -> (y, W - 1 - x)
+    return np.ascontiguousarray(np.rot90(image, 1)), [np.stack([p[:, 1], width - 1 - p[:, 0]], 1) for p in polys]
+
+
+@dataclass
+class DetectionBatch:
+    """Stacked inputs and targets (``[N, 3, S, S]`` and ``[N, 1, S, S]``) plus the per-sample polygons."""
+
+    images: torch.Tensor
+    prob: torch.Tensor
+    prob_mask: torch.Tensor
+    thresh: torch.Tensor
+    thresh_mask: torch.Tensor
+    polys: list[list[np.ndarray]]
+    ignore: list[list[bool]]
+    exhaustive: list[bool]
+    content: list[tuple[int, int]]
+    skipped: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.polys)
+
+    def pin_memory(self) -> DetectionBatch:
+        for name in ("images", "prob", "prob_mask", "thresh", "thresh_mask"):
+            setattr(self, name, getattr(self, name).pin_memory())
+        return self
+
+
+def collate_detection(samples: Sequence[DetectionSample | SkippedSample | None]) -> DetectionBatch:
+    """Stack the usable samples; the reasons of the skipped ones travel with the batch."""
+    usable = [s for s in samples if isinstance(s, DetectionSample)]
+    skipped = [s.reason if isinstance(s, SkippedSample) else "empty sample" for s in samples
+               if not isinstance(s, DetectionSample)]
+
+    def stack(get: Any) -> torch.Tensor:
+        if not usable:
+            return torch.zeros(0, 1, 1, 1)
+        return torch.from_numpy(np.stack([get(s) for s in usable]))
+
+    return DetectionBatch(
+        images=stack(lambda s: s.image) if usable else torch.zeros(0, 3, 1, 1),
+        prob=stack(lambda s: s.targets.prob[None]),
+        prob_mask=stack(lambda s: s.targets.prob_mask[None]),
+        thresh=stack(lambda s: s.targets.thresh[None]),
+        thresh_mask=stack(lambda s: s.targets.thresh_mask[None]),
+        polys=[s.polys for s in usable],
+        ignore=[s.ignore for s in usable],
+        exhaustive=[s.exhaustive for s in usable],
+        content=[s.content for s in usable],
+        skipped=skipped,
+    )

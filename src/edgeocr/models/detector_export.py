@@ -1,0 +1,124 @@
+"""Export a detector to ONNX with its JSON sidecar, and keep its trainable weights beside it.
+
+The exported graph takes ``image`` float32 ``[N, 3, H, W]`` (normalised BGR; N, H and W
+dynamic, H and W multiples of 32) and returns ``prob`` float32 ``[N, 1, H, W]``: the sigmoid is
+in the graph and the threshold head is left out (only training uses it). The sidecar
+(``model.json`` beside ``model.onnx``) is a :class:`DetectorSidecar`: the
+:class:`DetectorConfig` and the SHA-256 of the ``.onnx`` bytes, checked by
+:class:`edgeocr.runtime.detector.OnnxDetector` on load.
+
+``model.pt`` holds the network's ``state_dict`` (float16) and its configuration, for
+fine-tuning: the ONNX file has its batch norms folded away and cannot give the network back.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+import edgeocr
+from edgeocr.core.atomic import atomic_write_bytes
+from edgeocr.core.detector_config import DetectorConfig, DetectorSidecar
+from edgeocr.core.errors import ModelError
+from edgeocr.core.sidecar import sha256_hex, sidecar_path
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "prob"
+WEIGHTS_FORMAT = "edgeocr-detector-weights-1"
+LIGHTNING_PREFIX = "model."  # DetectorModule keeps the network as self.model
+
+
+def _onnx_bytes(model: nn.Module, cfg: DetectorConfig, opset: int) -> bytes:
+    # Batch 2 and unequal, non-minimal sides so that no dimension is baked in as a constant.
+    example = torch.zeros(2, 3, 2 * cfg.size_multiple, 3 * cfg.size_multiple)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        # Known, harmless exporter notices (tests run the graph at other sizes and batch counts).
+        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export",
+                                category=DeprecationWarning)
+        warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+        torch.onnx.export(
+            model,
+            (example,),
+            buffer,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                          OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+            opset_version=opset,
+            do_constant_folding=True,
+            dynamo=False,
+        )
+    return buffer.getvalue()
+
+
+def export_detector_onnx(model: nn.Module, cfg: DetectorConfig, path: Path | str, opset: int = 17) -> Path:
+    """Write ``path`` (``.onnx``) and its sidecar ``path.with_suffix('.json')``; return ``path``.
+
+    Each file is written atomically, the ``.onnx`` first: a stale sidecar no longer matches the
+    new bytes, so the runtime refuses the pair instead of using it.
+    """
+    path = Path(path)
+    if path.suffix != ".onnx":
+        raise ValueError(f"the model path must end in .onnx, got {path}")
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            data = _onnx_bytes(model, cfg, opset)
+    finally:
+        model.train(was_training)
+    sidecar = DetectorSidecar(
+        edgeocr_version=edgeocr.__version__,
+        onnx_file=path.name,
+        onnx_sha256=sha256_hex(data),
+        opset=opset,
+        input_name=INPUT_NAME,
+        output_name=OUTPUT_NAME,
+        config=cfg,
+    )
+    atomic_write_bytes(path, data)
+    atomic_write_bytes(sidecar_path(path), sidecar.to_json().encode("utf-8"))
+    return path
+
+
+def save_detector_weights(model: nn.Module, cfg: DetectorConfig, path: Path | str) -> Path:
+    """Write ``model``'s weights (floating tensors as float16) and ``cfg`` to ``path`` atomically."""
+    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+             for k, v in model.state_dict().items()}
+    buffer = io.BytesIO()
+    torch.save({"format": WEIGHTS_FORMAT, "config": cfg.model_dump(mode="json"), "state_dict": state}, buffer)
+    atomic_write_bytes(Path(path), buffer.getvalue())
+    return Path(path)
+
+
+def load_detector_weights(path: Path | str) -> tuple[DetectorConfig, dict[str, torch.Tensor]]:
+    """The configuration and float32 ``state_dict`` of a detector weights file or training checkpoint."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelError(f"weights file {path} does not exist")
+    try:
+        raw: Any = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises several types for damaged or foreign files
+        raise ModelError(f"{path}: not a readable weights file or checkpoint ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ModelError(f"{path}: not an edgeocr detector weights file or training checkpoint")
+    if raw.get("format") == WEIGHTS_FORMAT:
+        config, state = raw.get("config"), raw.get("state_dict")
+    elif "state_dict" in raw and isinstance(raw.get("hyper_parameters"), dict):
+        config = raw["hyper_parameters"].get("detector")
+        state = {k[len(LIGHTNING_PREFIX):]: v for k, v in raw["state_dict"].items() if k.startswith(LIGHTNING_PREFIX)}
+    else:
+        raise ModelError(f"{path}: not an edgeocr detector weights file or training checkpoint")
+    if not isinstance(config, dict) or not isinstance(state, dict) or not state:
+        raise ModelError(f"{path}: weights file without a detector configuration or weights")
+    try:
+        cfg = DetectorConfig(**config)
+    except Exception as exc:
+        raise ModelError(f"{path}: invalid detector configuration ({exc})") from exc
+    return cfg, {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}

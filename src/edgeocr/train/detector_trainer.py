@@ -1,0 +1,582 @@
+"""Train a text-line detector: :class:`DetectorTrainConfig` says what and how, :func:`run_detector_training` runs it.
+
+The run mirrors recogniser training (:mod:`edgeocr.train.trainer`). The output directory holds::
+
+    train_config.json       the configuration of the latest invocation
+    checkpoints/last.ckpt   written every N steps and at each epoch end; resume=True continues from it
+    checkpoints/best.ckpt   the best val_hmean so far
+    logs/                   CSV logs (losses, learning rate, validation metrics), one version per invocation
+    model.onnx, model.json  the best model, exported for the torch-free runtime (edgeocr.runtime.detector)
+    model.pt                its weights (float16) and configuration, to fine-tune from
+    metrics.json            that model's validation metrics, steps, wall time, device, skipped samples
+
+Training data are synthetic scenes rendered on the fly (new ones each epoch) and/or scene
+folders with ``annotations.jsonl``; validation is a scene folder or a fixed held-out set of
+synthetic scenes. Validation runs the runtime's own post-processing on the predicted maps and
+scores the boxes with :mod:`edgeocr.bench.detection_metrics` (precision, recall and hmean at
+IoU 0.5), so ``val_hmean`` is what the exported model scores on that set.
+
+The loss is DB's (Liao et al. 2020), written here: balanced binary cross-entropy with 3:1
+hard-negative mining on the probability map, dice on the differentiable binary map
+``1 / (1 + exp(-k (P - T)))`` and L1 on the threshold map near the line borders.
+
+Run from a shell with ``python -m edgeocr.train.detector_trainer key=value ...`` (see :func:`main`).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import lightning as L
+import torch
+import torch.nn.functional as F
+from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from torch.utils.data import DataLoader, Dataset
+
+from edgeocr.bench.detection_metrics import DetectionCounts, count_detections
+from edgeocr.core.atomic import atomic_write_bytes
+from edgeocr.core.detector_config import DetectorConfig
+from edgeocr.core.errors import EdgeOCRError, Interrupted
+from edgeocr.data.datasets import Mixed, set_epoch
+from edgeocr.data.scene_dataset import (
+    Augmentation,
+    DetectionBatch,
+    DetectionSamples,
+    SyntheticScenes,
+    collate_detection,
+    open_scene_dataset,
+    render_synthetic_scenes,
+)
+from edgeocr.models.detector import build_detector, default_detector_config, detector_architectures
+from edgeocr.models.detector_export import export_detector_onnx, save_detector_weights
+from edgeocr.runtime.detector import boxes_from_probability_map
+from edgeocr.train.module import warmup_cosine
+from edgeocr.train.trainer import (
+    AcceleratorName,
+    Precision,
+    device_description,
+    finite_or_none,
+    progress_bar,
+    read_checkpoint_position,
+    resolve_precision,
+)
+
+CHECKPOINT_DIR = "checkpoints"
+LAST_CHECKPOINT = "last.ckpt"
+BEST_CHECKPOINT_NAME = "best"
+CONFIG_FILE = "train_config.json"
+METRICS_FILE = "metrics.json"
+MODEL_FILE = "model.onnx"
+HELD_OUT_SEED_OFFSET = 1_000_003  # the held-out synthetic scenes never overlap the training stream
+MAX_REASONS_REPORTED = 200
+# Fields that fix the network or the meaning of its output: a run cannot resume with other values.
+MODEL_FIELDS = ("arch", "shrink_ratio")
+
+VAL_HMEAN = "val_hmean"
+VAL_PRECISION = "val_precision"
+VAL_RECALL = "val_recall"
+VAL_LOSS = "val_loss"
+TRAIN_LOSS = "train_loss"
+
+# DB loss: L = L_prob + ALPHA * L_binary + BETA * L_thresh, binarisation steepness K.
+ALPHA = 1.0
+BETA = 10.0
+K = 50.0
+OHEM_RATIO = 3.0  # hard negatives per positive pixel
+MIN_HARD_NEGATIVES = 4096  # per batch, so that scenes without text still teach "no text here"
+
+
+class DetectorTrainConfig(BaseModel):
+    """Everything a detector training run needs; saved as ``train_config.json`` in the output directory."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    arch: str = Field(default="db_s", description="Detector architecture from edgeocr.models.detector: db_s, db_tiny.")
+    input_size: int = Field(
+        default=640, ge=64,
+        description="Side of the square training crops (a multiple of 32); validation images and the exported "
+        "model's max_side are resized to this long side.",
+    )
+    shrink_ratio: float = Field(default=0.4, gt=0, lt=1, description="DB shrink ratio r of the training targets.")
+    scale_range: tuple[float, float] = Field(
+        default=(0.5, 1.5),
+        description="Training scenes are resized so that their long side is input_size times a factor drawn from "
+        "this range, then cropped (or padded) to input_size x input_size.",
+    )
+    data: tuple[Path, ...] = Field(default=(), description="Training scene folders with annotations.jsonl.")
+    val: Path | None = Field(
+        default=None,
+        description="Validation scene folder. None: val_scenes held-out synthetic scenes (seed synthetic_seed + "
+        "1000003), rendered once and kept in memory.",
+    )
+    scenes_per_epoch: int = Field(
+        default=2000, ge=0, description="Synthetic scenes rendered on the fly per epoch (new ones each epoch); 0: none."
+    )
+    synthetic_seed: int = Field(default=0, description="Seed of the synthetic scenes; same seed, same scenes.")
+    val_scenes: int = Field(default=200, ge=1, description="Size of the held-out synthetic validation set (no val).")
+    templates: tuple[Path, ...] = Field(default=(), description="Extra YAML code-template catalogues (synthetic).")
+    fonts: tuple[Path, ...] = Field(default=(), description="Extra font directories for synthetic scenes.")
+    epochs: int = Field(default=50, ge=1, description="Maximum number of epochs.")
+    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps in total.")
+    batch_size: int = Field(default=16, ge=1, description="Scenes per batch and device.")
+    lr: float = Field(default=2e-3, gt=0, description="Peak learning rate of AdamW (linear warm-up, cosine decay).")
+    weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (not on biases and norms).")
+    warmup_fraction: float = Field(
+        default=0.03, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up."
+    )
+    workers: int = Field(default=4, ge=0, description="DataLoader worker processes per device; 0: in the main process.")
+    precision: Precision = Field(
+        default="auto",
+        description="'auto': bf16-mixed on CUDA GPUs that support it, else 16-mixed on CUDA, 32 elsewhere; or force "
+        "'32', '16-mixed' (CUDA only), 'bf16-mixed'. The loss is computed in float32 either way.",
+    )
+    accelerator: AcceleratorName = Field(default="auto", description="Lightning accelerator: auto, cpu, gpu/cuda, mps.")
+    devices: int | Literal["auto"] = Field(default="auto", description="Devices; more than 1 trains with DDP.")
+    early_stopping_patience: int | None = Field(
+        default=10, ge=1, description="Stop after this many validations without a better val_hmean; None: never."
+    )
+    checkpoint_every_n_steps: int = Field(
+        default=500, ge=0, description="Also write last.ckpt every this many steps (0: only at epoch ends)."
+    )
+    limit_val_batches: int | float = Field(
+        default=1.0, description="Validation batches per epoch: a count, or a fraction of the validation set."
+    )
+    export: Literal["best", "last"] = Field(
+        default="best",
+        description="Which weights become model.onnx: the best validation checkpoint, or the final ones.",
+    )
+    out: Path = Field(description="Output directory for checkpoints, logs, model.onnx and metrics.json.")
+    seed: int = Field(default=0, description="Seed of weight initialisation, shuffling and augmentation.")
+    resume: bool = Field(
+        default=False,
+        description="Continue the run in out from checkpoints/last.ckpt (weights, optimizer, schedule, step); "
+        "without it, an out that already holds a run is refused.",
+    )
+    progress_bar: bool = Field(default=True, description="Show a progress bar (rich on a terminal).")
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        if value not in detector_architectures():
+            known = ", ".join(detector_architectures())
+            raise ValueError(f"unknown detector architecture {value!r}; choose one of {known}")
+        return value
+
+    @field_validator("input_size")
+    @classmethod
+    def _multiple_of_32(cls, value: int) -> int:
+        if value % 32:
+            raise ValueError(f"input_size must be a multiple of 32, got {value}")
+        return value
+
+    @field_validator("scale_range")
+    @classmethod
+    def _ordered_range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        if not 0 < value[0] <= value[1]:
+            raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {value}")
+        return value
+
+    @field_validator("limit_val_batches")
+    @classmethod
+    def _positive_limit(cls, value: int | float) -> int | float:
+        if value <= 0 or (isinstance(value, float) and value > 1.0):
+            raise ValueError(f"must be a positive batch count or a fraction in (0, 1], got {value}")
+        return value
+
+    @field_validator("devices")
+    @classmethod
+    def _positive_devices(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"must be at least 1 or 'auto', got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _has_training_data(self) -> DetectorTrainConfig:
+        if not self.data and self.scenes_per_epoch == 0:
+            raise ValueError("nothing to train on: give scene folders (data) or scenes_per_epoch > 0")
+        return self
+
+    def detector_config(self) -> DetectorConfig:
+        """The configuration of the detector this run trains and exports."""
+        return default_detector_config(self.arch, max_side=self.input_size, shrink_ratio=self.shrink_ratio)
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+
+
+# --- the loss -----------------------------------------------------------------------------------
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BCE over all positive pixels and the hardest negatives (OHEM_RATIO per positive, at least
+    MIN_HARD_NEGATIVES), averaged over the pixels used."""
+    loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    positive = target * mask
+    negative = (1.0 - target) * mask
+    n_pos = int(positive.sum().item())
+    n_neg = min(int(negative.sum().item()), max(int(n_pos * OHEM_RATIO), MIN_HARD_NEGATIVES))
+    total = (loss * positive).sum()
+    if n_neg > 0:
+        total = total + torch.topk((loss * negative).flatten(), n_neg, sorted=False).values.sum()
+    return total / (n_pos + n_neg + 1e-6)
+
+
+def dice_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """1 - 2 |P * G| / (|P| + |G|) over the masked pixels."""
+    intersection = (pred * target * mask).sum()
+    union = (pred * mask).sum() + (target * mask).sum() + 1e-6
+    return 1.0 - 2.0 * intersection / union
+
+
+def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error over the masked pixels (0 when the mask is empty)."""
+    return ((pred - target).abs() * mask).sum() / (mask.sum() + 1e-6)
+
+
+def db_loss(logits: torch.Tensor, thresh: torch.Tensor,
+            batch: DetectionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """DB's loss and its parts, in float32 whatever the training precision."""
+    logits, thresh = logits.float(), thresh.float()
+    prob = torch.sigmoid(logits)
+    binary = torch.sigmoid(K * (prob - thresh))
+    parts = {
+        "prob": balanced_bce(logits, batch.prob, batch.prob_mask),
+        "binary": dice_loss(binary, batch.prob, batch.prob_mask),
+        "thresh": masked_l1(thresh, batch.thresh, batch.thresh_mask),
+    }
+    return parts["prob"] + ALPHA * parts["binary"] + BETA * parts["thresh"], parts
+
+
+# --- the Lightning module -------------------------------------------------------------------------
+
+
+class DetectorModule(L.LightningModule):
+    """DB training of a detector built from a :class:`DetectorConfig` (given as a dict, saved in checkpoints)."""
+
+    def __init__(self, detector: dict[str, Any], lr: float = 2e-3, weight_decay: float = 0.01,
+                 warmup_fraction: float = 0.03, final_lr_fraction: float = 0.01) -> None:
+        super().__init__()
+        self.save_hyperparameters()
+        self.detector_config = DetectorConfig(**detector)
+        self.model = build_detector(self.detector_config)
+        self.skipped: Counter[str] = Counter()
+        self._val_counts = DetectionCounts()
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.model(images)
+
+    def training_step(self, batch: DetectionBatch, batch_idx: int) -> torch.Tensor:
+        self.skipped.update(batch.skipped)
+        if len(batch) == 0:
+            # Keeps DDP processes stepping together (returning None would hang the others).
+            return sum(p.sum() for p in self.parameters()) * 0.0
+        logits, thresh = self.model.forward_train(batch.images)
+        loss, parts = db_loss(logits, thresh, batch)
+        self.log(TRAIN_LOSS, loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(batch))
+        for name, value in parts.items():
+            self.log(f"train_loss_{name}", value, on_step=True, on_epoch=False, batch_size=len(batch))
+        return loss
+
+    def on_validation_epoch_start(self) -> None:
+        self._val_counts = DetectionCounts()
+
+    def validation_step(self, batch: DetectionBatch, batch_idx: int) -> None:
+        self.skipped.update(batch.skipped)
+        if len(batch) == 0:
+            return
+        logits, thresh = self.model.forward_train(batch.images)
+        loss, _ = db_loss(logits, thresh, batch)
+        self.log(VAL_LOSS, loss, on_epoch=True, sync_dist=True, batch_size=len(batch))
+        probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
+        for prob, polys, ignore, exhaustive, (h, w) in zip(probs, batch.polys, batch.ignore, batch.exhaustive,
+                                                           batch.content, strict=True):
+            boxes = [quad for quad, _ in boxes_from_probability_map(prob[:h, :w], self.detector_config)]
+            self._val_counts += count_detections(boxes, polys, ignore, exhaustive)
+
+    def on_validation_epoch_end(self) -> None:
+        counts = torch.tensor([self._val_counts.tp, self._val_counts.fp, self._val_counts.fn], dtype=torch.int64)
+        tp, fp, fn = (int(v) for v in self.trainer.strategy.reduce(counts.to(self.device), reduce_op="sum").tolist())
+        total = DetectionCounts(tp=tp, fp=fp, fn=fn)
+        self.log(VAL_PRECISION, total.precision, sync_dist=True)
+        self.log(VAL_RECALL, total.recall, sync_dist=True)
+        self.log(VAL_HMEAN, total.hmean, prog_bar=True, sync_dist=True)
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        decay = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
+        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim <= 1]
+        optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+            lr=self.hparams.lr,
+        )
+        total_steps = self.trainer.estimated_stepping_batches
+        total_steps = int(total_steps) if math.isfinite(total_steps) else 100_000
+        schedule = warmup_cosine(total_steps, self.hparams.warmup_fraction, self.hparams.final_lr_fraction)
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def on_train_end(self) -> None:
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, dict(self.skipped))
+            merged: Counter[str] = Counter()
+            for counts in gathered:
+                merged.update(counts or {})
+            self.skipped = merged
+
+
+# --- the run ------------------------------------------------------------------------------------
+
+
+def _check_run_state(cfg: DetectorTrainConfig, last: Path) -> None:
+    """Refuse to resume nothing, to start over an existing run, or to resume another network."""
+    if cfg.resume and not last.is_file():
+        raise EdgeOCRError(f"cannot resume: no checkpoint at {last}; start the run without resume")
+    if not cfg.resume and last.exists():
+        raise EdgeOCRError(f"{cfg.out} already holds a training run ({last}); resume it or choose another out")
+    saved_path = cfg.out / CONFIG_FILE
+    if not cfg.resume or not saved_path.is_file():
+        return
+    try:
+        saved = json.loads(saved_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        rank_zero_warn(f"cannot read {saved_path}; resuming without comparing configurations")
+        return
+    current = cfg.model_dump(mode="json")
+    different = [name for name in MODEL_FIELDS if saved.get(name) != current[name]]
+    if different:
+        raise EdgeOCRError(f"cannot resume {last}: it was trained with other {', '.join(different)} ({saved_path}); "
+                           "use the same values or another out")
+    changed = sorted(n for n, v in current.items() if n in saved and saved[n] != v and n != "resume")
+    if changed:
+        rank_zero_warn(f"resuming with changed settings: {', '.join(changed)}")
+
+
+def _build_scenes(cfg: DetectorTrainConfig) -> Dataset:
+    parts: list[Dataset] = [open_scene_dataset(path) for path in cfg.data]
+    if cfg.scenes_per_epoch:
+        parts.append(SyntheticScenes(cfg.scenes_per_epoch, cfg.synthetic_seed, [str(t) for t in cfg.templates],
+                                     [str(f) for f in cfg.fonts]))
+    if len(parts) == 1:
+        return parts[0]
+    sizes = [float(len(part)) for part in parts]  # type: ignore[arg-type]
+    return Mixed(parts, sizes, seed=cfg.synthetic_seed)
+
+
+def _build_val_scenes(cfg: DetectorTrainConfig) -> Dataset:
+    if cfg.val is not None:
+        return open_scene_dataset(cfg.val)
+    seed = cfg.synthetic_seed + HELD_OUT_SEED_OFFSET
+    rank_zero_info(f"rendering the held-out synthetic validation scenes ({cfg.val_scenes}, seed {seed})")
+    return render_synthetic_scenes(cfg.val_scenes, seed, [str(t) for t in cfg.templates], [str(f) for f in cfg.fonts])
+
+
+class _EpochSetter(Callback):
+    """Tells the training dataset the epoch before each epoch's DataLoader iterator is made."""
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        set_epoch(self.dataset, trainer.current_epoch)
+
+
+class _Run:
+    """The pieces of one invocation, built from a DetectorTrainConfig (see :func:`run_detector_training`)."""
+
+    def __init__(self, cfg: DetectorTrainConfig) -> None:
+        self.cfg = cfg
+        self.out = Path(cfg.out)
+        self.last = self.out / CHECKPOINT_DIR / LAST_CHECKPOINT
+        self.precision = resolve_precision(cfg.precision, cfg.accelerator)
+        self.detector_cfg = cfg.detector_config()
+        self.train_set = DetectionSamples(_build_scenes(cfg), self.detector_cfg, cfg.input_size, "train",
+                                          seed=cfg.seed, augmentation=Augmentation(scale=cfg.scale_range))
+        self.val_set = DetectionSamples(_build_val_scenes(cfg), self.detector_cfg, cfg.input_size, "eval")
+        pin = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
+        self.train_loader = self._loader(self.train_set, shuffle=True, pin=pin)
+        self.val_loader = self._loader(self.val_set, shuffle=False, pin=pin)
+        self.module = DetectorModule(self.detector_cfg.model_dump(mode="json"), lr=cfg.lr,
+                                     weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction)
+        self.best_checkpoint = ModelCheckpoint(
+            dirpath=self.last.parent, filename=BEST_CHECKPOINT_NAME, monitor=VAL_HMEAN, mode="max", save_top_k=1,
+            save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+            save_on_train_epoch_end=False,
+        )
+        self.early_stopping = (
+            EarlyStopping(monitor=VAL_HMEAN, mode="max", patience=cfg.early_stopping_patience,
+                          check_on_train_epoch_end=False)
+            if cfg.early_stopping_patience is not None else None
+        )
+        self.trainer = self._trainer()
+
+    def _loader(self, dataset: DetectionSamples, shuffle: bool, pin: bool) -> DataLoader:
+        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=self.cfg.workers,
+                          collate_fn=collate_detection, pin_memory=pin,
+                          # Not persistent: each epoch's workers must fork a dataset that knows the new epoch.
+                          persistent_workers=False)
+
+    def _callbacks(self) -> list[Callback]:
+        callbacks: list[Callback] = [self.best_checkpoint, _EpochSetter(self.train_set), LearningRateMonitor("step")]
+        if self.cfg.checkpoint_every_n_steps:
+            callbacks.append(ModelCheckpoint(
+                dirpath=self.last.parent, every_n_train_steps=self.cfg.checkpoint_every_n_steps, save_top_k=0,
+                save_last=True, enable_version_counter=False,
+            ))
+        if self.early_stopping is not None:
+            callbacks.append(self.early_stopping)
+        if self.cfg.progress_bar:
+            callbacks.append(progress_bar())
+        return callbacks
+
+    def _trainer(self) -> L.Trainer:
+        cfg = self.cfg
+        processes = cfg.devices if isinstance(cfg.devices, int) else 1
+        steps_per_epoch = max(1, len(self.train_set) // (cfg.batch_size * processes))
+        return L.Trainer(
+            accelerator=cfg.accelerator, devices=cfg.devices, precision=self.precision, max_epochs=cfg.epochs,
+            max_steps=cfg.max_steps or -1, limit_val_batches=cfg.limit_val_batches, callbacks=self._callbacks(),
+            logger=CSVLogger(self.out, name="logs"), default_root_dir=self.out,
+            log_every_n_steps=min(50, steps_per_epoch), enable_progress_bar=cfg.progress_bar,
+            enable_model_summary=cfg.progress_bar,
+        )
+
+    def fit(self) -> int | None:
+        """Train (from the last checkpoint when resuming); return the step resumed from."""
+        resumed_from_step, epoch = None, 0
+        if self.cfg.resume:
+            epoch, resumed_from_step = read_checkpoint_position(self.last)
+            rank_zero_info(f"resuming from {self.last} at epoch {epoch}, step {resumed_from_step}")
+        set_epoch(self.train_set, epoch)  # the first iterator is made before any epoch hook runs
+        try:
+            self.trainer.fit(self.module, train_dataloaders=self.train_loader, val_dataloaders=self.val_loader,
+                             ckpt_path=str(self.last) if self.cfg.resume else None)
+        except SystemExit as exc:  # Lightning exits after a graceful Ctrl-C shutdown
+            raise Interrupted(f"training stopped at step {self.trainer.global_step}; continue it with resume=True "
+                              f"(from {self.last})") from exc
+        return resumed_from_step
+
+    def best_path(self) -> Path | None:
+        path = self.best_checkpoint.best_model_path
+        return Path(path) if path and Path(path).is_file() else None
+
+    def final_validation(self) -> dict[str, float | None]:
+        """Validation metrics of the exported weights; leaves those weights in the module."""
+        best = self.best_path() if self.cfg.export == "best" else None
+        results = self.trainer.validate(self.module, dataloaders=self.val_loader,
+                                        ckpt_path=str(best) if best else None, verbose=False)
+        return {key: finite_or_none(value) for key, value in (results[0] if results else {}).items()}
+
+    def export(self) -> Path:
+        network = copy.deepcopy(self.module.model).cpu().float()
+        path = export_detector_onnx(network, self.detector_cfg, self.out / MODEL_FILE)
+        save_detector_weights(network, self.detector_cfg, path.with_suffix(".pt"))
+        return path
+
+    def metrics(self, final: dict[str, float | None], train_loss: float | None, resumed_from_step: int | None,
+                wall_time: float) -> dict[str, Any]:
+        trainer = self.trainer
+        reasons = list(dict.fromkeys([*self.train_set.skipped, *self.val_set.skipped, *self.module.skipped]))
+        best = self.best_path()
+        return {
+            VAL_HMEAN: final.get(VAL_HMEAN),
+            VAL_PRECISION: final.get(VAL_PRECISION),
+            VAL_RECALL: final.get(VAL_RECALL),
+            VAL_LOSS: final.get(VAL_LOSS),
+            "train_loss": train_loss,
+            "best_checkpoint": str(best) if best else None,
+            "exported": self.cfg.export if (best or self.cfg.export == "last") else "last",
+            "steps": trainer.global_step,
+            "epoch": trainer.current_epoch,
+            "stopped_early": bool(self.early_stopping is not None and self.early_stopping.stopped_epoch > 0),
+            "resumed_from_step": resumed_from_step,
+            "wall_time_s": round(wall_time, 3),
+            "device": device_description(trainer),
+            "precision": self.precision,
+            "train_scenes_per_epoch": len(self.train_set),
+            "val_scenes": len(self.val_set),
+            "skipped_samples": len(reasons),
+            "skipped_reasons": reasons[:MAX_REASONS_REPORTED],
+            "model": MODEL_FILE,
+        }
+
+
+def run_detector_training(cfg: DetectorTrainConfig) -> Path:
+    """Train, keep checkpoints, export the best model; return the path of ``out/model.onnx``.
+
+    With ``cfg.resume`` the run continues from ``out/checkpoints/last.ckpt`` (weights,
+    optimizer, schedule, epoch and step, early-stopping and best-checkpoint state); without it
+    an output directory that already holds a run is refused. OpenCV is limited to one thread
+    while DataLoader workers are used (they are forked from this process; see run_training).
+    """
+    _check_run_state(cfg, Path(cfg.out) / CHECKPOINT_DIR / LAST_CHECKPOINT)
+    L.seed_everything(cfg.seed, workers=False, verbose=False)
+    opencv_threads = cv2.getNumThreads()
+    try:
+        run = _Run(cfg)
+        if cfg.workers:
+            cv2.setNumThreads(1)
+        if run.trainer.is_global_zero:
+            atomic_write_bytes(run.out / CONFIG_FILE, cfg.to_json().encode("utf-8"))
+        start = time.perf_counter()
+        resumed_from_step = run.fit()
+        loss = run.trainer.callback_metrics.get(f"{TRAIN_LOSS}_epoch", run.trainer.callback_metrics.get(TRAIN_LOSS))
+        final = run.final_validation()
+        wall_time = time.perf_counter() - start
+        if run.trainer.is_global_zero:
+            run.export()
+            metrics = run.metrics(final, finite_or_none(loss) if loss is not None else None, resumed_from_step, wall_time)
+            atomic_write_bytes(run.out / METRICS_FILE,
+                               (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+            if metrics["skipped_samples"]:
+                rank_zero_warn(f"skipped {metrics['skipped_samples']} unusable samples; "
+                               f"the reasons are in {run.out / METRICS_FILE}")
+        return run.out / MODEL_FILE
+    finally:
+        cv2.setNumThreads(opencv_threads)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text  # a bare string such as a path
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m edgeocr.train.detector_trainer [config.json] key=value ...``: build a
+    :class:`DetectorTrainConfig` (values are JSON, or plain strings for paths) and run it."""
+    args = sys.argv[1:] if argv is None else argv
+    values: dict[str, Any] = {}
+    for arg in args:
+        if "=" not in arg:
+            values.update(json.loads(Path(arg).read_text(encoding="utf-8")))
+            continue
+        key, text = arg.split("=", 1)
+        values[key.strip()] = _parse_value(text)
+    try:
+        cfg = DetectorTrainConfig.model_validate(values)
+    except ValidationError as exc:
+        print(f"error: invalid detector training settings: {exc}", file=sys.stderr)
+        return 2
+    try:
+        path = run_detector_training(cfg)
+    except EdgeOCRError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
