@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import warnings
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -24,13 +23,12 @@ from torch import nn
 import edgeocr
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.detector_config import DetectorConfig, DetectorSidecar
-from edgeocr.core.errors import ModelError
 from edgeocr.core.sidecar import sha256_hex, sidecar_path
+from edgeocr.models.weights import load_state, save_state
 
 INPUT_NAME = "image"
 OUTPUT_NAME = "prob"
 WEIGHTS_FORMAT = "edgeocr-detector-weights-1"
-LIGHTNING_PREFIX = "model."  # DetectorModule keeps the network as self.model
 
 
 def _onnx_bytes(model: nn.Module, cfg: DetectorConfig, opset: int) -> bytes:
@@ -88,37 +86,10 @@ def export_detector_onnx(model: nn.Module, cfg: DetectorConfig, path: Path | str
 
 
 def save_detector_weights(model: nn.Module, cfg: DetectorConfig, path: Path | str) -> Path:
-    """Write ``model``'s weights (floating tensors as float16) and ``cfg`` to ``path`` atomically."""
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
-    buffer = io.BytesIO()
-    torch.save({"format": WEIGHTS_FORMAT, "config": cfg.model_dump(mode="json"), "state_dict": state}, buffer)
-    atomic_write_bytes(Path(path), buffer.getvalue())
-    return Path(path)
+    """Write a detector's weights (float16) and configuration to ``path`` atomically."""
+    return save_state(model, cfg, path, WEIGHTS_FORMAT)
 
 
 def load_detector_weights(path: Path | str) -> tuple[DetectorConfig, dict[str, torch.Tensor]]:
     """The configuration and float32 ``state_dict`` of a detector weights file or training checkpoint."""
-    path = Path(path)
-    if not path.is_file():
-        raise ModelError(f"weights file {path} does not exist")
-    try:
-        raw: Any = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises several types for damaged or foreign files
-        raise ModelError(f"{path}: not a readable weights file or checkpoint ({exc})") from exc
-    if not isinstance(raw, dict):
-        raise ModelError(f"{path}: not an edgeocr detector weights file or training checkpoint")
-    if raw.get("format") == WEIGHTS_FORMAT:
-        config, state = raw.get("config"), raw.get("state_dict")
-    elif "state_dict" in raw and isinstance(raw.get("hyper_parameters"), dict):
-        config = raw["hyper_parameters"].get("detector")
-        state = {k[len(LIGHTNING_PREFIX):]: v for k, v in raw["state_dict"].items() if k.startswith(LIGHTNING_PREFIX)}
-    else:
-        raise ModelError(f"{path}: not an edgeocr detector weights file or training checkpoint")
-    if not isinstance(config, dict) or not isinstance(state, dict) or not state:
-        raise ModelError(f"{path}: weights file without a detector configuration or weights")
-    try:
-        cfg = DetectorConfig(**config)
-    except Exception as exc:
-        raise ModelError(f"{path}: invalid detector configuration ({exc})") from exc
-    return cfg, {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+    return load_state(path, DetectorConfig, WEIGHTS_FORMAT, hyperparameter="detector")

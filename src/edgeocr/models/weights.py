@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 from edgeocr.core.atomic import atomic_write_bytes
@@ -22,7 +23,8 @@ from edgeocr.models.config import RecognizerConfig
 
 WEIGHTS_SUFFIX = ".pt"
 FORMAT = "edgeocr-weights-1"
-LIGHTNING_PREFIX = "model."  # RecognizerModule keeps the network as self.model
+LIGHTNING_PREFIX = "model."  # the Lightning modules keep the network as self.model
+ConfigT = TypeVar("ConfigT", bound=BaseModel)
 
 
 def weights_path(model_path: Path | str) -> Path:
@@ -30,21 +32,22 @@ def weights_path(model_path: Path | str) -> Path:
     return Path(model_path).with_suffix(WEIGHTS_SUFFIX)
 
 
-def save_weights(model: nn.Module, cfg: RecognizerConfig, path: Path | str) -> Path:
-    """Write ``model``'s weights (floating tensors as float16) and ``cfg`` to ``path`` atomically."""
+def save_state(model: nn.Module, config: BaseModel, path: Path | str, file_format: str = FORMAT) -> Path:
+    """Write ``model``'s weights (floating tensors as float16) and ``config`` to ``path`` atomically."""
     state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
              for k, v in model.state_dict().items()}
     buffer = io.BytesIO()
-    torch.save({"format": FORMAT, "config": cfg.model_dump(mode="json"), "state_dict": state}, buffer)
+    torch.save({"format": file_format, "config": config.model_dump(mode="json"), "state_dict": state}, buffer)
     atomic_write_bytes(Path(path), buffer.getvalue())
     return Path(path)
 
 
-def load_weights(path: Path | str) -> tuple[RecognizerConfig, dict[str, torch.Tensor]]:
-    """The configuration and float32 ``state_dict`` of an ``edgeocr`` weights file or a training checkpoint.
+def load_state(path: Path | str, config_type: type[ConfigT], file_format: str = FORMAT,
+               hyperparameter: str = "recognizer") -> tuple[ConfigT, dict[str, torch.Tensor]]:
+    """The configuration and float32 ``state_dict`` of a weights file of ``file_format`` or a training checkpoint.
 
-    A Lightning checkpoint (``.ckpt`` of ``edgeocr train``) is accepted too: its network weights
-    and the recogniser configuration saved in its hyperparameters.
+    A Lightning checkpoint is accepted too: its network weights (``model.*``) and the
+    configuration saved in its hyperparameters under ``hyperparameter``.
     """
     path = Path(path)
     if not path.is_file():
@@ -53,19 +56,30 @@ def load_weights(path: Path | str) -> tuple[RecognizerConfig, dict[str, torch.Te
         raw: Any = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for damaged or foreign files
         raise ModelError(f"{path}: not a readable weights file or checkpoint ({exc})") from exc
+    kind = f"edgeocr {hyperparameter} weights file or training checkpoint"
     if not isinstance(raw, dict):
-        raise ModelError(f"{path}: not an edgeocr weights file or training checkpoint")
-    if raw.get("format") == FORMAT:
+        raise ModelError(f"{path}: not an {kind}")
+    if raw.get("format") == file_format:
         config, state = raw.get("config"), raw.get("state_dict")
     elif "state_dict" in raw and isinstance(raw.get("hyper_parameters"), dict):
-        config = raw["hyper_parameters"].get("recognizer")
+        config = raw["hyper_parameters"].get(hyperparameter)
         state = {k[len(LIGHTNING_PREFIX):]: v for k, v in raw["state_dict"].items() if k.startswith(LIGHTNING_PREFIX)}
     else:
-        raise ModelError(f"{path}: not an edgeocr weights file or training checkpoint")
+        raise ModelError(f"{path}: not an {kind}")
     if not isinstance(config, dict) or not isinstance(state, dict) or not state:
-        raise ModelError(f"{path}: weights file without a recogniser configuration or weights")
+        raise ModelError(f"{path}: weights file without a {hyperparameter} configuration or weights")
     try:
-        cfg = RecognizerConfig(**config)
+        cfg = config_type(**config)
     except Exception as exc:
-        raise ModelError(f"{path}: invalid recogniser configuration ({exc})") from exc
+        raise ModelError(f"{path}: invalid {hyperparameter} configuration ({exc})") from exc
     return cfg, {k: (v.float() if v.is_floating_point() else v) for k, v in state.items()}
+
+
+def save_weights(model: nn.Module, cfg: RecognizerConfig, path: Path | str) -> Path:
+    """Write a recogniser's weights (float16) and configuration to ``path`` atomically."""
+    return save_state(model, cfg, path)
+
+
+def load_weights(path: Path | str) -> tuple[RecognizerConfig, dict[str, torch.Tensor]]:
+    """The configuration and float32 ``state_dict`` of a recogniser weights file or training checkpoint."""
+    return load_state(path, RecognizerConfig)

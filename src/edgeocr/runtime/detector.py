@@ -29,14 +29,13 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import onnxruntime as ort
 
 from edgeocr.core.crops import order_quad, quad_angle
 from edgeocr.core.detector_config import DetectorConfig, DetectorSidecar, load_detector_sidecar
-from edgeocr.core.errors import ImageError, ModelError
-from edgeocr.core.sidecar import sha256_hex, sidecar_path
+from edgeocr.core.errors import ImageError
+from edgeocr.core.sidecar import sidecar_path
 from edgeocr.runtime.reader import DetectedLine
-from edgeocr.runtime.recognizer import EngineConfig, session_options
+from edgeocr.runtime.recognizer import EngineConfig, open_verified_session
 
 
 @dataclass(frozen=True)
@@ -248,42 +247,13 @@ class OnnxDetector:
         self.model_path = Path(model_path)
         self.engine = engine or EngineConfig()
         self.sidecar: DetectorSidecar = load_detector_sidecar(sidecar_path(self.model_path))
-        model_bytes = self._read_verified_model()
-        try:
-            self._session = ort.InferenceSession(
-                model_bytes, sess_options=session_options(self.engine), providers=list(self.engine.providers)
-            )
-        except Exception as exc:  # onnxruntime raises several unrelated exception types
-            raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {exc}") from exc
-        self._check_signature()
+        self._session = open_verified_session(self.model_path, self.sidecar.onnx_sha256, self.sidecar.input_name,
+                                              self.sidecar.output_name, self.engine)
 
     @property
     def config(self) -> DetectorConfig:
         """The detector configuration from the sidecar."""
         return self.sidecar.config
-
-    def _read_verified_model(self) -> bytes:
-        try:
-            data = self.model_path.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"model file {self.model_path} does not exist") from None
-        except OSError as exc:
-            raise ModelError(f"cannot read model file {self.model_path}: {exc}") from exc
-        # Hash the bytes we are about to load, so the file cannot change between check and use.
-        if sha256_hex(data) != self.sidecar.onnx_sha256:
-            raise ModelError(
-                f"model file {self.model_path} does not match the checksum in {sidecar_path(self.model_path)}: "
-                "it was modified or replaced after export; re-export the model"
-            )
-        return data
-
-    def _check_signature(self) -> None:
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if [i.name for i in inputs] != [self.sidecar.input_name]:
-            raise ModelError(f"{self.model_path} has inputs {[i.name for i in inputs]}, "
-                             f"the sidecar expects {self.sidecar.input_name!r}")
-        if self.sidecar.output_name not in [o.name for o in outputs]:
-            raise ModelError(f"{self.model_path} has no output named {self.sidecar.output_name!r}")
 
     def probability_maps(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a prepared ``[N, 3, H, W]`` batch; ``[N, H, W]`` core probabilities."""

@@ -59,6 +59,37 @@ def session_options(engine: EngineConfig) -> ort.SessionOptions:
     return options
 
 
+def open_verified_session(model_path: Path, expected_sha256: str, input_name: str, output_name: str,
+                          engine: EngineConfig) -> ort.InferenceSession:
+    """An ONNX Runtime session on ``model_path`` after checking it against its sidecar's figures.
+
+    The bytes are hashed and then loaded from memory, so the file cannot change between check and
+    use. The file name is not checked: renaming the pair is fine. Raises :class:`ModelError`
+    naming the file when it is missing, modified, unloadable, or has other inputs or outputs.
+    """
+    try:
+        data = model_path.read_bytes()
+    except FileNotFoundError:
+        raise ModelError(f"model file {model_path} does not exist") from None
+    except OSError as exc:
+        raise ModelError(f"cannot read model file {model_path}: {exc}") from exc
+    if sha256_hex(data) != expected_sha256:
+        raise ModelError(
+            f"model file {model_path} does not match the checksum in {sidecar_path(model_path)}: it was modified "
+            "or replaced after export; re-export the model"
+        )
+    try:
+        session = ort.InferenceSession(data, sess_options=session_options(engine), providers=list(engine.providers))
+    except Exception as exc:  # onnxruntime raises several unrelated exception types
+        raise ModelError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
+    inputs, outputs = session.get_inputs(), session.get_outputs()
+    if [i.name for i in inputs] != [input_name]:
+        raise ModelError(f"{model_path} has inputs {[i.name for i in inputs]}, the sidecar expects {input_name!r}")
+    if output_name not in [o.name for o in outputs]:
+        raise ModelError(f"{model_path} has no output named {output_name!r}")
+    return session
+
+
 class OnnxRecognizer:
     """A verified ONNX line recogniser. ``recognize`` is safe to call from several threads."""
 
@@ -67,13 +98,8 @@ class OnnxRecognizer:
         self.engine = engine or EngineConfig()
         self.sidecar: ModelSidecar = load_sidecar(sidecar_path(self.model_path))
         self._charset = self.sidecar.config.charset_obj
-        model_bytes = self._read_verified_model()
-        try:
-            self._session = ort.InferenceSession(
-                model_bytes, sess_options=session_options(self.engine), providers=list(self.engine.providers)
-            )
-        except Exception as exc:  # onnxruntime raises several unrelated exception types
-            raise ModelError(f"ONNX Runtime cannot load {self.model_path}: {exc}") from exc
+        self._session = open_verified_session(self.model_path, self.sidecar.onnx_sha256, self.sidecar.input_name,
+                                              self.sidecar.output_name, self.engine)
         self._check_signature()
 
     @property
@@ -81,32 +107,8 @@ class OnnxRecognizer:
         """The recogniser configuration from the sidecar."""
         return self.sidecar.config
 
-    def _read_verified_model(self) -> bytes:
-        # The file name is not checked against sidecar.onnx_file: renaming the pair is fine.
-        try:
-            data = self.model_path.read_bytes()
-        except FileNotFoundError:
-            raise ModelError(f"model file {self.model_path} does not exist") from None
-        except OSError as exc:
-            raise ModelError(f"cannot read model file {self.model_path}: {exc}") from exc
-        # Hash the bytes we are about to load, so the file cannot change between check and use.
-        if sha256_hex(data) != self.sidecar.onnx_sha256:
-            raise ModelError(
-                f"model file {self.model_path} does not match the checksum in "
-                f"{sidecar_path(self.model_path)}: it was modified or replaced after export; "
-                "re-export the model"
-            )
-        return data
-
     def _check_signature(self) -> None:
-        inputs, outputs = self._session.get_inputs(), self._session.get_outputs()
-        if [i.name for i in inputs] != [self.sidecar.input_name]:
-            raise ModelError(
-                f"{self.model_path} has inputs {[i.name for i in inputs]}, "
-                f"the sidecar expects {self.sidecar.input_name!r}"
-            )
-        if self.sidecar.output_name not in [o.name for o in outputs]:
-            raise ModelError(f"{self.model_path} has no output named {self.sidecar.output_name!r}")
+        outputs = self._session.get_outputs()
         output = next(o for o in outputs if o.name == self.sidecar.output_name)
         classes = output.shape[-1] if output.shape else None
         if isinstance(classes, int) and classes != self.config.num_classes:

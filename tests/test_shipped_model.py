@@ -1,0 +1,41 @@
+"""The model that ships in the package: present, small, self-describing, readable without torch."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from edgeocr.core.charset import DEFAULT_CHARSET
+from edgeocr.models.weights import weights_path
+from edgeocr.runtime.models import resolve_model, shipped_models
+from edgeocr.runtime.recognizer import OnnxRecognizer
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_BYTES = 5 * 1024 * 1024
+
+
+def test_default_model_ships_with_sidecar_weights_and_the_default_charset() -> None:
+    assert "default" in shipped_models()
+    path = resolve_model("default")
+    assert path.stat().st_size <= MAX_BYTES
+    recognizer = OnnxRecognizer(path)  # verifies the sidecar's checksum and signature
+    assert recognizer.config.charset == DEFAULT_CHARSET
+    assert weights_path(path).is_file()  # fine-tuning starts from these
+    assert (ROOT / "docs" / "models" / "default.md").is_file()  # its model card
+
+
+def test_default_model_reads_the_bundled_samples_without_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"
+        "from edgeocr.core.images import load_image\n"
+        "from edgeocr.data.labels import read_labels\n"
+        "from edgeocr.runtime.models import resolve_model\n"
+        "from edgeocr.runtime.recognizer import OnnxRecognizer\n"
+        f"samples, _ = read_labels({str(ROOT / 'samples' / 'lines')!r})\n"
+        "lines = OnnxRecognizer(resolve_model('default')).recognize([load_image(s.path) for s in samples])\n"
+        "print(sum(bool(l.text) for l in lines), len(samples))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    read, total = int(out[0]), int(out[1])
+    assert total == 10 and read == total  # every sample gives a non-empty read
