@@ -38,6 +38,35 @@ def summary(result: dict) -> dict:
             "per_category": {c: {k: r[k] for k in KEYS} for c, r in result["per_category"].items()}}
 
 
+def peers_table(peers_md: Path) -> dict[str, dict[str, str]]:
+    """{category: {peer: "strict / relaxed / exact"}} from the industrial table of realdev's PEERS.md."""
+    rows: dict[str, dict[str, str]] = {}
+    section, header = None, []
+    for line in peers_md.read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            section = line[3:].strip()
+        elif section == "industrial" and line.startswith("| category"):
+            header = [cell.strip().split(" ")[0] for cell in line.strip("|").split("|")]
+        elif section == "industrial" and line.startswith("|") and header and not line.startswith("|---"):
+            cells = [cell.strip() for cell in line.strip("|").split("|")]
+            rows[cells[0]] = dict(zip(header[2:], cells[2:]))
+    return rows
+
+
+def comparison_markdown(ours: dict, peers: dict[str, dict[str, str]]) -> str:
+    """Per category: our strict / relaxed character accuracy and relaxed exact match beside each peer's."""
+    names = sorted({p for row in peers.values() for p in row})
+    lines = ["| category | n | edgeocr default | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    categories = [*sorted(ours["per_category"]), "ALL"]
+    for category in categories:
+        r = ours["all"] if category == "ALL" else ours["per_category"][category]
+        mine = (f"{100 * r['char_accuracy']:.1f} / {100 * r['char_accuracy_relaxed']:.1f} / "
+                f"{100 * r['exact_match_relaxed']:.0f}")
+        lines.append(f"| {category} | {r['n']} | {mine} | " +
+                     " | ".join(peers.get(category, {}).get(n, "-") for n in names) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", type=Path, required=True, help="training run directory (holds model.onnx)")
@@ -68,6 +97,10 @@ def main() -> None:
         edgeocr("eval", "--data", str(industrial), "--model", str(shipped), "--threads", str(args.threads),
                 "--json", str(out / "realdev_industrial.json"))
         report["realdev_industrial"] = summary(json.loads((out / "realdev_industrial.json").read_text()))
+        if (args.realdev / "PEERS.md").is_file():
+            table = comparison_markdown(report["realdev_industrial"], peers_table(args.realdev / "PEERS.md"))
+            (out / "realdev_comparison.md").write_text(table + "\n")
+            print(table)
     (out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "training"}, indent=1))
 
