@@ -32,7 +32,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import lightning as L
@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset
 
 from edgeocr.bench.detection_metrics import DetectionCounts, count_detections
@@ -62,9 +62,8 @@ from edgeocr.models.detector import build_detector, default_detector_config, det
 from edgeocr.models.detector_export import export_detector_onnx, save_detector_weights
 from edgeocr.runtime.detector import boxes_from_probability_map
 from edgeocr.train.module import warmup_cosine
+from edgeocr.train.settings import RunSettings
 from edgeocr.train.trainer import (
-    AcceleratorName,
-    Precision,
     device_description,
     finite_or_none,
     progress_bar,
@@ -97,10 +96,8 @@ OHEM_RATIO = 3.0  # hard negatives per positive pixel
 MIN_HARD_NEGATIVES = 4096  # per batch, so that scenes without text still teach "no text here"
 
 
-class DetectorTrainConfig(BaseModel):
+class DetectorTrainConfig(RunSettings):
     """Everything a detector training run needs; saved as ``train_config.json`` in the output directory."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     arch: str = Field(default="db_s", description="Detector architecture from edgeocr.models.detector: db_s, db_tiny.")
     input_size: int = Field(
@@ -123,47 +120,22 @@ class DetectorTrainConfig(BaseModel):
     scenes_per_epoch: int = Field(
         default=2000, ge=0, description="Synthetic scenes rendered on the fly per epoch (new ones each epoch); 0: none."
     )
-    synthetic_seed: int = Field(default=0, description="Seed of the synthetic scenes; same seed, same scenes.")
     val_scenes: int = Field(default=200, ge=1, description="Size of the held-out synthetic validation set (no val).")
-    templates: tuple[Path, ...] = Field(default=(), description="Extra YAML code-template catalogues (synthetic).")
-    fonts: tuple[Path, ...] = Field(default=(), description="Extra font directories for synthetic scenes.")
     epochs: int = Field(default=50, ge=1, description="Maximum number of epochs.")
-    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps in total.")
     batch_size: int = Field(default=16, ge=1, description="Scenes per batch and device.")
     lr: float = Field(default=2e-3, gt=0, description="Peak learning rate of AdamW (linear warm-up, cosine decay).")
     weight_decay: float = Field(default=0.01, ge=0, description="AdamW weight decay (not on biases and norms).")
     warmup_fraction: float = Field(
         default=0.03, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up."
     )
-    workers: int = Field(default=4, ge=0, description="DataLoader worker processes per device; 0: in the main process.")
-    precision: Precision = Field(
-        default="auto",
-        description="'auto': bf16-mixed on CUDA GPUs that support it, else 16-mixed on CUDA, 32 elsewhere; or force "
-        "'32', '16-mixed' (CUDA only), 'bf16-mixed'. The loss is computed in float32 either way.",
-    )
-    accelerator: AcceleratorName = Field(default="auto", description="Lightning accelerator: auto, cpu, gpu/cuda, mps.")
-    devices: int | Literal["auto"] = Field(default="auto", description="Devices; more than 1 trains with DDP.")
     early_stopping_patience: int | None = Field(
         default=10, ge=1, description="Stop after this many validations without a better val_hmean; None: never."
     )
-    checkpoint_every_n_steps: int = Field(
-        default=500, ge=0, description="Also write last.ckpt every this many steps (0: only at epoch ends)."
-    )
-    limit_val_batches: int | float = Field(
-        default=1.0, description="Validation batches per epoch: a count, or a fraction of the validation set."
-    )
-    export: Literal["best", "last"] = Field(
-        default="best",
-        description="Which weights become model.onnx: the best validation checkpoint, or the final ones.",
-    )
-    out: Path = Field(description="Output directory for checkpoints, logs, model.onnx and metrics.json.")
-    seed: int = Field(default=0, description="Seed of weight initialisation, shuffling and augmentation.")
     resume: bool = Field(
         default=False,
         description="Continue the run in out from checkpoints/last.ckpt (weights, optimizer, schedule, step); "
         "without it, an out that already holds a run is refused.",
     )
-    progress_bar: bool = Field(default=True, description="Show a progress bar (rich on a terminal).")
 
     @field_validator("arch")
     @classmethod
@@ -187,20 +159,6 @@ class DetectorTrainConfig(BaseModel):
             raise ValueError(f"scale_range must be (low, high) with 0 < low <= high, got {value}")
         return value
 
-    @field_validator("limit_val_batches")
-    @classmethod
-    def _positive_limit(cls, value: int | float) -> int | float:
-        if value <= 0 or (isinstance(value, float) and value > 1.0):
-            raise ValueError(f"must be a positive batch count or a fraction in (0, 1], got {value}")
-        return value
-
-    @field_validator("devices")
-    @classmethod
-    def _positive_devices(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"must be at least 1 or 'auto', got {value}")
-        return value
-
     @model_validator(mode="after")
     def _has_training_data(self) -> DetectorTrainConfig:
         if not self.data and self.scenes_per_epoch == 0:
@@ -211,8 +169,6 @@ class DetectorTrainConfig(BaseModel):
         """The configuration of the detector this run trains and exports."""
         return default_detector_config(self.arch, max_side=self.input_size, shrink_ratio=self.shrink_ratio)
 
-    def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
 
 # --- the loss -----------------------------------------------------------------------------------

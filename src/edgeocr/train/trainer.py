@@ -25,7 +25,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import cv2
 import lightning as L
@@ -40,7 +40,7 @@ from lightning.pytorch.callbacks import (
 )
 from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset
 
 from edgeocr.core.atomic import atomic_write_bytes
@@ -59,10 +59,9 @@ from edgeocr.data.datasets import (
 from edgeocr.models.export import export_onnx
 from edgeocr.models.factory import available_architectures, default_config
 from edgeocr.models.weights import load_weights, save_weights, weights_path
+from edgeocr.train.settings import RunSettings
 from edgeocr.train.module import TRAIN_LOSS, VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, RecognizerModule
 
-Precision = Literal["auto", "32", "16-mixed", "bf16-mixed"]
-AcceleratorName = Literal["auto", "cpu", "gpu", "cuda", "mps"]
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -78,10 +77,8 @@ MAX_REASONS_REPORTED = 200
 MODEL_FIELDS = ("arch", "input_height", "max_width", "charset")
 
 
-class TrainConfig(BaseModel):
+class TrainConfig(RunSettings):
     """Everything a training run needs; saved as ``train_config.json`` in the output directory."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
 
     arch: str = Field(default="crnn_m", description="Architecture from edgeocr.models.factory, e.g. crnn_m, svtr_s.")
     input_height: int = Field(default=32, description="Line height in pixels the network reads (multiple of 16).")
@@ -98,79 +95,29 @@ class TrainConfig(BaseModel):
     synthetic_per_epoch: int = Field(
         default=0, ge=0, description="Synthetic lines rendered on the fly per epoch (new ones each epoch); 0: none."
     )
-    synthetic_seed: int = Field(default=0, description="Seed of the synthetic data; same seed, same samples.")
     synthetic_ratio: float | None = Field(
         default=None, gt=0, lt=1,
         description="With both datasets and synthetic data: share of synthetic samples in each epoch. None: in "
         "proportion to the sizes (synthetic_per_epoch against the datasets' sample counts).",
     )
     val_synthetic: int = Field(default=2000, ge=1, description="Size of the held-out synthetic set (no --val).")
-    templates: tuple[Path, ...] = Field(default=(), description="Extra YAML code-template catalogues (synthetic).")
-    fonts: tuple[Path, ...] = Field(default=(), description="Extra font directories for synthetic data.")
-    epochs: int = Field(default=20, ge=1, description="Maximum number of epochs.")
-    max_steps: int | None = Field(default=None, ge=1, description="Stop after this many optimizer steps in total.")
-    batch_size: int = Field(default=64, ge=1, description="Lines per batch and device.")
-    lr: float = Field(default=1e-3, gt=0, description="Peak learning rate of AdamW (linear warm-up, cosine decay).")
-    weight_decay: float = Field(default=0.05, ge=0, description="AdamW weight decay (not on biases and norms).")
-    warmup_fraction: float = Field(
-        default=0.05, ge=0, lt=1, description="Share of the planned steps spent warming the learning rate up."
-    )
     width_chunks: int = Field(
         default=4, ge=1,
         description="Training batches are sorted by line width and run in this many chunks, each padded only to "
         "its own widest line (same loss, less compute on padding); 1: one padded batch.",
     )
-    workers: int = Field(default=4, ge=0, description="DataLoader worker processes per device; 0: in the main process.")
-    precision: Precision = Field(
-        default="auto",
-        description="'auto': bf16-mixed on CUDA GPUs that support it, else 16-mixed on CUDA, 32 elsewhere. "
-        "'32', '16-mixed' (CUDA only) or 'bf16-mixed' force one.",
-    )
-    accelerator: AcceleratorName = Field(default="auto", description="Lightning accelerator: auto, cpu, gpu/cuda, mps.")
-    devices: int | Literal["auto"] = Field(default="auto", description="Devices per node; more than 1 trains with DDP.")
     num_nodes: int = Field(default=1, ge=1, description="Machines for multi-node DDP.")
-    early_stopping_patience: int | None = Field(
-        default=5, ge=1, description="Stop after this many validations without a better val_char_acc; None: never."
-    )
-    checkpoint_every_n_steps: int = Field(
-        default=500, ge=0, description="Also write last.ckpt every this many steps (0: only at epoch ends)."
-    )
-    limit_val_batches: int | float = Field(
-        default=1.0, description="Validation batches per epoch: a count, or a fraction of the validation set."
-    )
     init: Path | None = Field(
         default=None,
         description="Start from these weights (a model.pt written beside an exported model, or a training "
         "checkpoint) instead of a random initialisation; architecture, charset and input size must match.",
     )
-    export: Literal["best", "last"] = Field(
-        default="best",
-        description="Which weights become model.onnx: the best validation checkpoint, or the final weights "
-        "(fine-tuning keeps its validation data apart from model selection).",
-    )
-    out: Path = Field(description="Output directory for checkpoints, logs, model.onnx and metrics.json.")
-    seed: int = Field(default=0, description="Seed of weight initialisation and shuffling.")
-    progress_bar: bool = Field(default=True, description="Show a progress bar (rich on a terminal).")
 
     @field_validator("arch")
     @classmethod
     def _known_arch(cls, value: str) -> str:
         if value not in available_architectures():
             raise ValueError(f"unknown architecture {value!r}; choose one of {', '.join(available_architectures())}")
-        return value
-
-    @field_validator("limit_val_batches")
-    @classmethod
-    def _positive_limit(cls, value: int | float) -> int | float:
-        if value <= 0 or (isinstance(value, float) and value > 1.0):
-            raise ValueError(f"must be a positive batch count or a fraction in (0, 1], got {value}")
-        return value
-
-    @field_validator("devices")
-    @classmethod
-    def _positive_devices(cls, value: int | str) -> int | str:
-        if isinstance(value, int) and value < 1:
-            raise ValueError(f"must be at least 1 or 'auto', got {value}")
         return value
 
     @model_validator(mode="after")
@@ -185,8 +132,6 @@ class TrainConfig(BaseModel):
         """The configuration of the network this run trains and exports."""
         return default_config(self.arch, self.charset, input_height=self.input_height, max_width=self.max_width)
 
-    def to_json(self) -> str:
-        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
 
 
 # --- helpers ----------------------------------------------------------------------------------
