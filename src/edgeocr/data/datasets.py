@@ -208,23 +208,23 @@ def _lmdb_category(meta_bytes: bytes | None) -> str:
     return str(meta.get("category", "")) if isinstance(meta, dict) else ""
 
 
-class SyntheticLines(Dataset):
-    """``n_per_epoch`` synthetic crops rendered on the fly, new ones each epoch, all reproducible.
+class OnTheFlySynthetic(Dataset):
+    """``n_per_epoch`` synthetic samples rendered on the fly, new ones each epoch, all reproducible.
 
-    Index ``i`` of epoch ``e`` is sample ``e * n_per_epoch + i`` of a
-    :class:`~edgeocr.synth.lines.LineSynthesizer` seeded with ``seed``: it depends only on
-    ``(seed, e, i)``, whatever the worker count. Call :meth:`set_epoch` before the epoch's
-    DataLoader iterator is created (workers fork a copy of the dataset then, so workers must not
-    be persistent). The generator is built lazily in each process and never pickled.
+    Index ``i`` of epoch ``e`` is sample ``e * n_per_epoch + i`` of a synthesizer seeded with
+    ``seed``: it depends only on ``(seed, e, i)``, whatever the worker count. Call
+    :meth:`set_epoch` before the epoch's DataLoader iterator is created (workers fork a copy of
+    the dataset then, so workers must not be persistent). The synthesizer is built lazily in each
+    process and never pickled. Subclasses name it in :meth:`synthesizer_type`.
     """
 
-    def __init__(self, n_per_epoch: int, seed: int, charset: Charset | str = DEFAULT_CHARSET,
+    def __init__(self, n_per_epoch: int, seed: int, charset: Charset | None = None,
                  template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()) -> None:
         if n_per_epoch < 1:
             raise ValueError(f"n_per_epoch must be at least 1, got {n_per_epoch}")
         self.n_per_epoch = int(n_per_epoch)
         self.seed = int(seed)
-        self.charset = _charset(charset)
+        self.charset = charset
         self.template_files = tuple(str(t) for t in template_files)
         self.font_dirs = tuple(str(f) for f in font_dirs)
         self.epoch = 0
@@ -232,16 +232,18 @@ class SyntheticLines(Dataset):
         self._synthesizer: Any = None
         self._generator()  # fail now on bad templates or missing fonts, not in a worker
 
+    def synthesizer_type(self) -> type:
+        raise NotImplementedError
+
     def _generator(self) -> Any:
         if self._synthesizer is None:
             from edgeocr.synth.fonts import discover_fonts
-            from edgeocr.synth.lines import LineSynthesizer
             from edgeocr.synth.templates import load_catalogue
 
             catalogue = load_catalogue(list(self.template_files), charset=self.charset)
             fonts = discover_fonts(list(self.font_dirs))
             fonts.require("text")
-            self._synthesizer = LineSynthesizer(catalogue, fonts, self.seed)
+            self._synthesizer = self.synthesizer_type()(catalogue, fonts, self.seed)
         return self._synthesizer
 
     def __getstate__(self) -> dict[str, Any]:
@@ -255,6 +257,19 @@ class SyntheticLines(Dataset):
 
     def __len__(self) -> int:
         return self.n_per_epoch
+
+class SyntheticLines(OnTheFlySynthetic):
+    """Synthetic line crops (:class:`~edgeocr.synth.lines.LineSynthesizer`) rendered on the fly; see
+    :class:`OnTheFlySynthetic`."""
+
+    def __init__(self, n_per_epoch: int, seed: int, charset: Charset | str = DEFAULT_CHARSET,
+                 template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()) -> None:
+        super().__init__(n_per_epoch, seed, _charset(charset), template_files, font_dirs)
+
+    def synthesizer_type(self) -> type:
+        from edgeocr.synth.lines import LineSynthesizer
+
+        return LineSynthesizer
 
     def sample_index(self, index: int) -> int:
         """The generator's sample number for ``index`` in the current epoch."""

@@ -44,7 +44,7 @@ from torch.utils.data import Dataset
 from edgeocr.core.detector_config import DetectorConfig
 from edgeocr.core.errors import DataError, EdgeOCRError, ImageError
 from edgeocr.core.images import read_image
-from edgeocr.data.datasets import SkippedSample, summarise_skipped
+from edgeocr.data.datasets import OnTheFlySynthetic, SkippedSample, summarise_skipped
 from edgeocr.runtime.detector import normalise, prepare_image
 
 ANNOTATIONS_FILE = "annotations.jsonl"
@@ -183,50 +183,18 @@ class SceneFolder(Dataset):
                          source=source)
 
 
-class SyntheticScenes(Dataset):
-    """``n_per_epoch`` synthetic scenes rendered on the fly, new ones each epoch, all reproducible.
-
-    Call :meth:`set_epoch` before the epoch's DataLoader iterator is created (workers fork a
-    copy then, so they must not be persistent). The generator is built lazily in each process
-    and never pickled.
-    """
+class SyntheticScenes(OnTheFlySynthetic):
+    """Synthetic scenes (:class:`~edgeocr.synth.scenes.SceneSynthesizer`) rendered on the fly; see
+    :class:`~edgeocr.data.datasets.OnTheFlySynthetic`."""
 
     def __init__(self, n_per_epoch: int, seed: int, template_files: Sequence[str] = (),
                  font_dirs: Sequence[str] = ()) -> None:
-        if n_per_epoch < 1:
-            raise ValueError(f"n_per_epoch must be at least 1, got {n_per_epoch}")
-        self.n_per_epoch = int(n_per_epoch)
-        self.seed = int(seed)
-        self.template_files = tuple(str(t) for t in template_files)
-        self.font_dirs = tuple(str(f) for f in font_dirs)
-        self.epoch = 0
-        self.skipped: list[str] = []
-        self._synthesizer: Any = None
-        self._generator()  # fail now on bad templates or missing fonts, not in a worker
+        super().__init__(n_per_epoch, seed, None, template_files, font_dirs)
 
-    def _generator(self) -> Any:
-        if self._synthesizer is None:
-            from edgeocr.synth.fonts import discover_fonts
-            from edgeocr.synth.scenes import SceneSynthesizer
-            from edgeocr.synth.templates import load_catalogue
+    def synthesizer_type(self) -> type:
+        from edgeocr.synth.scenes import SceneSynthesizer
 
-            catalogue = load_catalogue(list(self.template_files))
-            fonts = discover_fonts(list(self.font_dirs))
-            fonts.require("text")
-            self._synthesizer = SceneSynthesizer(catalogue, fonts, self.seed)
-        return self._synthesizer
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = dict(self.__dict__)
-        state["_synthesizer"] = None  # holds compiled templates (closures); rebuilt where it is used
-        return state
-
-    def set_epoch(self, epoch: int) -> None:
-        """Render the scenes of ``epoch`` from now on."""
-        self.epoch = int(epoch)
-
-    def __len__(self) -> int:
-        return self.n_per_epoch
+        return SceneSynthesizer
 
     def __getitem__(self, index: int) -> SceneSample:
         number = self.epoch * self.n_per_epoch + int(index)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import sys
 import time
 from collections import Counter
@@ -61,7 +60,7 @@ from edgeocr.data.scene_dataset import (
 from edgeocr.models.detector import build_detector, default_detector_config, detector_architectures
 from edgeocr.models.detector_export import export_detector_onnx, save_detector_weights
 from edgeocr.runtime.detector import boxes_from_probability_map
-from edgeocr.train.module import warmup_cosine
+from edgeocr.train.module import adamw_warmup_cosine, gather_skipped
 from edgeocr.train.settings import RunSettings
 from edgeocr.train.trainer import (
     device_description,
@@ -269,26 +268,10 @@ class DetectorModule(L.LightningModule):
         self.log(VAL_HMEAN, total.hmean, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        decay = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim <= 1]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
-        total_steps = self.trainer.estimated_stepping_batches
-        total_steps = int(total_steps) if math.isfinite(total_steps) else 100_000
-        schedule = warmup_cosine(total_steps, self.hparams.warmup_fraction, self.hparams.final_lr_fraction)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self)
 
     def on_train_end(self) -> None:
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, dict(self.skipped))
-            merged: Counter[str] = Counter()
-            for counts in gathered:
-                merged.update(counts or {})
-            self.skipped = merged
+        self.skipped = gather_skipped(self.skipped)
 
 
 # --- the run ------------------------------------------------------------------------------------

@@ -51,6 +51,36 @@ def warmup_cosine(total_steps: int, warmup_fraction: float, final_fraction: floa
     return factor
 
 
+def adamw_warmup_cosine(module: L.LightningModule) -> dict[str, Any]:
+    """AdamW (no weight decay on biases and norm weights, the 1-D parameters) with a per-step
+    warm-up + cosine schedule over the run's planned steps, from ``module.hparams`` (lr,
+    weight_decay, warmup_fraction, final_lr_fraction)."""
+    hparams = module.hparams
+    decay = [p for p in module.parameters() if p.requires_grad and p.ndim > 1]
+    no_decay = [p for p in module.parameters() if p.requires_grad and p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": hparams.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=hparams.lr,
+    )
+    total_steps = module.trainer.estimated_stepping_batches
+    total_steps = int(total_steps) if math.isfinite(total_steps) else 100_000
+    schedule = warmup_cosine(total_steps, hparams.warmup_fraction, hparams.final_lr_fraction)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def gather_skipped(skipped: Counter[str]) -> Counter[str]:
+    """Under DDP each process saw its own share of bad samples: the counts of all processes merged."""
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return skipped
+    gathered: list[Any] = [None] * torch.distributed.get_world_size()
+    torch.distributed.all_gather_object(gathered, dict(skipped))
+    merged: Counter[str] = Counter()
+    for counts in gathered:
+        merged.update(counts or {})
+    return merged
+
+
 class RecognizerModule(L.LightningModule):
     """CTC training of a recogniser built from a :class:`RecognizerConfig` (given as a dict).
 
@@ -141,26 +171,7 @@ class RecognizerModule(L.LightningModule):
         self.log(VAL_EXACT, exact / lines if lines else 0.0, prog_bar=True, sync_dist=True)
 
     def configure_optimizers(self) -> dict[str, Any]:
-        # No weight decay on biases and normalisation weights (1-D parameters).
-        decay = [p for p in self.parameters() if p.requires_grad and p.ndim > 1]
-        no_decay = [p for p in self.parameters() if p.requires_grad and p.ndim <= 1]
-        optimizer = torch.optim.AdamW(
-            [{"params": decay, "weight_decay": self.hparams.weight_decay},
-             {"params": no_decay, "weight_decay": 0.0}],
-            lr=self.hparams.lr,
-        )
-        total_steps = self.trainer.estimated_stepping_batches
-        total_steps = int(total_steps) if math.isfinite(total_steps) else 100_000
-        schedule = warmup_cosine(total_steps, self.hparams.warmup_fraction, self.hparams.final_lr_fraction)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        return adamw_warmup_cosine(self)
 
     def on_train_end(self) -> None:
-        # Under DDP each process saw its own share of bad samples: rank 0 reports all of them.
-        if torch.distributed.is_available() and torch.distributed.is_initialized():
-            gathered: list[Any] = [None] * torch.distributed.get_world_size()
-            torch.distributed.all_gather_object(gathered, dict(self.skipped))
-            merged: Counter[str] = Counter()
-            for counts in gathered:
-                merged.update(counts or {})
-            self.skipped = merged
+        self.skipped = gather_skipped(self.skipped)
