@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fonts install peers bench-synth clean
+.PHONY: demo test fonts chromium install peers bench-synth clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(STAMP)
 fonts:
 	@scripts/ensure-fonts.sh
 
+# Debian's Chromium + ChromeDriver: the web page's browser test.
+chromium:
+	@scripts/ensure-chromium.sh
+
 demo: $(STAMP) fonts
 	$(BIN)/edgeocr read samples/lines --model default --threads 2 --json build/demo/reads.json --draw build/demo/drawn
 	$(BIN)/edgeocr eval --data samples/lines --model default --threads 2 --json build/demo/samples-eval.json
@@ -28,7 +32,7 @@ demo: $(STAMP) fonts
 		--preview build/demo/scenes-sheet.png --quiet
 	@echo "demo: reads in build/demo/reads.json and build/demo/drawn/; synthetic sheets in build/demo/*-sheet.png"
 
-test: $(STAMP) fonts
+test: $(STAMP) fonts chromium
 	$(BIN)/python -m pytest
 
 # EasyOCR, PP-OCRv4/v6 (RapidOCR) and Tesseract, offline, for edgeocr bench --peers.
