@@ -162,8 +162,8 @@ def test_unknown_peer_fails_before_anything_loads(crops, tmp_path, monkeypatch):
         make_engines(["no-such-model"], [], threads=1)
     with pytest.raises(ModelError, match="does not exist"):
         make_engines([str(tmp_path / "missing.onnx")], [], threads=1)
-    with pytest.raises(EdgeOCRError, match="--mode e2e is not available"):
-        bench_command(crops, "e2e", [], ["spy"], 1, "1", None)
+    with pytest.raises(EdgeOCRError, match="--mode nope is not available"):
+        bench_command(crops, "nope", [], ["spy"], 1, "1", None)
     with pytest.raises(EdgeOCRError, match="threads must be at least 1"):
         make_engines([], ["spy"], threads=0)
 
@@ -198,7 +198,7 @@ def test_a_peer_that_is_not_installed_is_reported_not_scored(tmp_path):
     result = run_rec_benchmark(data, [SpyEngine("spy"), MissingPeer("ghost")], batches=(1, 8), out_dir=tmp_path / "o")
     ok, missing = result["engines"]
     assert ok["status"] == "ok" and ok["char_accuracy"] == 1.0 and ok["throughput_ips"]["8"] is None
-    assert missing == {"name": "ghost", "status": "not installed", "reason": missing["reason"]}
+    assert missing == {"name": "ghost", "device": "cpu", "status": "not installed", "reason": missing["reason"]}
     assert "cannot import edgeocr_no_such_peer_package" in missing["reason"] and "char_accuracy" not in missing
     md = (tmp_path / "o" / "results.md").read_text(encoding="utf-8")
     assert "ghost: not installed" in md and "ghost strict" not in md
@@ -259,3 +259,72 @@ def test_peers_module_reports_missing_binaries(monkeypatch):
     monkeypatch.setattr(peers_module.shutil, "which", lambda name: None)
     with pytest.raises(EngineNotInstalled, match="no tesseract binary"):
         peers_module.TesseractEngine().load()
+
+
+# --- whole-image pipelines (--mode e2e) and the reader speed script ----------------------------
+
+
+def clean_scene() -> tuple[np.ndarray, list]:
+    """Two large, sharp black lines on white: every full pipeline should find and read them."""
+    from edgeocr.bench.e2e import TruthLine
+
+    image = np.full((220, 480, 3), 255, np.uint8)
+    truths = []
+    for text, y in (("LOT 4821", 80), ("EXP 2027", 170)):
+        cv2.putText(image, text, (30, y), cv2.FONT_HERSHEY_SIMPLEX, 1.6, (0, 0, 0), 4, cv2.LINE_AA)
+        (w, h), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 1.6, 4)
+        poly = np.array([[28, y - h - 4], [32 + w, y - h - 4], [32 + w, y + base], [28, y + base]], np.float32)
+        truths.append(TruthLine(text=text, poly=poly, ignore=False, vertical=False))
+    return image, truths
+
+
+@pytest.mark.parametrize("peer", sorted(peers_module.SCENE_PEERS))
+def test_installed_pipeline_finds_and_reads_a_clean_scene(peer, tmp_path):
+    from edgeocr.bench.e2e import AnnotatedImage, score_image
+
+    engine = peers_module.SCENE_PEERS[peer](threads=1)
+    try:
+        engine.load()
+    except EngineNotInstalled as exc:
+        pytest.skip(f"{peer} is not installed: {exc}")
+    assert engine.model_size_bytes > 0 and engine.batches is False
+    image, truths = clean_scene()
+    reads = engine.read_scene(image)
+    item = AnnotatedImage(path=tmp_path / "x.png", file="x.png", line=1, annotations=tmp_path / "a.jsonl",
+                          category="", exhaustive=True, width=480, height=220, lines=tuple(truths))
+    score = score_image(item, reads)
+    assert score.counts.tp >= 1, [(r.text, r.poly.tolist()) for r in reads]
+    texts = [score.reads[i].text if i is not None else "" for i in score.matched]
+    assert accuracy([t.text for t in truths], texts)["char_accuracy_relaxed"] > 0.5, texts
+
+
+def test_our_pipeline_reads_whole_images_with_the_pp_ocr_detector(tiny_model):
+    pytest.importorskip("rapidocr_onnxruntime", reason="the PP-OCR detector comes with the peers extra")
+    from edgeocr.bench.peers import EdgeOcrPipeline
+
+    engine = EdgeOcrPipeline(tiny_model, threads=1)
+    assert engine.name == "edgeocr:tiny+ppocrv4-det"
+    engine.load()
+    image, _ = clean_scene()
+    reads = engine.read_scene(image)
+    assert len(reads) == 2 and all(r.poly.shape == (4, 2) for r in reads)  # the tiny model reads nonsense; boxes are real
+    assert engine.model_size_bytes > tiny_model.stat().st_size and "PP-OCRv4 det" in engine.version
+
+
+def test_reader_speed_script_measures_and_reports(tmp_path, capsys):
+    pytest.importorskip("rapidocr_onnxruntime", reason="the PP-OCR detector comes with the peers extra")
+    from edgeocr.bench import reader_speed
+
+    frames, crops, lines = reader_speed.make_frames(3, seed=0)
+    assert all(f.shape == (480, 640, 3) for f in frames) and all(1 <= n <= 3 for n in lines)
+    assert len(crops) == sum(lines)
+    out = tmp_path / "speed.json"
+    assert reader_speed.main(["--frames", "2", "--repeats", "1", "--warmup", "1", "--peers", "", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    ours = result["ours_frame"]
+    assert ours["status"] == "ok" and ours["frame"]["n"] == 2 and set(ours["breakdown"]) >= {"detector", "recogniser"}
+    assert result["untrained_detector"]["name"].endswith("(UNTRAINED, speed only)")
+    assert result["targets"]["frame"].startswith(("met", "NOT met")) and result["ours_crop"]["crop"]["n"] >= 2
+    md = out.with_suffix(".md").read_text()
+    assert "frame p50 <= 15.0 ms" in md and "line crop p50 <= 1.5 ms" in md and "Where our frame time goes" in md
+    assert reader_speed.main(["--peers", "nope", "--frames", "1", "--out", str(tmp_path / "x.json")]) == 2

@@ -37,16 +37,8 @@ WIDTH, HEIGHT = 320, 120
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory) -> str:
-    """A crnn_tiny exported to ONNX, its head sharpened so that readings are not all blank."""
-    import torch  # the training side makes the model; make test installs it, so no skip
-    from edgeocr.models import build_from_config, export_onnx
-
-    torch.manual_seed(0)
-    model = build_from_config(CFG).eval()
-    with torch.no_grad():
-        model.head.weight.mul_(20.0)
-    return str(export_onnx(model, CFG, tmp_path_factory.mktemp("model") / "tiny.onnx"))
+def model_path(sharpened_tiny_model) -> str:
+    return sharpened_tiny_model
 
 
 def scene(seed: int = 0) -> np.ndarray:

@@ -221,10 +221,12 @@ class ReadMode(str, Enum):
 
 
 def _build_reader(model: str, mode: ReadMode, detector: Optional[str], regions: Optional[Path],
-                  formats: list[str], min_confidence: float, threads: int):
+                  formats: list[str], min_confidence: float, threads: int, preprocess: str = "none"):
     import yaml
 
-    from edgeocr.runtime.reader import Reader, ReaderConfig, Region
+    from edgeocr.runtime.reader import Reader, ReaderConfig, Region, line_pipeline
+
+    line_pipeline(preprocess)  # a bad --preprocess is a one-line PipelineError, not a validation traceback
     from edgeocr.runtime.recognizer import EngineConfig
 
     region_list: tuple = ()
@@ -239,17 +241,10 @@ def _build_reader(model: str, mode: ReadMode, detector: Optional[str], regions: 
         region_list = tuple(Region(**item) for item in raw)
     engine = EngineConfig(intra_op_threads=threads)
     config = ReaderConfig(model=model, engine=engine, mode=mode.value, regions=region_list, formats=tuple(formats),
-                          min_confidence=min_confidence)
-    line_detector = None
-    if mode is ReadMode.detector:
-        if detector in (None, "rapidocr"):
-            from edgeocr.runtime.rapidocr_detector import RapidOCRDetector, RapidOCRDetectorConfig
+                          min_confidence=min_confidence, preprocess=preprocess)
+    from edgeocr.runtime.build import build_line_detector
 
-            line_detector = RapidOCRDetector(RapidOCRDetectorConfig(intra_op_threads=threads))
-        else:
-            from edgeocr.runtime.detector import OnnxDetector
-
-            line_detector = OnnxDetector(detector, engine)
+    line_detector = build_line_detector(detector, engine) if mode is ReadMode.detector else None
     return Reader(config, detector=line_detector)
 
 
@@ -279,16 +274,10 @@ def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Optional[
                     yield str(item.path), exc
 
     def flush(pending):
-        images = [image for _, image in pending]
-        try:
-            results = reader.read_batch(images)
-        except EdgeOCRError:  # one bad image must not cost the others their reads
-            results = []
-            for image in images:
-                try:
-                    results.append(reader.read(image))
-                except EdgeOCRError as exc:
-                    results.append(exc)
+        from edgeocr.scale.results import read_or_errors
+
+        # One bad image must not cost the others their reads.
+        results = read_or_errors(reader, [image for _, image in pending])
         for (name, image), reads in zip(pending, results):
             if draw is not None and not isinstance(reads, Exception):
                 ok, encoded = cv2.imencode(".jpg", draw_reads(image, reads))
@@ -319,26 +308,54 @@ def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Optional[
             yield from flush(pending)
 
 
+# Reader options shared by `read` and `watch`.
+_MODEL = typer.Option("default", "--model", help="Shipped recogniser name or .onnx path.")
+_MODE = typer.Option(ReadMode.whole, "--mode", help="whole: each image is one line crop; roi: fixed regions "
+                     "(--regions); detector: find the lines (--detector).")
+_DETECTOR = typer.Option(None, "--detector", help="Detector .onnx, or 'rapidocr' (PP-OCR's).")
+_REGIONS = typer.Option(None, "--regions", help="YAML list of regions for --mode roi.")
+_FORMATS = typer.Option([], "--format", help="Expected format, e.g. 'LOT [A-Z0-9]{7}', 'EXP {MM}/{YYYY}', iso6346 "
+                        "(repeatable).")
+_MIN_CONFIDENCE = typer.Option(0.5, "--min-confidence", help="Reads below this are marked invalid.")
+_THREADS = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores).")
+_PREPROCESS = typer.Option("none", "--preprocess", help="Preprocessing of each line crop before the recogniser: "
+                           "a preset (none, dotmatrix, low_contrast, binarize, uneven_light) or a pipeline spec "
+                           "such as 'gray|clahe:clip=2.0' (docs/preprocessing.md).")
+
+
+class ReadEngine(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
 @app.command("read")
 def read(
-    paths: list[str] = typer.Argument(..., help="Image or video files, folders, glob patterns."),
-    model: str = typer.Option("default", "--model", help="Shipped recogniser name or .onnx path."),
-    mode: ReadMode = typer.Option(ReadMode.whole, "--mode", help="whole: each image is one line crop; roi: fixed "
-                                  "regions (--regions); detector: find the lines (--detector)."),
-    detector: Optional[str] = typer.Option(None, "--detector", help="Detector .onnx, or 'rapidocr' (PP-OCR's)."),
-    regions: Optional[Path] = typer.Option(None, "--regions", help="YAML list of regions for --mode roi."),
-    formats: list[str] = typer.Option([], "--format", help="Expected format, e.g. 'LOT [A-Z0-9]{7}', "
-                                      "'EXP {MM}/{YYYY}', iso6346 (repeatable)."),
-    min_confidence: float = typer.Option(0.5, "--min-confidence", help="Reads below this are marked invalid."),
-    threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
+    paths: list[str] = typer.Argument(..., help="Image or video files, folders, glob patterns; --engine ray: "
+                                      "also URIs (s3://bucket/prefix, gs://..., file:///...)."),
+    model: str = _MODEL,
+    mode: ReadMode = _MODE,
+    detector: Optional[str] = _DETECTOR,
+    regions: Optional[Path] = _REGIONS,
+    formats: list[str] = _FORMATS,
+    min_confidence: float = _MIN_CONFIDENCE,
+    threads: int = _THREADS,
+    preprocess: str = _PREPROCESS,
     batch: int = typer.Option(8, "--batch", help="Images read together (their lines share batches)."),
     every: int = typer.Option(1, "--every", help="Videos: read every N-th frame."),
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every read with its polygon here."),
     csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per line here."),
     draw: Optional[Path] = typer.Option(None, "--draw", help="Write images with boxes and reads to this folder."),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one row per line to FILE.parquet or "
+                                       "FILE.jsonl (path, line, text, confidence, poly, error...)."),
+    engine: ReadEngine = typer.Option(ReadEngine.local, "--engine", help="local: in this process; ray: on Ray "
+                                      "Data actors, one model load each (needs --out; docs/scale.md)."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--engine ray: 'auto' or "
+                                              "ray://head:10001 for a cluster; default: a local Ray."),
+    actors: Optional[int] = typer.Option(None, "--actors", help="--engine ray: reader actors, each with --threads "
+                                         "CPUs and threads (0 counts as 1); default: as many as the CPUs allow."),
     quiet: bool = _QUIET,
 ) -> None:
-    """Read the codes on images, folders, globs and videos; print a table, or write JSON/CSV."""
+    """Read the codes on images, folders, globs and videos; print a table, or write JSON/CSV/Parquet/JSON Lines."""
     import csv
     import io
     import json
@@ -347,11 +364,31 @@ def read(
 
     if batch < 1 or every < 1:
         raise EdgeOCRError("--batch and --every must be at least 1")
-    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads)
+    if out is not None:
+        from edgeocr.scale.results import check_output_path
+
+        check_output_path(out)
+    if engine is ReadEngine.ray:
+        if json_out is not None or csv_out is not None or draw is not None:
+            raise EdgeOCRError("--engine ray writes --out FILE.parquet|FILE.jsonl; --json, --csv and --draw are "
+                               "the local engine's")
+        _read_on_ray(paths, out, ray_address, actors, batch, threads, quiet,
+                     (model, mode, detector, regions, formats, min_confidence, preprocess))
+        return
+    import time
+
+    started = time.perf_counter()  # model load included, as in the ray engine's figure
+    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess)
     if draw is not None:
         draw.mkdir(parents=True, exist_ok=True)
-    results, failures = [], 0
+    results, failures, rows = [], 0, []
+    if out is not None:
+        from edgeocr.scale.results import new_worker_id, result_rows, write_results
+
+        worker = new_worker_id()
     for name, reads in _read_rows(reader, paths, batch, every, draw, quiet):
+        if out is not None:
+            rows += result_rows(name, reads, worker)
         if isinstance(reads, Exception):
             failures += 1
             results.append({"source": name, "error": str(reads), "lines": []})
@@ -371,7 +408,12 @@ def read(
             if "error" in result:
                 writer.writerow([result["source"], "", "", "", "", False, "", "", result["error"]])
         atomic_write_bytes(csv_out, buffer.getvalue().encode("utf-8"))
-    if not quiet:
+    if out is not None:
+        write_results(rows, out)
+        seconds = time.perf_counter() - started
+        typer.echo(f"read {len(results)} images ({len(rows)} rows, {failures} errors) in {seconds:.1f} s: "
+                   f"{len(results) / seconds:.1f} images/s\nresults: {out}")
+    elif not quiet:
         _print_reads(results)
     if failures:
         typer.echo(f"{failures} input(s) could not be read", err=True)
@@ -395,38 +437,174 @@ def _print_reads(results: list[dict]) -> None:
     Console().print(table)
 
 
+def _read_on_ray(paths: list[str], out: Optional[Path], address: Optional[str], actors: Optional[int], batch: int,
+                 threads: int, quiet: bool, reader_args: tuple) -> None:
+    """``edgeocr read --engine ray``: the reader is built here once first, so a bad model, region file or
+    format fails at once rather than in every actor; the actors rebuild it from its frozen config."""
+    if out is None:
+        raise EdgeOCRError("--engine ray writes its rows to --out FILE.parquet or FILE.jsonl")
+    if actors is not None and actors < 1:
+        raise EdgeOCRError("--actors must be at least 1")
+    _need("scale", "ray")
+    from edgeocr.scale.ray_read import RayReadConfig, ReaderRecipe, ray_read
+
+    cpus_per_actor = threads or 1
+    model, mode, detector, regions, formats, min_confidence, preprocess = reader_args
+    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, cpus_per_actor, preprocess)
+    config = RayReadConfig(address=address, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch,
+                           progress=not quiet)
+    summary = ray_read(paths, ReaderRecipe(reader.config, detector), out, config)
+    typer.echo(f"read {summary.images} images ({summary.rows} rows, {summary.errors} errors) on {summary.actors} "
+               f"actor(s) (one model load each; {summary.readers_used} produced rows) in {summary.seconds:.1f} s: "
+               f"{summary.images_per_second:.1f} images/s (+ {summary.ray_start_seconds:.1f} s to start Ray)")
+    typer.echo(f"results: {summary.out}")
+    if summary.errors:
+        typer.echo(f"{summary.errors} input(s) could not be read (see the error column)", err=True)
+        raise typer.Exit(1)
+
+
+@app.command("watch")
+def watch(
+    source: str = typer.Argument(..., help="Video file, camera index (0, 1...) or stream URL (rtsp://...)."),
+    model: str = _MODEL,
+    mode: ReadMode = _MODE,
+    detector: Optional[str] = _DETECTOR,
+    regions: Optional[Path] = _REGIONS,
+    formats: list[str] = _FORMATS,
+    min_confidence: float = _MIN_CONFIDENCE,
+    threads: int = _THREADS,
+    preprocess: str = _PREPROCESS,
+    every: int = typer.Option(1, "--every", help="Read every N-th frame."),
+    min_frames: int = typer.Option(3, "--min-frames", help="A code is confirmed once read in this many frames."),
+    max_gap: int = typer.Option(5, "--max-gap", help="A code's track closes after more than this many read frames "
+                                "without it."),
+    include_invalid: bool = typer.Option(False, "--include-invalid", help="Also track reads marked invalid (below "
+                                         "--min-confidence, or no --format matched)."),
+    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after reading this many frames."),
+    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the confirmed codes here, one JSON object a "
+                                            "line (rewritten whole each time a code closes)."),
+    stats_every: float = typer.Option(5.0, "--stats-every", help="Seconds between frames-per-second reports."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+) -> None:
+    """Read a video file, camera or stream: report each code once (frames, best reading); print frames/s."""
+    import json
+
+    from pydantic import ValidationError
+
+    from edgeocr.core.atomic import atomic_write_bytes
+    from edgeocr.runtime.tracking import TrackerConfig
+    from edgeocr.runtime.watch import WatchConfig, watch_stream
+
+    try:
+        config = WatchConfig(every=every, max_frames=max_frames, stats_every_s=stats_every,
+                             tracker=TrackerConfig(min_frames=min_frames, max_gap=max_gap,
+                                                   valid_only=not include_invalid))
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        option = {"stats_every_s": "stats_every"}.get(str(error["loc"][-1]), str(error["loc"][-1]))
+        raise EdgeOCRError(f"--{option.replace('_', '-')}: {error['msg']}") from None
+    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess)
+    closed: list = []
+
+    def save(codes) -> None:
+        if json_out is not None:
+            lines = "".join(json.dumps(code.to_dict(), ensure_ascii=False) + "\n" for code in codes)
+            atomic_write_bytes(json_out, lines.encode("utf-8"))
+
+    def on_closed(code) -> None:
+        closed.append(code)
+        save(closed)
+
+    def on_confirmed(frame_index: int, code) -> None:
+        if not quiet:
+            typer.echo(f"frame {frame_index}: {code.text}  (conf {code.confidence:.2f}, "
+                       f"seen since frame {code.first_frame})")
+
+    def on_stats(stats) -> None:
+        if not quiet:
+            typer.echo(f"{stats.frames_read} frames, {stats.frames_per_second:.1f} frames/s, {stats.codes} codes",
+                       err=True)
+
+    result = watch_stream(reader, source, config, on_confirmed=on_confirmed, on_closed=on_closed, on_stats=on_stats)
+    save(result.codes)  # final order: by first frame
+    if quiet:
+        return
+    _print_codes(result.codes)
+    stats = result.stats
+    typer.echo(f"{'interrupted: ' if result.interrupted else ''}{stats.frames_read} frames read in "
+               f"{stats.seconds:.2f} s: {stats.frames_per_second:.1f} frames/s (reader "
+               f"{stats.reader_ms_per_frame:.1f} ms/frame); {len(result.codes)} code(s)")
+
+
+def _print_codes(codes) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table()
+    for column in ("text", "first frame", "last frame", "frames", "conf", "agreement", "valid"):
+        table.add_column(column, overflow="fold")
+    for code in codes:
+        table.add_row(code.text, str(code.first_frame), str(code.last_frame), str(code.frames),
+                      f"{code.confidence:.2f}", f"{100 * code.agreement:.0f}%", "yes" if code.valid else "no")
+    Console().print(table)
+
+
 class EvalMode(str, Enum):
     rec = "rec"
     e2e = "e2e"
 
 
+_EVAL_DETECTOR = typer.Option("rapidocr", "--detector", help="--mode e2e: our reader's line detector, 'rapidocr' "
+                              "(PP-OCRv4's) or an exported detector .onnx.")
+
+
 @app.command("eval")
 def evaluate(
-    data: Path = typer.Option(..., "--data", help="Folder with images and labels.tsv (relative/path<TAB>text)."),
+    data: Path = typer.Option(..., "--data", help="rec: folder with images and labels.tsv (relative/path<TAB>text); "
+                              "e2e: folder with images and annotations.jsonl (text, poly, ignore per line)."),
     model: str = typer.Option("default", "--model", help="Shipped model name or path of an .onnx file."),
-    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label."),
+    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label; e2e: whole images, read "
+                                  "with --detector, scored per labelled line plus detection P/R/H at IoU 0.5."),
+    detector: str = _EVAL_DETECTOR,
     json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure and prediction here."),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
+    preprocess: str = _PREPROCESS,
     quiet: bool = _QUIET,
 ) -> None:
-    """Score a recogniser: character accuracy, exact match (strict and relaxed), latency, per category."""
+    """Score a recogniser (rec) or the whole reader (e2e): character accuracy, exact match (strict and relaxed),
+    latency, per category; e2e adds detection precision, recall and hmean."""
     import json
 
     _need("bench", "rapidfuzz")
-    from edgeocr.bench.evaluate import evaluate_rec
     from edgeocr.core.atomic import atomic_write_bytes
-    from edgeocr.runtime.models import resolve_model
-    from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
+    from edgeocr.runtime.reader import line_pipeline
 
-    if mode is not EvalMode.rec:
-        raise EdgeOCRError("--mode e2e needs the reader (detector + recogniser), which is not built yet")
-    recognizer = OnnxRecognizer(resolve_model(model), EngineConfig(intra_op_threads=threads))
+    pipeline_for_crops = line_pipeline(preprocess)  # a bad spec fails here, in one line
+    if mode is EvalMode.e2e and pipeline_for_crops.ops:
+        raise EdgeOCRError("--preprocess applies to --mode rec (each labelled crop); e2e reads whole images")
+    if mode is EvalMode.e2e:
+        from edgeocr.bench.e2e import evaluate_scenes, load_scene_images, read_annotated_images
+        from edgeocr.bench.peers import EdgeOcrPipeline
 
-    def read(image):
-        line = recognizer.recognize([image])[0]
-        return line.text, line.confidence
+        pipeline = EdgeOcrPipeline(model, threads, detector)  # a bad model or detector path fails here
+        annotated = read_annotated_images(data)  # then bad annotations or images, before any model loads
+        images = load_scene_images(annotated)
+        pipeline.load()
+        result = {"mode": mode.value, "model": model, "detector": detector, "data": str(data),
+                  **evaluate_scenes(pipeline.read_scene, annotated, images)}
+    else:
+        from edgeocr.bench.evaluate import evaluate_rec
+        from edgeocr.runtime.models import resolve_model
+        from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 
-    result = {"mode": mode.value, "model": model, "data": str(data), **evaluate_rec(read, data)}
+        recognizer = OnnxRecognizer(resolve_model(model), EngineConfig(intra_op_threads=threads))
+
+        def read(image):
+            line = recognizer.recognize([pipeline_for_crops.apply(image)])[0]
+            return line.text, line.confidence
+
+        result = {"mode": mode.value, "model": model, "data": str(data), "preprocess": preprocess,
+                  **evaluate_rec(read, data)}
     if json_out is not None:
         atomic_write_bytes(json_out, (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode())
     if not quiet:
@@ -437,36 +615,160 @@ def _print_scores(result: dict) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"{result['model']} on {result['data']}")
-    for column in ("category", "n", "char acc %", "exact %", "relaxed char %", "relaxed exact %", "p50 ms"):
+    e2e = "hmean" in result  # whole images: detection figures, latency per image
+    table = Table(title=f"{result['model']}" + (f" + {result['detector']} detector" if e2e else "")
+                  + f" on {result['data']}")
+    columns = ["category", "n", "char acc %", "exact %", "relaxed char %", "relaxed exact %"]
+    columns += ["det P / R / H %", "p50 ms / image"] if e2e else ["p50 ms"]
+    for column in columns:
         table.add_column(column, justify="right" if column != "category" else "left")
     rows = [*result["per_category"].items(), ("ALL", result)]
     for name, r in rows:
-        table.add_row(name or "-", str(r["n"]), f"{100 * r['char_accuracy']:.1f}", f"{100 * r['exact_match']:.1f}",
-                      f"{100 * r['char_accuracy_relaxed']:.1f}", f"{100 * r['exact_match_relaxed']:.1f}",
-                      f"{r['latency_ms_p50']:.2f}")
+        cells = [name or "-", str(r["n"]), f"{100 * r['char_accuracy']:.1f}", f"{100 * r['exact_match']:.1f}",
+                 f"{100 * r['char_accuracy_relaxed']:.1f}", f"{100 * r['exact_match_relaxed']:.1f}"]
+        if e2e:
+            cells.append(f"{100 * r['precision']:.1f} / {100 * r['recall']:.1f} / {100 * r['hmean']:.1f}")
+        cells.append(f"{r['latency_ms_p50']:.2f}")
+        table.add_row(*cells)
     Console().print(table)
 
 
 @app.command("bench")
 def bench(
-    data: Path = typer.Option(..., "--data", help="Folder with images and labels.tsv."),
-    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label."),
+    data: Path = typer.Option(..., "--data", help="rec: folder with images and labels.tsv; e2e: with "
+                              "annotations.jsonl."),
+    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label, recognisers only; e2e: "
+                                  "whole images, each engine's full pipeline."),
     models: list[str] = typer.Option([], "--models", help="Our models: shipped names or .onnx paths (repeatable "
                                      "or comma-separated)."),
     peers: list[str] = typer.Option([], "--peers", help="easyocr, ppocrv4, ppocrv6, tesseract (make peers)."),
+    detector: str = _EVAL_DETECTOR,
+    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cpu,cuda: the same engines on each (cuda "
+                               "needs onnxruntime-gpu and a GPU; refused otherwise)."),
     threads: int = typer.Option(2, "--threads", help="Threads for every engine (recorded)."),
-    batch: str = typer.Option("1", "--batch", help="Batch sizes for throughput, e.g. 1,8,64."),
+    batch: str = typer.Option("1", "--batch", help="Batch sizes for throughput, e.g. 1,8,64 (rec only)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder: results.json, results.md, report.html."),
     quiet: bool = _QUIET,
 ) -> None:
-    """Benchmark our models and the peers: accuracy, latency, throughput, size, memory, CPU."""
+    """Benchmark our models and the peers: accuracy, latency, throughput, size, memory, CPU (and GPU)."""
     _need("bench", "matplotlib")
     from edgeocr.bench.harness import bench_command
 
-    result = bench_command(data, mode.value, models, peers, threads, batch, out,
+    result = bench_command(data, mode.value, models, peers, threads, batch, out, detector=detector, device=device,
                            progress=None if quiet else typer.echo)
     typer.echo(f"report: {result['outputs']['markdown']} and {result['outputs']['html']}")
+
+
+class ServeMode(str, Enum):
+    whole = "whole"
+    detector = "detector"
+
+
+@app.command("serve")
+def serve(
+    host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, "--port", help="TCP port."),
+    model: str = _MODEL,
+    mode: ServeMode = typer.Option(ServeMode.whole, "--mode", help="Default for requests: whole (each image is one "
+                                   "line) or detector (find the lines)."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Detector .onnx, or 'rapidocr' (PP-OCR's); "
+                                           "with --mode whole, requests may still turn it on."),
+    formats: list[str] = _FORMATS,
+    min_confidence: float = _MIN_CONFIDENCE,
+    workers: int = typer.Option(1, "--workers", help="Server processes, each with its own copy of the model."),
+    threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads per inference (0: all cores)."),
+    max_concurrent: int = typer.Option(2, "--max-concurrent", help="Inferences running at once per process."),
+    max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Larger request bodies get 413."),
+    max_megapixels: float = typer.Option(50.0, "--max-megapixels", help="Larger images get 413 (from the header)."),
+    timeout_s: float = typer.Option(30.0, "--timeout-s", help="Requests not answered in time get 504."),
+    batch_max: int = typer.Option(16, "--batch-max", help="Most images in one /v1/read/batch request."),
+    access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
+) -> None:
+    """Serve the reader over HTTP: POST /v1/read, /v1/read/batch, GET /health, /metrics, a web page at /."""
+    _need("serve", "fastapi")
+    _need("serve", "uvicorn")
+    _need("serve", "prometheus_client")
+    import uvicorn
+    from pydantic import ValidationError
+
+    from edgeocr.serve.app import create_app
+    from edgeocr.serve.settings import SETTINGS_ENV, ServeSettings
+
+    if workers < 1:
+        raise EdgeOCRError("--workers must be at least 1")
+    try:
+        settings = ServeSettings(model=model, mode=mode.value, detector=detector, formats=tuple(formats),
+                                 min_confidence=min_confidence, engine_threads=threads,
+                                 max_concurrent_inferences=max_concurrent, max_body_bytes=round(max_body_mb * 2**20),
+                                 max_pixels=max(1, round(max_megapixels * 1e6)), request_timeout_s=timeout_s,
+                                 batch_max_images=batch_max)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise EdgeOCRError(f"invalid serve settings: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
+    service = create_app(settings)  # loads model and detector now: a bad one fails here, before listening
+    if workers == 1:
+        uvicorn.run(service, host=host, port=port, access_log=access_log)
+        return
+    del service  # each worker process builds its own app from the settings
+    os.environ[SETTINGS_ENV] = settings.model_dump_json()
+    uvicorn.run("edgeocr.serve.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
+                access_log=access_log)
+
+
+# --- edgeocr optimize ---------------------------------------------------------------------------
+
+
+@app.command("optimize")
+def optimize(
+    model: str = typer.Argument(..., help="Model to optimise: 'default', an .onnx with its sidecar, or (with "
+                                "--distill-from) an architecture such as crnn_s."),
+    int8: bool = typer.Option(False, "--int8", help="Int8 post-training quantisation, behind the accuracy gate."),
+    calib: str = typer.Option("synthetic", "--calib", help="Calibration lines: a folder of line images or a "
+                              "labels.tsv folder, or synthetic[:N] (rendered now)."),
+    calib_lines: int = typer.Option(256, "--calib-lines", help="Use at most this many calibration lines."),
+    fp16: bool = typer.Option(False, "--fp16", help="Float16 (GPU providers, OpenVINO weights, TensorRT)."),
+    bf16: bool = typer.Option(False, "--bf16", help="Bfloat16 inference on CPUs that have it (--engine openvino)."),
+    prune: Optional[float] = typer.Option(None, "--prune", help="Prune this share, in (0, 1)."),
+    method: str = typer.Option("magnitude", "--method", help="Pruning: magnitude or structured."),
+    finetune_steps: int = typer.Option(300, "--finetune-steps", help="Fine-tuning steps after pruning."),
+    distill_from: Optional[str] = typer.Option(None, "--distill-from", help="Teacher: MODEL is trained as its student."),
+    distill_steps: int = typer.Option(2000, "--distill-steps", help="Distillation steps."),
+    engine: str = typer.Option("onnxruntime", "--engine", help="onnxruntime, openvino or tensorrt."),
+    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers to measure with: cpu, cuda, "
+                                  "tensorrt (comma-separated; refused when not available)."),
+    eval_dirs: list[Path] = typer.Option([], "--eval", help="labels.tsv folder to score on (repeatable; default: "
+                                         "500 synthetic lines of the test seed)."),
+    max_drop_pt: float = typer.Option(0.5, "--max-drop-pt", help="Int8 gate: most character accuracy (points) "
+                                      "int8 may cost on any eval set."),
+    qat_steps: int = typer.Option(0, "--qat-steps", help="Quantisation-aware fine-tuning steps before int8 "
+                                  "(when post-training int8 loses too much; needs the .pt weights)."),
+    quant_format: str = typer.Option("auto", "--quant-format", help="qdq or qoperator (auto: qoperator for ONNX "
+                                     "Runtime, measured fastest here; qdq for TensorRT)."),
+    activations: str = typer.Option("auto", "--activations", help="Int8 activations: int8 (S8S8) or uint8 (U8S8); "
+                                    "auto: the faster for the format."),
+    threads: int = typer.Option(2, "--threads", help="Threads for every measurement."),
+    speed_rounds: int = typer.Option(3, "--speed-rounds", help="Throughput rounds (baseline and optimised "
+                                     "alternating; the median is reported)."),
+    speed_lines: int = typer.Option(2048, "--speed-lines", help="Lines of the first eval set timed for throughput."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the training steps (distillation, pruning, QAT)."),
+    out: Path = _OUT,
+    overwrite: bool = _OVERWRITE,
+    quiet: bool = _QUIET,
+) -> None:
+    """Make a model smaller and faster (distil, prune, int8/fp16/bf16, engine) and measure it beside the original."""
+    from edgeocr.optimize.pipeline import optimize_command, settings_from_cli
+
+    settings = settings_from_cli(
+        model=model, out=out, int8=int8, calib=calib, calib_lines=calib_lines, fp16=fp16, bf16=bf16, prune=prune,
+        prune_method=method, finetune_steps=finetune_steps, distill_from=distill_from, distill_steps=distill_steps,
+        engine=engine, providers=tuple(p for p in providers.split(",") if p.strip()), eval=tuple(eval_dirs),
+        max_drop_pt=max_drop_pt, qat_steps=qat_steps, quant_format=quant_format, activations=activations,
+        threads=threads, speed_rounds=speed_rounds, speed_lines=speed_lines, seed=seed,
+        overwrite=overwrite)
+    card = optimize_command(settings, command_line=" ".join(["edgeocr", *sys.argv[1:]]),
+                            progress=None if quiet else lambda m: typer.echo(m, err=True))
+    typer.echo(card["headline"]["verdict"])
+    typer.echo(f"model: {card['output']['model']}\nreport: {card['outputs']['markdown']}")
 
 
 @app.command("version")

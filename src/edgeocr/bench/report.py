@@ -1,5 +1,10 @@
 """The benchmark's outputs: ``results.json``, ``results.md`` and ``report.html`` with its plots.
 
+The same layout serves both modes; ``--mode e2e`` (whole images) adds detection precision /
+recall / hmean at IoU 0.5 to the tables, times per image instead of per crop, counts every
+weight file of a pipeline in its size, and leaves out the throughput plot (whole images are read
+one at a time, so there is one batch size).
+
 ``results.json`` is everything (settings, environment, every engine's figures and predictions).
 ``results.md`` has two tables: one line per engine overall, and one per category with strict /
 relaxed character accuracy and relaxed exact match per engine, laid out as ``realdev/PEERS.md``.
@@ -62,11 +67,32 @@ def _triple(scores: dict) -> str:
             f"{_pct(scores['exact_match_relaxed'], 0)}")
 
 
+def _e2e(result: dict) -> bool:
+    return result.get("mode") == "e2e"
+
+
+def _detection(scores: dict) -> str:
+    """precision / recall / hmean, in %."""
+    return f"{_pct(scores['precision'])} / {_pct(scores['recall'])} / {_pct(scores['hmean'])}"
+
+
+def _gpu(res: dict) -> str:
+    gpu = res.get("gpu") or {}
+    if not gpu.get("available"):
+        return "-"
+    return f"{_num(gpu.get('util_percent_mean'), 0)} % / {_num(gpu.get('memory_used_mb_peak'), 0)} MB"
+
+
 def overall_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     batches = result["batches"]
-    header = ["engine", "version", "threads", "model MB", "load s", "strict / relaxed / exact(relaxed) %",
-              "exact strict %", "p50 / p95 / p99 ms",
-              "images/s @ batch " + " / ".join(str(b) for b in batches), "peak RSS MB (+added)", "CPU %"]
+    e2e = _e2e(result)
+    with_gpu = any(_gpu(e["resources"]) != "-" for e in _ok(result))
+    header = ["engine", "version", "threads", "models MB" if e2e else "model MB", "load s",
+              "strict / relaxed / exact(relaxed) %", "exact strict %"]
+    header += ["det P / R / H %"] if e2e else []
+    header += ["p50 / p95 / p99 ms" + (" per image" if e2e else ""),
+               "images/s @ batch " + " / ".join(str(b) for b in batches), "peak RSS MB (+added)", "CPU %"]
+    header += ["GPU util / memory"] if with_gpu else []
     rows = []
     for e in result["engines"]:
         if e["status"] != "ok":
@@ -74,21 +100,40 @@ def overall_rows(result: dict) -> tuple[list[str], list[list[str]]]:
             continue
         rates = " / ".join(_num(e["throughput_ips"].get(str(b)), 1) for b in batches)
         res = e["resources"]
-        rows.append([e["name"], e["version"], str(e["threads"]), _num(e["model_size_bytes"] / 2**20),
-                     _num(e["load_s"]), _triple(e), _pct(e["exact_match"], 0),
-                     f"{_num(e['latency_ms_p50'])} / {_num(e['latency_ms_p95'])} / {_num(e['latency_ms_p99'])}",
-                     rates, f"{_num(res['rss_peak_mb'], 0)} (+{_num(res['rss_added_mb'], 0)})",
-                     _num(res["cpu_percent_mean"], 0)])
+        row = [e["name"], e["version"], str(e["threads"]), _num(e["model_size_bytes"] / 2**20),
+               _num(e["load_s"]), _triple(e), _pct(e["exact_match"], 0)]
+        row += [_detection(e)] if e2e else []
+        row += [f"{_num(e['latency_ms_p50'])} / {_num(e['latency_ms_p95'])} / {_num(e['latency_ms_p99'])}",
+                rates, f"{_num(res['rss_peak_mb'], 0)} (+{_num(res['rss_added_mb'], 0)})",
+                _num(res["cpu_percent_mean"], 0)]
+        row += [_gpu(res)] if with_gpu else []
+        rows.append(row)
     return header, rows
 
 
 def category_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     engines = _ok(result)
-    header = ["category", "n"] + [f"{e['name']} strict / relaxed / exact(relaxed)" for e in engines]
+    e2e = _e2e(result)
+    cell = (lambda s: f"{_triple(s)} · H {_pct(s['hmean'])}") if e2e else _triple
+    suffix = " strict / relaxed / exact(relaxed) · det hmean" if e2e else " strict / relaxed / exact(relaxed)"
+    header = ["category", "lines" if e2e else "n"] + [e["name"] + suffix for e in engines]
     rows = []
     for category, n in result["categories"].items():
-        rows.append([category or "(top level)", str(n)] + [_triple(e["per_category"][category]) for e in engines])
-    rows.append(["ALL", str(result["n"])] + [_triple(e) for e in engines])
+        rows.append([category or "(top level)", str(n)] + [cell(e["per_category"][category]) for e in engines])
+    rows.append(["ALL", str(result["n"])] + [cell(e) for e in engines])
+    return header, rows
+
+
+def orientation_rows(result: dict) -> tuple[list[str], list[list[str]]]:
+    """e2e: horizontal and vertical (stacked) lines apart: strict / relaxed / exact(relaxed) and recall."""
+    engines = _ok(result)
+    header = ["lines", "n"] + [f"{e['name']} strict / relaxed / exact(relaxed) · recall" for e in engines]
+    rows = []
+    for orientation in ("horizontal", "vertical"):
+        scores = [e.get("per_orientation", {}).get(orientation) for e in engines]
+        n = next((s["n"] for s in scores if s), None)
+        if n is not None:
+            rows.append([orientation, str(n)] + [f"{_triple(s)} · {_pct(s['recall'])}" if s else "-" for s in scores])
     return header, rows
 
 
@@ -104,21 +149,39 @@ def _settings_line(result: dict) -> str:
     cpu = env["cpu"]
     flags = ", ".join(f for f, present in cpu["flags"].items() if present) or "none of note"
     commit = (env["git"].get("commit") or "unknown")[:12] + (" (modified)" if env["git"].get("dirty") else "")
-    return (f"{result['n']} crops from `{result['data']}`, recognition only (each crop given whole), "
-            f"{result['threads']} threads (Tesseract 1), batch sizes {', '.join(map(str, result['batches']))}, "
-            f"{result['warmup']} warm-up reads. {cpu['model']}, {cpu['usable_cores']} usable cores ({flags}); "
+    if _e2e(result):
+        what = (f"{result['n']} labelled lines in {result['images']} whole images from `{result['data']}`, each "
+                f"engine's full pipeline (detection + recognition), matched at IoU {result['iou']}, "
+                f"{result['threads']} threads (Tesseract 1), one image at a time")
+    else:
+        what = (f"{result['n']} crops from `{result['data']}`, recognition only (each crop given whole), "
+                f"{result['threads']} threads (Tesseract 1), batch sizes {', '.join(map(str, result['batches']))}")
+    return (f"{what}, {result['warmup']} warm-up reads. {cpu['model']}, {cpu['usable_cores']} usable cores ({flags}); "
             f"load average {env.get('load_average')}; {env['date']}; edgeocr commit {commit}.")
+
+
+def _title(result: dict) -> str:
+    return "End-to-end benchmark (whole images)" if _e2e(result) else "Recognition benchmark"
+
+
+E2E_NOTE = ("Whole images: each labelled line is scored against the read matched to it (IoU >= 0.5, one to one); "
+            "a missed line counts as read empty. Detection P / R / H: precision, recall and their harmonic mean; "
+            "reads matching no label are false positives only on images labelled exhaustively; ignored lines count "
+            "neither way; the pieces of a vertical (stacked) line are joined when no single read matches it. "
+            "Latency is one engine call per whole image, after warm-up.")
 
 
 def markdown(result: dict) -> str:
     """The two tables (overall, per category), with the settings and the engines not installed."""
-    parts = ["# Recognition benchmark", "", _settings_line(result), "",
-             "Character accuracy = 1 - edit distance / ground-truth characters over all crops; strict keeps the "
-             "text as it is, relaxed upper-cases and keeps only A-Z and 0-9; exact = share of crops read exactly. "
-             "Latency is one engine call per crop, after warm-up. Peers' texts are normalised to one line "
-             "(whitespace runs to one space); ours are scored as they come.", "",
-             "## Overall", "", _markdown_table(*overall_rows(result)), "",
+    parts = [f"# {_title(result)}", "", _settings_line(result), "",
+             "Character accuracy = 1 - edit distance / ground-truth characters over all lines; strict keeps the "
+             "text as it is, relaxed upper-cases and keeps only A-Z and 0-9; exact = share of lines read exactly. "
+             + (E2E_NOTE if _e2e(result) else "Latency is one engine call per crop, after warm-up.")
+             + " Peers' texts are normalised to one line (whitespace runs to one space); ours are scored as they come.",
+             "", "## Overall", "", _markdown_table(*overall_rows(result)), "",
              "## Per category", "", _markdown_table(*category_rows(result)), ""]
+    if _e2e(result) and orientation_rows(result)[1]:
+        parts += ["## Per orientation", "", _markdown_table(*orientation_rows(result)), ""]
     missing = [e for e in result["engines"] if e["status"] != "ok"]
     if missing:
         parts += ["## Not measured", ""] + [f"- {e['name']}: {e['status']} ({e.get('reason', '')})" for e in missing]
@@ -180,7 +243,7 @@ def plot_accuracy_vs_latency(result: dict) -> bytes:
                 linewidth=1, label="Pareto front (strict)")
     ax.scatter([], [], marker="^", color="tab:blue", label="relaxed")
     _log_x_if_positive(ax, [p[1] for p in points])
-    ax.set_xlabel("p50 latency per crop, ms")
+    ax.set_xlabel("p50 latency per " + ("image" if _e2e(result) else "crop") + ", ms")
     ax.set_ylabel("character accuracy, %")
     ax.set_title("Accuracy vs latency (batch 1)")
     ax.grid(True, alpha=0.3)
@@ -217,7 +280,7 @@ def plot_size_vs_accuracy(result: dict) -> bytes:
         ax.annotate(e["name"], (size, 100 * e["char_accuracy"]), textcoords="offset points", xytext=(5, 5),
                     fontsize=8)
     _log_x_if_positive(ax, [max(e["model_size_bytes"], 1) / 2**20 for e in _ok(result)])
-    ax.set_xlabel("recognition model on disk, MB")
+    ax.set_xlabel("all models of the pipeline on disk, MB" if _e2e(result) else "recognition model on disk, MB")
     ax.set_ylabel("character accuracy (strict), %")
     ax.set_title("Model size vs accuracy")
     ax.grid(True, alpha=0.3)
@@ -261,6 +324,11 @@ def _html_table(header: list[str], rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
+def plots_for(result: dict) -> dict:
+    """The plots that mean something for this result (e2e has one batch size: no throughput plot)."""
+    return {name: draw for name, draw in PLOTS.items() if not (_e2e(result) and name == "throughput_vs_batch.png")}
+
+
 def report_html(result: dict, plots: dict[str, bytes]) -> str:
     images = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
@@ -270,11 +338,14 @@ def report_html(result: dict, plots: dict[str, bytes]) -> str:
     style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child"
              "{text-align:left}figure{display:inline-block;margin:1em}img{max-width:640px}")
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgeocr recognition benchmark</title>"
-            f"<style>{style}</style></head><body><h1>Recognition benchmark</h1>"
+    orientation = orientation_rows(result) if _e2e(result) else ([], [])
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgeocr {html.escape(_title(result))}</title>"
+            f"<style>{style}</style></head><body><h1>{html.escape(_title(result))}</h1>"
             f"<p>{html.escape(_settings_line(result))}</p>"
-            f"<h2>Overall</h2>{_html_table(*overall_rows(result))}"
+            + (f"<p>{html.escape(E2E_NOTE)}</p>" if _e2e(result) else "")
+            + f"<h2>Overall</h2>{_html_table(*overall_rows(result))}"
             f"<h2>Per category</h2>{_html_table(*category_rows(result))}"
+            + (f"<h2>Per orientation</h2>{_html_table(*orientation)}" if orientation[1] else "")
             + (f"<h2>Not measured</h2><ul>{missing}</ul>" if missing else "")
             + f"<h2>Plots</h2>{images}</body></html>\n")
 
@@ -283,7 +354,7 @@ def write_report(result: dict, out_dir: Path | str) -> dict[str, Path]:
     """Write results.json, results.md, plots/*.png and report.html into ``out_dir``; returns their paths."""
     check_report_dependencies()
     out_dir = Path(out_dir)
-    plots = {name: draw(result) for name, draw in PLOTS.items()}
+    plots = {name: draw(result) for name, draw in plots_for(result).items()}
     paths = {"json": out_dir / RESULTS_JSON, "markdown": out_dir / RESULTS_MD, "html": out_dir / REPORT_HTML}
     atomic_write_bytes(paths["json"], (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode())
     atomic_write_bytes(paths["markdown"], markdown(result).encode())

@@ -23,7 +23,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from edgeocr.core.errors import ModelError
+from edgeocr.core.errors import ModelError, read_text_or_raise
 
 DETECTOR_SIDECAR_FORMAT = "edgeocr-detector"
 DETECTOR_SIDECAR_FORMAT_VERSION = 1
@@ -131,12 +131,9 @@ class DetectorSidecar(BaseModel):
 def load_detector_sidecar(path: Path | str) -> DetectorSidecar:
     """Read and validate a detector sidecar; every failure is a :class:`ModelError` naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelError(f"detector sidecar {path} is missing; re-export the model to create it") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read detector sidecar {path}: {exc}") from exc
+    text = read_text_or_raise(path, ModelError,
+                              f"detector sidecar {path} is missing; re-export the model to create it",
+                              "detector sidecar")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -31,3 +31,14 @@ class Interrupted(EdgeOCRError):
 
 class DataError(EdgeOCRError):
     """A dataset or label file is missing, empty or malformed; the message names the file and line."""
+
+
+def read_text_or_raise(path, error: type[EdgeOCRError], missing: str, what: str, encoding: str = "utf-8") -> str:
+    """The text of ``path``; a missing file raises ``error(missing)``, an unreadable one ``error``
+    naming ``what`` and the file, so every loader reports file problems the same way."""
+    try:
+        return path.read_text(encoding=encoding)
+    except FileNotFoundError:
+        raise error(missing) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"cannot read {what} {path}: {exc}") from exc

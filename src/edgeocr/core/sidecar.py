@@ -11,16 +11,29 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from edgeocr.core.charset import Charset
-from edgeocr.core.errors import ModelError
+from edgeocr.core.errors import ModelError, read_text_or_raise
 from edgeocr.core.recognizer_config import RecognizerConfig
 
 SIDECAR_FORMAT = "edgeocr-recognizer"
 SIDECAR_FORMAT_VERSION = 1
+
+
+class OptimizationNote(BaseModel):
+    """How ``edgeocr optimize`` derived a model from another one (absent for a trained model)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="The model it was derived from, as given to edgeocr optimize.")
+    source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the source model's bytes.")
+    steps: tuple[str, ...] = Field(description="The optimisation steps in the order applied, e.g. ('int8',).")
+    details: dict[str, Any] = Field(
+        default_factory=dict, description="Settings of each step (quantisation format, excluded nodes, engine, ...)."
+    )
 
 
 class ModelSidecar(BaseModel):
@@ -47,6 +60,9 @@ class ModelSidecar(BaseModel):
     )
     charset_fingerprint: str = Field(description="Charset fingerprint, checked against config.charset.")
     config: RecognizerConfig = Field(description="The recogniser configuration the model was trained with.")
+    optimization: OptimizationNote | None = Field(
+        default=None, description="How edgeocr optimize made this model from another; None for a trained model."
+    )
 
     @model_validator(mode="after")
     def _fingerprint_matches_charset(self) -> ModelSidecar:
@@ -60,7 +76,8 @@ class ModelSidecar(BaseModel):
 
     def to_json(self) -> str:
         """Pretty JSON text, stable key order."""
-        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+        # exclude_none: a trained model's sidecar stays as it was before the optimisation note existed.
+        return json.dumps(self.model_dump(mode="json", exclude_none=True), indent=2, ensure_ascii=False) + "\n"
 
 
 def sidecar_path(model_path: Path | str) -> Path:
@@ -76,12 +93,8 @@ def sha256_hex(data: bytes) -> str:
 def load_sidecar(path: Path | str) -> ModelSidecar:
     """Read and validate a sidecar; every failure is a :class:`ModelError` naming the file."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ModelError(f"model sidecar {path} is missing; re-export the model to create it") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ModelError(f"cannot read model sidecar {path}: {exc}") from exc
+    text = read_text_or_raise(path, ModelError, f"model sidecar {path} is missing; re-export the model to create it",
+                              "model sidecar")
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -4,10 +4,8 @@ Sources (each returns, per index, a :class:`SceneItem` or a :class:`SkippedSampl
 
 * :class:`SyntheticScenes`: scenes of :class:`edgeocr.synth.scenes.SceneSynthesizer` rendered on
   the fly, new ones each epoch; index ``i`` of epoch ``e`` is sample ``e * n + i`` of the seed.
-* :class:`SceneFolder`: a folder with ``annotations.jsonl`` (one JSON object per image:
-  ``file``, ``width``, ``height``, ``exhaustive``, ``lines: [{poly, ignore?, ...}]``), as written
-  by ``edgeocr synth scenes``. A ``poly`` is a list of ``[x, y]`` points or a flat
-  ``[x1, y1, x2, y2, ...]`` list (the hand-labelled sets use the latter).
+* :class:`SceneFolder`: a folder with ``annotations.jsonl`` (read by
+  :mod:`edgeocr.data.scene_annotations`), as written by ``edgeocr synth scenes``.
 * :class:`InMemoryScenes`: a fixed set, e.g. the held-out synthetic validation scenes.
 
 :class:`DetectionSamples` turns scenes into network inputs and targets. Training draws a random
@@ -29,7 +27,6 @@ Only training imports this module (it needs torch); the runtime never does.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -45,9 +42,9 @@ from edgeocr.core.detector_config import DetectorConfig
 from edgeocr.core.errors import DataError, EdgeOCRError, ImageError
 from edgeocr.core.images import read_image
 from edgeocr.data.datasets import OnTheFlySynthetic, SkippedSample, summarise_skipped
+from edgeocr.data.scene_annotations import read_scene_annotations
 from edgeocr.runtime.detector import normalise, prepare_image
 
-ANNOTATIONS_FILE = "annotations.jsonl"
 THRESH_MIN = 0.3  # threshold-map value far from any border (DB's choice)
 THRESH_MAX = 0.7  # ... and on a border
 MIN_LINE_SIDE = 3.0  # lines thinner than this (pixels, at network scale) are ignored, not learned
@@ -66,95 +63,6 @@ class SceneItem:
 
 
 SceneSample = SceneItem | SkippedSample
-
-
-def parse_poly(value: Any) -> np.ndarray:
-    """``[[x, y], ...]`` or ``[x1, y1, x2, y2, ...]`` (at least 3 points) as float32 ``[K, 2]``.
-
-    ValueError says what is wrong otherwise."""
-    try:
-        points = np.asarray(value, dtype=np.float32)
-    except (TypeError, ValueError):
-        raise ValueError("poly is not a list of numbers") from None
-    if points.ndim == 1 and points.size % 2 == 0:
-        points = points.reshape(-1, 2)
-    if points.ndim != 2 or points.shape[1] != 2 or len(points) < 3:
-        shape = list(np.asarray(value, dtype=object).shape)
-        raise ValueError(f"poly needs at least 3 [x, y] points, got shape {shape}")
-    if not np.isfinite(points).all():
-        raise ValueError("poly has non-finite coordinates")
-    return points
-
-
-@dataclass(frozen=True)
-class SceneRecord:
-    """One parsed line of ``annotations.jsonl``."""
-
-    path: Path
-    width: int | None
-    height: int | None
-    polys: list[np.ndarray]
-    ignore: list[bool]
-    exhaustive: bool
-    line: int  # 1-based line number in annotations.jsonl
-
-
-def parse_scene_record(record: Any, base: Path, line: int) -> SceneRecord:
-    """A :class:`SceneRecord` from one decoded JSON object; ValueError says what is wrong."""
-    if isinstance(record, dict) and "annotation" in record and "lines" not in record:
-        record = record["annotation"]  # the record layout synth writes into LMDB labels
-    if not isinstance(record, dict):
-        raise ValueError("not a JSON object")
-    file = record.get("file")
-    if not isinstance(file, str) or not file:
-        raise ValueError("no 'file'")
-    lines = record.get("lines", [])
-    if not isinstance(lines, list):
-        raise ValueError("'lines' is not a list")
-    polys, ignore = [], []
-    for k, entry in enumerate(lines):
-        if not isinstance(entry, dict) or "poly" not in entry:
-            raise ValueError(f"lines[{k}] has no 'poly'")
-        try:
-            polys.append(parse_poly(entry["poly"]))
-        except ValueError as exc:
-            raise ValueError(f"lines[{k}]: {exc}") from None
-        ignore.append(bool(entry.get("ignore", False)))
-    width, height = record.get("width"), record.get("height")
-    return SceneRecord(path=base / file, width=int(width) if width is not None else None,
-                       height=int(height) if height is not None else None, polys=polys, ignore=ignore,
-                       exhaustive=bool(record.get("exhaustive", True)), line=line)
-
-
-def read_scene_annotations(root: Path | str) -> tuple[Path, list[SceneRecord], list[str]]:
-    """(annotations file, usable records, reasons for skipped lines) of a scene folder or its ``.jsonl``."""
-    root = Path(root)
-    path = root if root.is_file() else root / ANNOTATIONS_FILE
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file (expected {ANNOTATIONS_FILE}, one JSON object per image)") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise DataError(f"{path}: cannot read ({exc})") from exc
-    records, skipped = [], []
-    for number, raw in enumerate(text.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = parse_scene_record(json.loads(raw), path.parent, number)
-        except json.JSONDecodeError as exc:
-            skipped.append(f"{path}:{number}: not valid JSON ({exc.msg})")
-            continue
-        except ValueError as exc:
-            skipped.append(f"{path}:{number}: {exc}")
-            continue
-        if not record.path.is_file():
-            skipped.append(f"{path}:{number}: image {record.path} does not exist")
-            continue
-        records.append(record)
-    if not records:
-        raise DataError(f"{path}: no usable scene" + (f" ({skipped[0]})" if skipped else " (the file is empty)"))
-    return path, records, skipped
 
 
 class SceneFolder(Dataset):

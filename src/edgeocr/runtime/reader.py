@@ -24,7 +24,10 @@ per-frame probabilities; the reader works without one (free reading). Until
 probabilities with the recogniser's session, batched exactly as ``OnnxRecognizer.recognize``.
 
 Line crops come from :func:`_crop_quad`, a private perspective warp, until
-``edgeocr.core.crops.crop_line`` is available.
+``edgeocr.core.crops.crop_line`` is available. Each crop then goes through the configured
+preprocessing pipeline (``ReaderConfig.preprocess``, or a region's own ``Region.preprocess``;
+:mod:`edgeocr.core.preprocess`), built once per reader and immutable, before the recogniser's
+own resize and normalisation (those stay the model's, from its sidecar).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Literal, Protocol, runtime_checkable
 
 import cv2
@@ -43,6 +47,7 @@ from edgeocr.core.charset import Charset
 from edgeocr.core.formats import FormatSet, compile_format, decode_constrained
 from edgeocr.core.errors import EdgeOCRError, ImageError
 from edgeocr.core.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
+from edgeocr.core.preprocess import Normalize, Pipeline, PipelineError, parse_pipeline
 from edgeocr.runtime.models import resolve_model
 from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 
@@ -110,6 +115,15 @@ class FormatMatcher(Protocol):
 # --- configuration -------------------------------------------------------------------------------
 
 
+def line_pipeline(spec: str) -> Pipeline:
+    """The preprocessing pipeline of ``spec`` for line crops; PipelineError (a ValueError) if unusable."""
+    pipeline = parse_pipeline(spec)  # PipelineError names the bad step and field
+    if any(isinstance(op, Normalize) for op in pipeline.ops):
+        # The recogniser normalises its input itself (sidecar mean/std) and needs uint8 crops.
+        raise PipelineError(f"preprocess {spec!r}: 'normalize' is the recogniser's own step; leave it out")
+    return pipeline
+
+
 class Region(BaseModel):
     """A fixed region holding one text line: a rectangle or a four-point polygon."""
 
@@ -143,6 +157,21 @@ class Region(BaseModel):
         min_length=1,
         description="Name of the format expected in this region (one of ReaderConfig.formats); None: any.",
     )
+    preprocess: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Preprocessing of this region's line crop (a preset name or pipeline spec, as "
+            "ReaderConfig.preprocess); None: the reader's."
+        ),
+    )
+
+    @field_validator("preprocess")
+    @classmethod
+    def _check_preprocess(cls, value: str | None) -> str | None:
+        if value is not None:
+            line_pipeline(value)
+        return value
 
     @model_validator(mode="after")
     def _check_geometry(self) -> Region:
@@ -226,6 +255,16 @@ class ReaderConfig(BaseModel):
             "Names of the formats lines may take (compiled by edgeocr.core.formats); empty: free text."
         ),
     )
+    preprocess: str = Field(
+        default="none",
+        description=(
+            "Preprocessing applied to each line crop (not to the whole frame) before the recogniser: "
+            "a preset name of edgeocr.core.preprocess (none, dotmatrix, low_contrast, binarize, "
+            "uneven_light) or a pipeline spec such as 'gray|clahe:clip=2.0'. 'none' measured best "
+            "for the default model on realdev (docs/preprocessing.md). The recogniser's own "
+            "resize and normalisation always follow."
+        ),
+    )
     max_pixels: int | None = Field(
         default=DEFAULT_MAX_PIXELS,
         ge=1,
@@ -239,6 +278,12 @@ class ReaderConfig(BaseModel):
     @classmethod
     def _path_to_str(cls, value: object) -> object:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @field_validator("preprocess")
+    @classmethod
+    def _check_preprocess(cls, value: str) -> str:
+        line_pipeline(value)
+        return value
 
     @model_validator(mode="after")
     def _check_regions(self) -> ReaderConfig:
@@ -279,7 +324,8 @@ class ReadOptions(BaseModel):
         default=None, description="In 'roi' mode, read only the regions with these names; None: all."
     )
     return_crops: bool = Field(
-        default=False, description="Attach each line's upright crop (uint8 array) to its LineRead."
+        default=False,
+        description="Attach each line's upright crop, as preprocessed and fed to the recogniser, to its LineRead.",
     )
 
 
@@ -300,8 +346,9 @@ class LineRead:
     order top-left, top-right, bottom-right, bottom-left. ``format``: the matched format's name.
     ``valid``: the text is non-empty, its confidence reaches the minimum and, when formats are in
     play, it matches one. ``region``: the ROI's name ('roi' mode). ``detection_score``: the
-    detector's score ('detector' mode), else None. ``crop``: the upright line crop when
-    ``ReadOptions.return_crops`` was set (not part of equality).
+    detector's score ('detector' mode), else None. ``crop``: the upright line crop after
+    preprocessing (what the recogniser saw) when ``ReadOptions.return_crops`` was set (not part
+    of equality).
     """
 
     text: str
@@ -418,12 +465,13 @@ class _LineJob:
     region: str | None
     region_format: str | None
     detection_score: float | None
+    region_preprocess: str | None = None
 
 
 class Reader:
     """Reads text lines from images. Immutable; ``read``/``read_batch`` may run in many threads at once."""
 
-    __slots__ = ("_config", "_recognizer", "_detector", "_matcher", "_charset")
+    __slots__ = ("_config", "_recognizer", "_detector", "_matcher", "_charset", "_pipelines")
 
     def __init__(
         self,
@@ -447,12 +495,16 @@ class Reader:
         if format_matcher is not None and not config.formats:
             raise ValueError("a format_matcher was given but ReaderConfig.formats is empty")
         recognizer = OnnxRecognizer(resolve_model(config.model), config.engine)
+        # Pipelines are frozen and their ops keep no state between calls: safe to share across threads.
+        specs = [config.preprocess, *(r.preprocess for r in config.regions if r.preprocess is not None)]
+        pipelines = MappingProxyType({spec: line_pipeline(spec) for spec in specs})
         for name, value in (
             ("_config", config),
             ("_recognizer", recognizer),
             ("_detector", detector),
             ("_matcher", format_matcher),
             ("_charset", recognizer.config.charset_obj),
+            ("_pipelines", pipelines),
         ):
             object.__setattr__(self, name, value)
 
@@ -501,7 +553,8 @@ class Reader:
             image = load_image(source, max_pixels=self._config.max_pixels)
             for job in self._locate(image, index, options, describe_source(source)):
                 jobs.append(job)
-                crops.append(_crop_quad(image, job.poly))
+                pipeline = self._pipelines[job.region_preprocess or self._config.preprocess]
+                crops.append(pipeline.apply(_crop_quad(image, job.poly)))
         lines = self._recognise(jobs, crops, options)
         results: list[list[LineRead]] = [[] for _ in images]
         for job, line in zip(jobs, lines, strict=True):
@@ -548,7 +601,7 @@ class Reader:
                         f"{source}: region {region.name or '(unnamed)'} {poly.tolist()} extends beyond "
                         f"the {width}x{height} image"
                     )
-                jobs.append(_LineJob(index, poly, region.name, region.format, None))
+                jobs.append(_LineJob(index, poly, region.name, region.format, None, region.preprocess))
             return jobs
         assert self._detector is not None  # guaranteed by __init__
         limits = np.array([width, height], np.float64)

@@ -55,11 +55,16 @@ def expand_inputs(args: Sequence[str | Path]) -> list[InputItem]:
     return items
 
 
-def video_frames(path: Path, every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame index, BGR frame) of every ``every``-th frame; ImageError when it cannot be opened."""
+def video_frames(path: Path | str | int, every: int = 1) -> Iterator[tuple[int, np.ndarray]]:
+    """(frame index, BGR frame) of every ``every``-th frame; ImageError when it cannot be opened.
+
+    ``path``: a video file, a stream URL, or a camera index (int, as ``cv2.VideoCapture`` takes it).
+    """
     if every < 1:
         raise ValueError(f"every must be at least 1, got {every}")
-    capture = cv2.VideoCapture(str(path))
+    capture = cv2.VideoCapture(path if isinstance(path, int) else str(path))
+    if isinstance(path, int):
+        path = f"camera {path}"  # for the messages below
     if not capture.isOpened():
         raise ImageError(f"{path}: cannot open as a video")
     try:

@@ -6,6 +6,10 @@ scores the reads with the definitions of :mod:`edgeocr.bench.metrics`: character
 = max(0, 1 - total edit distance / total ground-truth characters) and exact match. The totals
 are summed over the whole validation set (and over all processes under DDP) before dividing,
 so the figures do not depend on batch size or device count.
+
+With a :class:`FrozenTeacher` and ``kl_weight > 0`` the module also distils: the training loss is
+CTC + ``kl_weight`` * :func:`frame_kl` (the teacher's softened frame posteriors against the
+student's). Validation loss stays plain CTC, so runs with and without a teacher compare directly.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import lightning as L
 import torch
 from rapidfuzz.distance import Levenshtein
 from torch import nn
+from torch.nn import functional as F
 
 from edgeocr.bench.metrics import character_accuracy
 from edgeocr.core.ctc import decode_batch
@@ -30,6 +35,8 @@ VAL_CHAR_ACC = "val_char_acc"
 VAL_EXACT = "val_exact"
 VAL_LOSS = "val_loss"
 TRAIN_LOSS = "train_loss"
+TRAIN_CTC = "train_ctc"
+TRAIN_KL = "train_kl"
 
 
 def warmup_cosine(total_steps: int, warmup_fraction: float, final_fraction: float) -> Callable[[int], float]:
@@ -81,18 +88,63 @@ def gather_skipped(skipped: Counter[str]) -> Counter[str]:
     return merged
 
 
+class FrozenTeacher:
+    """A trained recogniser whose frame posteriors a student learns from (knowledge distillation).
+
+    Held by :class:`RecognizerModule` as a plain attribute, not a submodule: it stays out of the
+    student's ``state_dict`` and checkpoints, out of the optimizer, and out of Lightning's
+    ``train()``/``eval()`` switching, so it always runs in eval mode with frozen weights.
+    """
+
+    def __init__(self, network: nn.Module) -> None:
+        self.network = network.eval().requires_grad_(False)
+
+    @torch.no_grad()
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """Float32 logits ``[N, T_teacher, C]``; the network follows the images to their device."""
+        if next(self.network.parameters()).device != images.device:
+            self.network.to(images.device)
+        return self.network(images).float()
+
+
+def frame_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, input_lengths: torch.Tensor,
+             temperature: float) -> torch.Tensor:
+    """Mean over the lines' real frames of KL(teacher || student) between the frame posteriors
+    softened by ``temperature``, times its square (keeps the gradient scale independent of it).
+
+    A teacher with another frame count (another width stride) has its softened posteriors
+    interpolated linearly along the width to the student's frames. Frames past each line's own
+    width (``input_lengths``, the padding) are left out.
+    """
+    frames = student_logits.shape[1]
+    teacher_probs = torch.softmax(teacher_logits / temperature, dim=-1)
+    if teacher_probs.shape[1] != frames:
+        teacher_probs = F.interpolate(teacher_probs.transpose(1, 2), size=frames, mode="linear",
+                                      align_corners=False).transpose(1, 2)
+        teacher_probs = teacher_probs / teacher_probs.sum(-1, keepdim=True)
+    student_log_probs = torch.log_softmax(student_logits / temperature, dim=-1)
+    per_frame = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * student_log_probs).sum(-1)
+    real = torch.arange(frames, device=per_frame.device)[None, :] < input_lengths.to(per_frame.device)[:, None]
+    return (per_frame * real).sum() / real.sum().clamp_min(1) * temperature**2
+
+
 class RecognizerModule(L.LightningModule):
     """CTC training of a recogniser built from a :class:`RecognizerConfig` (given as a dict).
 
     Hyperparameters are saved in every checkpoint, so ``RecognizerModule.load_from_checkpoint``
     rebuilds the same network. ``skipped`` counts, per reason, the samples the collator dropped
-    from the batches this process saw.
+    from the batches this process saw. ``teacher`` (not a hyperparameter: it is not saved in
+    checkpoints) with ``kl_weight > 0`` adds the distillation term at ``temperature``.
     """
 
     def __init__(self, recognizer: dict[str, Any], lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup_fraction: float = 0.05, final_lr_fraction: float = 0.01, width_chunks: int = 1) -> None:
+                 warmup_fraction: float = 0.05, final_lr_fraction: float = 0.01, width_chunks: int = 1,
+                 kl_weight: float = 0.0, temperature: float = 2.0, teacher: FrozenTeacher | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["teacher"])
+        if kl_weight < 0 or temperature <= 0:
+            raise ValueError(f"kl_weight must be >= 0 and temperature > 0, got {kl_weight} and {temperature}")
+        self.teacher = teacher
         self.recognizer_config = RecognizerConfig(**recognizer)
         self.charset = self.recognizer_config.charset_obj
         self.model = build_from_config(self.recognizer_config)
@@ -105,14 +157,27 @@ class RecognizerModule(L.LightningModule):
         """CTC logits ``[N, T, C]`` of images ``[N, 1, H, W]``."""
         return self.model(images)
 
-    def _log_probs_and_loss(self, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor]:
+    def _losses(self, images: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor,
+                target_lengths: torch.Tensor, distil: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(log-probabilities, CTC loss, frame KL to the teacher when ``distil`` and there is one, else None)."""
         # Softmax and CTC in float32 even under mixed precision: CTC sums many small probabilities.
-        log_probs = self.model(batch.images).float().log_softmax(-1)
-        loss = self.ctc_loss(log_probs.transpose(0, 1), batch.targets, batch.input_lengths, batch.target_lengths)
-        return log_probs, loss
+        logits = self.model(images).float()
+        log_probs = logits.log_softmax(-1)
+        ctc = self.ctc_loss(log_probs.transpose(0, 1), targets, input_lengths, target_lengths)
+        if not distil or self.teacher is None or self.hparams.kl_weight == 0:
+            return log_probs, ctc, None
+        kl = frame_kl(logits, self.teacher.logits(images), input_lengths, self.hparams.temperature)
+        return log_probs, ctc, kl
 
-    def _chunked_loss(self, batch: LineBatch) -> torch.Tensor:
-        """The batch's mean CTC loss, computed on width-sorted chunks each cut to its own widest line.
+    def _log_probs_and_loss(self, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor]:
+        """Log-probabilities and CTC loss of the batch as one padded batch (no distillation term)."""
+        log_probs, ctc, _ = self._losses(batch.images, batch.targets, batch.input_lengths, batch.target_lengths,
+                                         distil=False)
+        return log_probs, ctc
+
+    def _chunked_losses(self, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The batch's mean CTC loss (and frame KL with a teacher), computed on width-sorted chunks each cut
+        to its own widest line.
 
         A batch is padded to its widest line, and one 40-character code makes every short line
         in it cost as much as the long one. Sorting by width and cutting each chunk's padding
@@ -121,16 +186,24 @@ class RecognizerModule(L.LightningModule):
         """
         order = torch.argsort(batch.input_lengths)
         starts = torch.cumsum(batch.target_lengths, 0) - batch.target_lengths
-        total = batch.images.new_zeros(())
+        total_ctc = batch.images.new_zeros(())
+        total_kl: torch.Tensor | None = None
         for chunk in torch.chunk(order, min(self.hparams.width_chunks, len(batch))):
             frames = int(batch.input_lengths[chunk].max())
             images = batch.images[chunk][..., : frames * self.recognizer_config.frame_stride]
             targets = torch.cat([batch.targets[starts[i]: starts[i] + batch.target_lengths[i]] for i in chunk.tolist()])
-            log_probs = self.model(images).float().log_softmax(-1)
-            loss = self.ctc_loss(log_probs.transpose(0, 1), targets, batch.input_lengths[chunk],
-                                 batch.target_lengths[chunk])
-            total = total + loss * (len(chunk) / len(batch))  # mean over chunks = mean over the batch
-        return total
+            _, ctc, kl = self._losses(images, targets, batch.input_lengths[chunk], batch.target_lengths[chunk],
+                                      distil=True)
+            total_ctc = total_ctc + ctc * (len(chunk) / len(batch))  # mean over chunks = mean over the batch
+            if kl is not None:  # a mean over real frames: weighted by the chunk's frames, it is the batch's
+                share = batch.input_lengths[chunk].sum() / batch.input_lengths.sum()
+                total_kl = kl * share if total_kl is None else total_kl + kl * share
+        return total_ctc, total_kl
+
+    def on_fit_start(self) -> None:
+        # Checked here, not in __init__: load_from_checkpoint rebuilds a distilled student without its teacher.
+        if self.hparams.kl_weight > 0 and self.teacher is None:
+            raise ValueError("distillation (kl_weight > 0) needs a teacher")
 
     def training_step(self, batch: LineBatch, batch_idx: int) -> torch.Tensor:
         self.skipped.update(batch.skipped)
@@ -138,7 +211,16 @@ class RecognizerModule(L.LightningModule):
             # Every sample of the batch was bad. A zero loss tied to the weights keeps all DDP
             # processes stepping together (returning None would hang the others).
             return sum(p.sum() for p in self.parameters()) * 0.0
-        loss = self._chunked_loss(batch) if self.hparams.width_chunks > 1 else self._log_probs_and_loss(batch)[1]
+        if self.hparams.width_chunks > 1:
+            ctc, kl = self._chunked_losses(batch)
+        else:
+            _, ctc, kl = self._losses(batch.images, batch.targets, batch.input_lengths, batch.target_lengths,
+                                      distil=True)
+        loss = ctc
+        if kl is not None:
+            loss = ctc + self.hparams.kl_weight * kl
+            self.log(TRAIN_CTC, ctc, on_step=True, on_epoch=False, batch_size=len(batch))
+            self.log(TRAIN_KL, kl, on_step=True, on_epoch=False, batch_size=len(batch))
         self.log(TRAIN_LOSS, loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True, batch_size=len(batch))
         if self.skipped:
             self.log("skipped", float(len(self.skipped)), prog_bar=True, on_step=True, on_epoch=False)

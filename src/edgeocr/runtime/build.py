@@ -1,0 +1,30 @@
+"""Build line detectors from the short specs the command line and the HTTP service take.
+
+``edgeocr read --detector`` and ``edgeocr serve --detector`` name a detector the same way:
+``rapidocr`` (or nothing) for PP-OCR's detector from ``rapidocr-onnxruntime``, otherwise the path
+of an exported edgeocr detector ``.onnx`` (checked against its sidecar). Both go through
+:func:`build_line_detector`, so the two commands cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from edgeocr.runtime.reader import LineDetector
+from edgeocr.runtime.recognizer import EngineConfig
+
+#: The spec that selects PP-OCR's detector (the default when none is given).
+RAPIDOCR = "rapidocr"
+
+
+def build_line_detector(spec: str | None, engine: EngineConfig) -> LineDetector:
+    """The detector ``spec`` names: None or 'rapidocr' (PP-OCR's), else an exported detector .onnx path.
+
+    ``engine.intra_op_threads`` applies to either; an unusable model raises
+    :class:`~edgeocr.core.errors.ModelError`, a missing extra an ``EdgeOCRError`` naming it.
+    """
+    if spec in (None, RAPIDOCR):
+        from edgeocr.runtime.rapidocr_detector import RapidOCRDetector, RapidOCRDetectorConfig
+
+        return RapidOCRDetector(RapidOCRDetectorConfig(intra_op_threads=engine.intra_op_threads))
+    from edgeocr.runtime.detector import OnnxDetector
+
+    return OnnxDetector(spec, engine)

@@ -1,0 +1,253 @@
+"""How the service turns one request into reads: its options, the shared readers, the decoding.
+
+Readers are immutable and thread-safe (see :mod:`edgeocr.runtime.reader`), so the service builds
+them once and shares them between requests; a request's choices become a :class:`ReadPlan` (which
+reader, which :class:`~edgeocr.runtime.reader.ReadOptions`), never a change to a reader:
+
+* **formats**: a subset of the configured formats is a ``ReadOptions.formats`` on the shared
+  reader; other format specs are compiled (a bad one is a 422 naming its position) and read by a
+  reader built for exactly those formats, kept in a small least-recently-used cache;
+* **regions**: rectangles (or four-point quads) given in the request, in pixels or relative to
+  the image: each is cut out (rectangles at whole pixels, quads warped upright by
+  :func:`edgeocr.core.crops.crop_line`) and read as one line, with its own format if it names one;
+* **detector** on/off: the detector reader, or the whole-image reader (the image is one line).
+
+Everything here that costs CPU (decoding, building a reader, reading) runs in the service's
+inference threads, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Annotated, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from edgeocr.core.crops import crop_line
+from edgeocr.core.errors import EdgeOCRError, ImageError
+from edgeocr.core.formats import compile_format
+from edgeocr.core.images import header_size, load_image
+from edgeocr.runtime.build import build_line_detector
+from edgeocr.runtime.reader import LineDetector, LineRead, Reader, ReaderConfig, ReadOptions, Region
+from edgeocr.runtime.recognizer import EngineConfig
+from edgeocr.serve.errors import RequestError
+from edgeocr.serve.settings import ServeSettings
+
+MAX_REQUEST_FORMATS = 16
+MAX_REQUEST_REGIONS = 64
+FormatSpec = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+PlanMode = Literal["whole", "detector", "regions"]
+
+
+class ReadRequestOptions(BaseModel):
+    """Per-request choices of POST /v1/read and /v1/read/batch (all optional)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    formats: tuple[FormatSpec, ...] | None = Field(
+        default=None,
+        max_length=MAX_REQUEST_FORMATS,
+        description=(
+            "Formats in play (edgeocr format specs such as 'LOT [A-Z0-9]{7}', 'EXP {MM}/{YYYY}', 'iso6346'): "
+            "the configured ones or new ones; []: free text; absent: the service's formats."
+        ),
+    )
+    regions: tuple[Region, ...] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REQUEST_REGIONS,
+        description=(
+            "Regions of interest, each read as one line: {rect: [x, y, w, h]} or {quad: [[x, y] x 4]}, "
+            "units 'pixels' (default) or 'relative', optional name and format. Replaces line detection."
+        ),
+    )
+    detector: bool | None = Field(
+        default=None,
+        description=(
+            "true: find the lines with the service's detector; false: the whole image is one line; "
+            "absent: the service's mode. Cannot be true together with regions."
+        ),
+    )
+    min_confidence: float | None = Field(
+        default=None, ge=0.0, le=1.0, description="Lines whose weakest character is below this are not valid."
+    )
+
+
+DEFAULT_REQUEST_OPTIONS = ReadRequestOptions()
+
+
+@dataclass(frozen=True)
+class ReadPlan:
+    """How one request is read: by which reader (mode and formats) and with which per-call options."""
+
+    mode: PlanMode
+    formats: tuple[str, ...] | None  # formats needing their own reader; None: the shared readers'
+    options: ReadOptions
+    regions: tuple[Region, ...] = ()
+
+    @property
+    def reader_mode(self) -> Literal["whole", "detector"]:
+        """Regions are cut out here and read as whole-image lines."""
+        return "detector" if self.mode == "detector" else "whole"
+
+
+def _invalid(message: str) -> RequestError:
+    return RequestError(422, "invalid_options", message)
+
+
+class ReaderPool:
+    """The service's readers: built once, shared by every request, plus a small cache for new formats."""
+
+    def __init__(self, settings: ServeSettings, detector: LineDetector | None = None) -> None:
+        self.settings = settings
+        self.engine = EngineConfig(intra_op_threads=settings.engine_threads)
+        if detector is None and settings.has_detector:
+            detector = build_line_detector(settings.detector, self.engine)
+        if detector is None and settings.mode == "detector":
+            raise EdgeOCRError("mode 'detector' needs a detector")
+        self.detector = detector
+        self._config = ReaderConfig(model=settings.model, engine=self.engine, mode="whole",
+                                    formats=settings.formats, min_confidence=settings.min_confidence,
+                                    max_pixels=settings.max_pixels)
+        self._shared = {"whole": Reader(self._config)}
+        if detector is not None:
+            self._shared["detector"] = self._build("detector", settings.formats)
+        self._custom: OrderedDict[tuple[str, tuple[str, ...]], Reader] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @property
+    def recognizer(self):
+        """The recogniser of the shared whole-image reader (its sidecar names the model)."""
+        return self._shared["whole"].recognizer
+
+    def _build(self, mode: str, formats: tuple[str, ...]) -> Reader:
+        config = self._config.model_copy(update={"mode": mode, "formats": formats})
+        return Reader(config, detector=self.detector if mode == "detector" else None)
+
+    def reader(self, plan: ReadPlan) -> Reader:
+        """The reader for ``plan``; building a reader for new formats takes a few tens of ms (blocking)."""
+        mode = plan.reader_mode
+        if plan.formats is None:
+            return self._shared[mode]
+        key = (mode, plan.formats)
+        with self._lock:  # one build per key even when many requests ask for it at once
+            reader = self._custom.get(key)
+            if reader is None:
+                reader = self._build(mode, plan.formats)
+                if self.settings.reader_cache_size > 0:
+                    self._custom[key] = reader
+                    while len(self._custom) > self.settings.reader_cache_size:
+                        self._custom.popitem(last=False)
+            else:
+                self._custom.move_to_end(key)
+            return reader
+
+    def plan(self, request: ReadRequestOptions) -> ReadPlan:
+        """Check ``request`` against the service and choose reader and options; RequestError (422) if it cannot."""
+        if request.regions is not None and request.detector:
+            raise _invalid("regions are read as given: 'detector' cannot be true together with 'regions'")
+        use_detector = self.settings.mode == "detector" if request.detector is None else request.detector
+        if use_detector and self.detector is None:
+            raise _invalid("this service has no detector (start it with --detector); send detector: false")
+        mode: PlanMode = "regions" if request.regions is not None else ("detector" if use_detector else "whole")
+        configured = self.settings.formats
+        in_play = configured if request.formats is None else request.formats
+        if len(set(in_play)) != len(in_play):
+            raise _invalid(f"formats are listed more than once: {list(in_play)}")
+        own_formats = None
+        option_formats = request.formats
+        if request.formats is not None and not set(request.formats) <= set(configured):
+            for spec in request.formats:
+                try:
+                    compile_format(spec)
+                except EdgeOCRError as exc:
+                    raise _invalid(f"format {spec!r}: {exc}") from None
+            own_formats, option_formats = request.formats, None
+        for region in request.regions or ():
+            if region.format is not None and region.format not in in_play:
+                raise _invalid(f"region {region.name or '(unnamed)'} expects format {region.format!r}, "
+                               f"which is not among the formats in play {list(in_play)}")
+        options = ReadOptions(formats=option_formats, min_confidence=request.min_confidence)
+        return ReadPlan(mode=mode, formats=own_formats, options=options, regions=request.regions or ())
+
+    def read(self, plan: ReadPlan, images: Sequence[np.ndarray]) -> list[list[LineRead]]:
+        """The lines of each decoded image under ``plan`` (blocking; run it in an inference thread)."""
+        reader = self.reader(plan)
+        if plan.mode != "regions":
+            return reader.read_batch(images, options=plan.options)
+        return _read_regions(reader, images, plan)
+
+
+def _cut(image: np.ndarray, region: Region, poly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The crop of ``region`` and the polygon actually read (rectangles are taken at whole pixels)."""
+    if region.rect is None:
+        return crop_line(image, poly), poly
+    height, width = image.shape[:2]
+    # Pixel edges: a rect (x, y, w, h) covers columns x..x+w-1; fractional edges grow outwards.
+    x0, y0 = math.floor(poly[0, 0] + 1e-6), math.floor(poly[0, 1] + 1e-6)
+    x1, y1 = min(width, math.ceil(poly[2, 0] - 1e-6)), min(height, math.ceil(poly[2, 1] - 1e-6))
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    rect = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
+    return image[y0:y1, x0:x1], rect
+
+
+def _read_regions(reader: Reader, images: Sequence[np.ndarray], plan: ReadPlan) -> list[list[LineRead]]:
+    """Cut every region out of every image and read the cuts, grouped by the format each region expects."""
+    cuts: list[np.ndarray] = []
+    owners: list[tuple[int, Region, np.ndarray]] = []
+    for index, image in enumerate(images):
+        height, width = image.shape[:2]
+        for region in plan.regions:
+            poly = region.polygon(width, height)
+            if (poly[:, 0] > width + 1e-6).any() or (poly[:, 1] > height + 1e-6).any():
+                raise RequestError(422, "invalid_options", f"image {index}: region {region.name or '(unnamed)'} "
+                                   f"{poly.round(2).tolist()} extends beyond the {width}x{height} image")
+            crop, read_poly = _cut(image, region, poly)
+            cuts.append(crop)
+            owners.append((index, region, read_poly))
+    groups: dict[str | None, list[int]] = {}
+    for k, (_, region, _) in enumerate(owners):
+        groups.setdefault(region.format, []).append(k)
+    reads: list[LineRead | None] = [None] * len(cuts)
+    for region_format, members in groups.items():
+        options = plan.options if region_format is None else plan.options.model_copy(
+            update={"formats": (region_format,)})
+        for k, lines in zip(members, reader.read_batch([cuts[k] for k in members], options=options), strict=True):
+            (line,) = lines  # whole-image mode: one line per cut
+            _, region, read_poly = owners[k]
+            poly = tuple((float(x), float(y)) for x, y in read_poly)
+            reads[k] = replace(line, poly=poly, region=region.name)
+    results: list[list[LineRead]] = [[] for _ in images]
+    for (index, _, _), line in zip(owners, reads, strict=True):
+        results[index].append(line)  # type: ignore[arg-type]
+    return results
+
+
+def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
+    """Decode an uploaded image: 413 when it has too many pixels (from its header, before decoding), 400 when it
+    is not a decodable image."""
+
+    def check(width: int, height: int) -> None:
+        if width * height > max_pixels:
+            raise RequestError(413, "image_too_large", f"{name}: image is {width}x{height} = "
+                               f"{width * height / 1e6:.1f} megapixels, over this service's limit of "
+                               f"{max_pixels / 1e6:.1f} megapixels")
+
+    try:
+        size = header_size(data, name) if data else None
+    except ImageError as exc:  # PIL's own decompression-bomb guard tripped
+        raise RequestError(413, "image_too_large", str(exc)) from None
+    if size is not None:
+        check(*size)
+    try:
+        # The pixel guard ran on the header above; the decoded size is checked below (formats without one).
+        image = load_image(data, max_pixels=None, name=name)
+    except ImageError as exc:
+        raise RequestError(400, "bad_image", str(exc)) from None
+    check(image.shape[1], image.shape[0])
+    return image

@@ -1,0 +1,109 @@
+"""What an ``edgeocr serve`` process is built from: one frozen :class:`ServeSettings`.
+
+The settings travel to uvicorn worker processes as JSON in the ``EDGEOCR_SERVE_SETTINGS``
+environment variable (see :func:`edgeocr.serve.app.create_app_from_env`), so every worker builds
+the same app.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from edgeocr.core.images import DEFAULT_MAX_PIXELS
+
+SETTINGS_ENV = "EDGEOCR_SERVE_SETTINGS"
+
+
+class ServeSettings(BaseModel):
+    """The model, reading mode and limits of one HTTP service."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model: str = Field(
+        default="default",
+        min_length=1,
+        description="Recogniser: the name of a shipped model or the path of an exported .onnx file.",
+    )
+    mode: Literal["whole", "detector"] = Field(
+        default="whole",
+        description=(
+            "How lines are found when a request does not say: 'whole' (each image is one line crop) or "
+            "'detector' (find the lines with the detector)."
+        ),
+    )
+    detector: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "Line detector: 'rapidocr' (PP-OCR's, from rapidocr-onnxruntime) or the path of an exported "
+            "detector .onnx. Needed for mode 'detector' (None there means 'rapidocr'); with mode 'whole' it "
+            "lets requests turn the detector on."
+        ),
+    )
+    formats: tuple[str, ...] = Field(
+        default=(),
+        description="Formats the lines may take (edgeocr.core.formats specs); empty: free text.",
+    )
+    min_confidence: float = Field(
+        default=0.5, ge=0.0, le=1.0, description="Lines whose weakest character is below this are not valid."
+    )
+    engine_threads: int = Field(
+        default=1,
+        ge=0,
+        description="ONNX Runtime threads per inference (recogniser and detector); 0: all cores.",
+    )
+    max_concurrent_inferences: int = Field(
+        default=2,
+        ge=1,
+        le=256,
+        description=(
+            "Inferences running at once (threads of the inference pool); further requests wait their turn "
+            "within their time limit."
+        ),
+    )
+    max_body_bytes: int = Field(
+        default=20 * 2**20,
+        ge=1024,
+        description="Request bodies larger than this are refused with 413, before they are read in full.",
+    )
+    max_pixels: int = Field(
+        default=DEFAULT_MAX_PIXELS,
+        ge=1,
+        description="Images with more pixels are refused with 413, from their header where possible (bomb guard).",
+    )
+    request_timeout_s: float = Field(
+        default=30.0,
+        gt=0.0,
+        description="Time a request may wait for and spend in inference; past it the answer is 504.",
+    )
+    batch_max_images: int = Field(
+        default=16, ge=1, le=1024, description="Most images one POST /v1/read/batch may carry."
+    )
+    reader_cache_size: int = Field(
+        default=4,
+        ge=0,
+        le=64,
+        description=(
+            "Readers kept for requests whose formats are not among the configured ones (least recently "
+            "used dropped first); 0: build one for every such request."
+        ),
+    )
+
+    @field_validator("model", "detector", mode="before")
+    @classmethod
+    def _path_to_str(cls, value: object) -> object:
+        return os.fspath(value) if isinstance(value, os.PathLike) else value
+
+    @model_validator(mode="after")
+    def _check_formats(self) -> ServeSettings:
+        if len(set(self.formats)) != len(self.formats):
+            raise ValueError(f"formats are listed more than once: {list(self.formats)}")
+        return self
+
+    @property
+    def has_detector(self) -> bool:
+        """Whether the service builds a detector (mode 'detector', or one named for requests to use)."""
+        return self.mode == "detector" or self.detector is not None
