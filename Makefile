@@ -12,6 +12,8 @@ $(STAMP): pyproject.toml
 	# Exactly this torch: any other spec resolves to the CUDA build (gigabytes).
 	$(BIN)/python -m pip install -q torch==2.13.0
 	$(BIN)/python -m pip install -q -e '.[train,dev]'
+	# PP-OCR's detector for --detector rapidocr, without the GUI opencv-python it asks for.
+	$(BIN)/python -m pip install -q --no-deps rapidocr-onnxruntime==1.4.4
 	touch $@
 
 install: $(STAMP)

@@ -1,7 +1,8 @@
 """A :class:`~edgeocr.runtime.reader.LineDetector` on top of the PP-OCR text detector of RapidOCR.
 
-``rapidocr-onnxruntime`` (the ``edgeocr[peers]`` extra) ships the PP-OCRv4 DB detector as an
-ONNX file inside the wheel, so nothing is downloaded at run time. Only its detector is used:
+``rapidocr-onnxruntime`` (installed ``--no-deps`` by make, beside the ``edgeocr[ppocr-detector]``
+extra) ships the PP-OCRv4 DB detector as an ONNX file inside the wheel, so nothing is downloaded at
+run time. Only its detector is used:
 RapidOCR's ``TextDetector`` object supplies the ONNX session, the resize/normalise step and the
 DB post-processing (binarise, box, unclip); this adapter calls those pieces itself instead of
 ``TextDetector.__call__``, because that call stores its resize step on the shared object (not
@@ -25,7 +26,7 @@ from edgeocr.runtime.reader import DetectedLine
 
 MISSING_EXTRA = (
     "the RapidOCR detector needs the 'rapidocr-onnxruntime' package: "
-    "pip install 'edgeocr[peers]' (or pip install rapidocr-onnxruntime)"
+    "pip install 'edgeocr[ppocr-detector]' && pip install --no-deps rapidocr-onnxruntime==1.4.4 (make install does both)"
 )
 
 
