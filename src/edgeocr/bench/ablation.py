@@ -39,10 +39,10 @@ import numpy as np
 from rapidfuzz.distance import Levenshtein
 
 from edgeocr.bench.evaluate import evaluate_samples, load_images
-from edgeocr.bench.harness import _split_names
+from edgeocr.bench.harness import split_names
 from edgeocr.bench.metrics import accuracy, relaxed
 from edgeocr.bench.peers import EngineNotInstalled, RecognitionEngine, make_engines
-from edgeocr.bench.report import _markdown_table
+from edgeocr.bench.report import markdown_table
 from edgeocr.bench.resources import environment
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.errors import EdgeOCRError
@@ -367,7 +367,7 @@ def markdown(result: dict) -> str:
         "",
         "## Pipelines and their cost per crop",
         "",
-        _markdown_table(["pipeline", "steps", "ms/crop p50", "p95", "mean"],
+        markdown_table(["pipeline", "steps", "ms/crop p50", "p95", "mean"],
                         [[label, f"`{c['spec']}`", f"{c['ms_p50']:.3f}", f"{c['ms_p95']:.3f}", f"{c['ms_mean']:.3f}"]
                          for label, c in result["pipelines"].items()]),
         "",
@@ -377,14 +377,14 @@ def markdown(result: dict) -> str:
         "and worse than none (edit distance to the label): a gain made of a few crops, or of many crops "
         "better and almost as many worse, is not one to rely on.",
         "",
-        _markdown_table(*best_table(result)),
+        markdown_table(*best_table(result)),
     ]
     for record in result["engines"]:
         lines += ["", f"## {record['name']}", ""]
         if record["status"] != "ok":
             lines.append(f"{record['status']}: {record.get('reason', '')}")
             continue
-        lines += [f"{record['version']}, {record['threads']} thread(s).", "", _markdown_table(*engine_matrix(result,
+        lines += [f"{record['version']}, {record['threads']} thread(s).", "", markdown_table(*engine_matrix(result,
                                                                                                            record))]
     return "\n".join(lines) + "\n"
 
@@ -417,7 +417,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     def work() -> tuple[str, dict[str, Path]]:
         pipelines = build_pipelines(split_presets(args.presets or list(DEFAULT_PRESETS)))
         datasets = load_datasets(args.data)
-        engines = make_engines(_split_names(args.models), _split_names(args.peers), args.threads)
+        engines = make_engines(split_names(args.models), split_names(args.peers), args.threads)
         cv2.setNumThreads(args.threads)
         result = run_ablation(datasets, engines, pipelines, threads=args.threads,
                               progress=lambda m: print(m, flush=True))

@@ -27,29 +27,29 @@ import numpy as np
 IGNORED_OVERLAP = 0.5  # share of a prediction's area inside an ignored line that excuses it
 
 
-def _hull(poly: np.ndarray | Sequence) -> np.ndarray:
+def convex_hull(poly: np.ndarray | Sequence) -> np.ndarray:
     points = np.asarray(poly, dtype=np.float32).reshape(-1, 2)
     if len(points) < 3:
         raise ValueError(f"a polygon needs at least 3 points, got {len(points)}")
     return cv2.convexHull(points).reshape(-1, 2)
 
 
-def _area(hull: np.ndarray) -> float:
+def hull_area(hull: np.ndarray) -> float:
     return float(cv2.contourArea(hull))
 
 
-def _intersection(a: np.ndarray, b: np.ndarray) -> float:
+def hull_intersection(a: np.ndarray, b: np.ndarray) -> float:
     area, _ = cv2.intersectConvexConvex(a, b)
     return max(0.0, float(area))
 
 
 def polygon_iou(a: np.ndarray | Sequence, b: np.ndarray | Sequence) -> float:
     """Intersection over union of two convex polygons (``[K, 2]`` or flat ``[x1, y1, ...]``); 0 for empty ones."""
-    ha, hb = _hull(a), _hull(b)
-    area_a, area_b = _area(ha), _area(hb)
+    ha, hb = convex_hull(a), convex_hull(b)
+    area_a, area_b = hull_area(ha), hull_area(hb)
     if area_a <= 0 or area_b <= 0:
         return 0.0
-    inter = _intersection(ha, hb)
+    inter = hull_intersection(ha, hb)
     union = area_a + area_b - inter
     return inter / union if union > 0 else 0.0
 
@@ -65,10 +65,10 @@ class PolygonMatches:
 
 def iou_matrix(predictions: Sequence, truths: Sequence) -> np.ndarray:
     """IoU of every prediction (rows) with every ground-truth polygon (columns)."""
-    pred_hulls = [_hull(p) for p in predictions]
-    true_hulls = [_hull(t) for t in truths]
-    pred_areas = [_area(h) for h in pred_hulls]
-    true_areas = [_area(h) for h in true_hulls]
+    pred_hulls = [convex_hull(p) for p in predictions]
+    true_hulls = [convex_hull(t) for t in truths]
+    pred_areas = [hull_area(h) for h in pred_hulls]
+    true_areas = [hull_area(h) for h in true_hulls]
     matrix = np.zeros((len(pred_hulls), len(true_hulls)), dtype=np.float64)
     for i, (hp, ap) in enumerate(zip(pred_hulls, pred_areas, strict=True)):
         xp0, yp0 = hp.min(axis=0)
@@ -80,7 +80,7 @@ def iou_matrix(predictions: Sequence, truths: Sequence) -> np.ndarray:
             xt1, yt1 = ht.max(axis=0)
             if xp1 < xt0 or xt1 < xp0 or yp1 < yt0 or yt1 < yp0:  # bounding boxes apart: no overlap
                 continue
-            inter = _intersection(hp, ht)
+            inter = hull_intersection(hp, ht)
             union = ap + at - inter
             matrix[i, j] = inter / union if union > 0 else 0.0
     return matrix
@@ -156,11 +156,11 @@ def count_detections(predictions: Sequence, truths: Sequence, ignore: Sequence[b
     fn = sum(1 for j in matches.unmatched_truths if not ignore[j])
     fp = 0
     if exhaustive:
-        ignored = [_hull(truths[j]) for j in range(len(truths)) if ignore[j]]
+        ignored = [convex_hull(truths[j]) for j in range(len(truths)) if ignore[j]]
         for i in matches.unmatched_predictions:
-            hull = _hull(predictions[i])
-            area = _area(hull)
-            inside = max((_intersection(hull, h) for h in ignored), default=0.0)
+            hull = convex_hull(predictions[i])
+            area = hull_area(hull)
+            inside = max((hull_intersection(hull, h) for h in ignored), default=0.0)
             if area <= 0 or inside < IGNORED_OVERLAP * area:
                 fp += 1
     return DetectionCounts(tp=tp, fp=fp, fn=fn, images=1)

@@ -41,10 +41,10 @@ import numpy as np
 from edgeocr.bench.detection_metrics import (
     IGNORED_OVERLAP,
     DetectionCounts,
-    _area,
-    _hull,
-    _intersection,
+    convex_hull,
     count_detections,
+    hull_area,
+    hull_intersection,
     match_polygons,
     polygon_iou,
 )
@@ -122,7 +122,7 @@ def read_annotated_images(root: Path | str) -> list[AnnotatedImage]:
             if not ignore and not text:
                 raise DataError(f"{path}:{record.line}: lines[{k}] has no 'text' (a line that is not to be read "
                                 "needs \"ignore\": true)")
-            if _area(_hull(poly)) <= 0:
+            if hull_area(convex_hull(poly)) <= 0:
                 raise DataError(f"{path}:{record.line}: lines[{k}]: poly encloses no area")
             lines.append(TruthLine(text=text or "", poly=poly, ignore=ignore, vertical=vertical))
         images.append(AnnotatedImage(path=record.path, file=record.file, line=record.line, annotations=path,
@@ -164,9 +164,9 @@ class ImageScore:
 
 def _share_inside(poly: np.ndarray, region: np.ndarray) -> float:
     """Share of ``poly``'s area that lies inside ``region`` (both treated as convex)."""
-    hull = _hull(poly)
-    area = _area(hull)
-    return _intersection(hull, _hull(region)) / area if area > 0 else 0.0
+    hull = convex_hull(poly)
+    area = hull_area(hull)
+    return hull_intersection(hull, convex_hull(region)) / area if area > 0 else 0.0
 
 
 def join_vertical_pieces(truths: Sequence[TruthLine], reads: Sequence[SceneRead],
@@ -189,7 +189,7 @@ def join_vertical_pieces(truths: Sequence[TruthLine], reads: Sequence[SceneRead]
                   if i not in used and _share_inside(r.poly, truth.poly) >= IGNORED_OVERLAP]
         if len(pieces) < 2:
             continue
-        hull = _hull(np.concatenate([reads[i].poly for i in pieces]))
+        hull = convex_hull(np.concatenate([reads[i].poly for i in pieces]))
         if polygon_iou(hull, truth.poly) < iou:
             continue
         pieces.sort(key=lambda i: float(reads[i].poly[:, 1].mean()))

@@ -36,7 +36,7 @@ import numpy as np
 
 from edgeocr.bench.ablation import NORMALISERS, rule_scores, run_command, scoring_rule, write_json_and_markdown
 from edgeocr.bench.evaluate import load_images
-from edgeocr.bench.report import _markdown_table
+from edgeocr.bench.report import markdown_table
 from edgeocr.bench.resources import environment
 from edgeocr.core.errors import DataError, EdgeOCRError
 from edgeocr.core.formats import FormatSet
@@ -205,7 +205,7 @@ def markdown(result: dict) -> str:
         "'Wrong accepted': reads marked valid (confidence >= 0.5, and fitting a format when formats are on) "
         "whose text differs from the label.",
         "",
-        _markdown_table(header, rows),
+        markdown_table(header, rows),
         "",
         "Formats per scenario:",
         "",

@@ -71,7 +71,7 @@ def parse_batches(batch: str | int | Sequence[int | str]) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-def _split_names(values: Sequence[str] | str | None) -> list[str]:
+def split_names(values: Sequence[str] | str | None) -> list[str]:
     """Names given repeated or comma-separated (``--peers easyocr,tesseract``)."""
     if values is None:
         return []
@@ -83,7 +83,8 @@ def _percentile(values: list[float], q: float) -> float | None:
     return round(float(np.percentile(values, q)), 3) if values else None
 
 
-def _throughput(engine: RecognitionEngine, images: list[np.ndarray], batches: Sequence[int]) -> dict[str, float | None]:
+def measure_throughput(engine: RecognitionEngine, images: list[np.ndarray],
+                       batches: Sequence[int]) -> dict[str, float | None]:
     """Images per second over the whole set for each batch size (after one warm-up batch)."""
     rates: dict[str, float | None] = {}
     for size in batches:
@@ -152,7 +153,7 @@ def _bench_engine(engine: RecognitionEngine, samples, images: list[np.ndarray], 
                   warmup: int) -> dict:
     return _measure(engine, lambda image: engine.read(image), images, warmup,
                     lambda read: evaluate_samples(read, samples),
-                    lambda _: {"throughput_ips": _throughput(engine, images, batches)})
+                    lambda _: {"throughput_ips": measure_throughput(engine, images, batches)})
 
 
 def _bench_scene_engine(engine: SceneEngine, annotated: list[AnnotatedImage], images: list[np.ndarray],
@@ -267,7 +268,7 @@ def parse_devices(device: str | Sequence[str]) -> tuple[str, ...]:
     CUDA counts as present when ONNX Runtime offers its CUDA execution provider (onnxruntime-gpu
     on a machine with an NVIDIA driver); without it ``--device cuda`` is refused, not reported as
     a row of zeros."""
-    names = _split_names(device)
+    names = split_names(device)
     unknown = [d for d in names if d not in DEVICES]
     if unknown or not names:
         raise EdgeOCRError(f"--device takes {' and/or '.join(DEVICES)} separated by commas, got {device!r}")
@@ -301,8 +302,8 @@ def bench_command(data: Path | str, mode: str, models: Sequence[str] | str | Non
     if mode == "e2e":
         if batches != (1,):
             raise EdgeOCRError("--mode e2e reads whole images one at a time: --batch applies to --mode rec only")
-        engines = make_scene_engines(_split_names(models), _split_names(peers), threads, detector, devices)
+        engines = make_scene_engines(split_names(models), split_names(peers), threads, detector, devices)
         return run_e2e_benchmark(data, engines, threads=threads, out_dir=out, progress=progress)
-    engines = make_engines(_split_names(models), _split_names(peers), threads, max_batch_size=max(batches),
+    engines = make_engines(split_names(models), split_names(peers), threads, max_batch_size=max(batches),
                            devices=devices)
     return run_rec_benchmark(data, engines, batches, threads=threads, out_dir=out, progress=progress)

@@ -137,7 +137,7 @@ def orientation_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
-def _markdown_table(header: list[str], rows: list[list[str]]) -> str:
+def markdown_table(header: list[str], rows: list[list[str]]) -> str:
     escape = lambda cell: cell.replace("|", "\\|").replace("\n", " ")  # noqa: E731
     lines = ["| " + " | ".join(map(escape, header)) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(escape, row)) + " |" for row in rows]
@@ -178,10 +178,10 @@ def markdown(result: dict) -> str:
              "text as it is, relaxed upper-cases and keeps only A-Z and 0-9; exact = share of lines read exactly. "
              + (E2E_NOTE if _e2e(result) else "Latency is one engine call per crop, after warm-up.")
              + " Peers' texts are normalised to one line (whitespace runs to one space); ours are scored as they come.",
-             "", "## Overall", "", _markdown_table(*overall_rows(result)), "",
-             "## Per category", "", _markdown_table(*category_rows(result)), ""]
+             "", "## Overall", "", markdown_table(*overall_rows(result)), "",
+             "## Per category", "", markdown_table(*category_rows(result)), ""]
     if _e2e(result) and orientation_rows(result)[1]:
-        parts += ["## Per orientation", "", _markdown_table(*orientation_rows(result)), ""]
+        parts += ["## Per orientation", "", markdown_table(*orientation_rows(result)), ""]
     missing = [e for e in result["engines"] if e["status"] != "ok"]
     if missing:
         parts += ["## Not measured", ""] + [f"- {e['name']}: {e['status']} ({e.get('reason', '')})" for e in missing]

@@ -540,7 +540,7 @@ def measure(run: Run, baseline: StepModel, optimized: StepModel) -> dict:
     on each other, so a moment of contention from another process costs one pass a lot, and alternating
     spreads it over both models instead of charging it to whichever ran second."""
     from edgeocr.bench.evaluate import load_images
-    from edgeocr.bench.harness import _throughput, run_rec_benchmark
+    from edgeocr.bench.harness import measure_throughput, run_rec_benchmark
     from edgeocr.bench.peers import EdgeOcrEngine
     from edgeocr.bench.resources import environment
     from edgeocr.data.labels import read_labels
@@ -573,7 +573,7 @@ def measure(run: Run, baseline: StepModel, optimized: StepModel) -> dict:
     for index in range(run.settings.speed_rounds):
         run.say(f"throughput round {index + 1}/{run.settings.speed_rounds} on {len(images)} lines")
         for name, engine in engines.items():
-            rounds[name].append(_throughput(engine, images, SPEED_BATCHES))
+            rounds[name].append(measure_throughput(engine, images, SPEED_BATCHES))
     names = [line_set.name for line_set in run.sets]
     figures = {}
     for name, recs in records.items():
