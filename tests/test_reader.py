@@ -490,7 +490,7 @@ def test_rapidocr_missing_names_the_extra(monkeypatch) -> None:
     from edgeocr.runtime import rapidocr_detector
 
     monkeypatch.setitem(sys.modules, "rapidocr_onnxruntime", None)
-    with pytest.raises(EdgeOCRError, match=r"edgeocr\[peers\]"):
+    with pytest.raises(EdgeOCRError, match=r"edgeocr\[ppocr-detector\].*--no-deps rapidocr-onnxruntime"):
         rapidocr_detector.RapidOCRDetector()
 
 
