@@ -13,7 +13,7 @@ import pytest
 
 from edgeocr.bench import peers as peers_module
 from edgeocr.bench.evaluate import evaluate_rec
-from edgeocr.bench.harness import bench_command, parse_batches, run_rec_benchmark
+from edgeocr.bench.harness import bench_command, measure_throughput, parse_batches, run_rec_benchmark
 from edgeocr.bench.metrics import accuracy
 from edgeocr.bench.peers import PEERS, EdgeOcrEngine, EngineNotInstalled, _import, _parse_tsv, make_engines, one_line
 from edgeocr.bench.report import pareto_front
@@ -183,6 +183,42 @@ def test_bad_data_fails_with_file_and_line_before_anything_loads(tmp_path):
     assert SpyEngine.loads == 0
 
 
+class _CountingEngine:
+    """Records every batch it is given, from whichever thread."""
+
+    batches = True
+
+    def __init__(self) -> None:
+        import threading
+
+        self.seen: list[int] = []
+        self.threads: set[int] = set()
+        self._lock = threading.Lock()
+
+    def read_batch(self, images):
+        import threading
+        import time
+
+        time.sleep(0.002)  # long enough for a second worker to pick up a batch meanwhile
+        with self._lock:
+            self.seen += [int(image[0, 0]) for image in images]
+            self.threads.add(threading.get_ident())
+        return ["x"] * len(images)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_throughput_reads_every_line_once_per_batch_size_with_any_number_of_workers(workers):
+    images = [np.full((4, 4), i, np.uint8) for i in range(10)]
+    engine = _CountingEngine()
+    rates = measure_throughput(engine, images, (1, 4), workers=workers)
+    assert set(rates) == {"1", "4"} and all(rate > 0 for rate in rates.values())
+    # per batch size: one warm-up batch, then every image once
+    assert sorted(engine.seen) == sorted([0] + list(range(10)) + [0, 1, 2, 3] + list(range(10)))
+    assert (len(engine.threads) > 1) == (workers > 1)
+    with pytest.raises(ValueError, match="workers"):
+        measure_throughput(engine, images, (1,), workers=0)
+
+
 def test_batch_sizes_are_parsed_and_checked():
     assert parse_batches("64,1, 8") == (1, 8, 64) and parse_batches([4, 4]) == (4,) and parse_batches(2) == (2,)
     for bad in ("0", "1,x", ""):
@@ -321,10 +357,31 @@ def test_reader_speed_script_measures_and_reports(tmp_path, capsys):
     out = tmp_path / "speed.json"
     assert reader_speed.main(["--frames", "2", "--repeats", "1", "--warmup", "1", "--peers", "", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    ours = result["ours_frame"]
-    assert ours["status"] == "ok" and ours["frame"]["n"] == 2 and set(ours["breakdown"]) >= {"detector", "recogniser"}
-    assert result["untrained_detector"]["name"].endswith("(UNTRAINED, speed only)")
+    assert result["settings"]["detectors"] == ["default", "rapidocr"]
+    for ours in result["ours_frames"]:  # our shipped detector, then PP-OCRv4's
+        assert ours["status"] == "ok" and ours["frame"]["n"] == 2
+        assert set(ours["breakdown"]) >= {"detector", "recogniser"}
+    assert result["ours_frames"][0]["name"] == "edgeocr:default+default-det"
     assert result["targets"]["frame"].startswith(("met", "NOT met")) and result["ours_crop"]["crop"]["n"] >= 2
     md = out.with_suffix(".md").read_text()
-    assert "frame p50 <= 15.0 ms" in md and "line crop p50 <= 1.5 ms" in md and "Where our frame time goes" in md
+    assert "frame p50 <= 15.0 ms" in md and "line crop p50 <= 1.5 ms" in md
+    assert "Where the frame time of edgeocr:default+default-det goes" in md
     assert reader_speed.main(["--peers", "nope", "--frames", "1", "--out", str(tmp_path / "x.json")]) == 2
+
+
+def test_core_layouts_measures_every_model_in_both_layouts(tiny_model, crops, tmp_path, capsys):
+    from edgeocr.bench import core_layouts
+
+    assert core_layouts.layouts(1) == {"1x1": (1, 1)}
+    assert set(core_layouts.layouts(2).values()) == {(2, 1), (1, 2)}
+    out = tmp_path / "layouts.json"
+    core_layouts.main(["--models", str(tiny_model), str(tiny_model), "--data", str(crops), "--cores", "2",
+                       "--batch", "4", "--lines", "10", "--rounds", "2", "--out", str(out)])
+    result = json.loads(out.read_text())
+    assert result["lines"] == 10 and result["rounds"] == 2
+    (entry,) = result["models"].values()  # the same model twice is one entry
+    assert set(entry["layouts"]) == set(core_layouts.layouts(2))
+    assert all(len(v["rounds"]) == 2 and v["lines_per_s"] > 0 for v in entry["layouts"].values())
+    assert entry["best_lines_per_s"] == max(v["lines_per_s"] for v in entry["layouts"].values())
+    assert entry["best_vs_first_model"] == 1.0
+    assert "best layout" in capsys.readouterr().out

@@ -296,6 +296,12 @@ def test_a_short_run_checkpoints_and_exports(trained: Path) -> None:
     assert metrics["steps"] == 3 and metrics["precision"] == "32-true" and metrics["skipped_samples"] == 0
     assert math.isfinite(metrics["train_loss"]) and math.isfinite(metrics["val_loss"])
     assert 0.0 <= metrics["val_hmean"] <= 1.0 and metrics["val_scenes"] == 4
+    # 2 steps an epoch: the final weights (step 3) were validated after training, and the export is
+    # whichever of them and the best epoch-end checkpoint scored higher
+    check = metrics["final_weights_validation"]
+    assert check["step"] == 3 and check["previous_best"] is not None
+    assert check["became_best"] == (check["score"] > check["previous_best"])
+    assert metrics["val_hmean"] == pytest.approx(max(check["score"], check["previous_best"]))
     assert (trained / "checkpoints" / "last.ckpt").is_file() and (trained / "checkpoints" / "best.ckpt").is_file()
     sidecar = json.loads((trained / "model.json").read_text())
     assert sidecar["format"] == "edgeocr-detector" and sidecar["config"]["max_side"] == 128

@@ -140,6 +140,12 @@ def test_trains_on_synthetic_and_a_folder_and_exports_the_best_model(folder: Pat
     assert 0.0 <= metrics["val_char_acc"] <= 1.0 and 0.0 <= metrics["val_exact"] <= 1.0
     assert metrics["train_samples_per_epoch"] == 72 and metrics["val_samples"] == 16
     assert metrics["skipped_samples"] == 0 and metrics["device"]["type"] == "cpu"
+    # 9 steps an epoch: the final weights (step 10) were validated after training, and the export is
+    # whichever of them and the best epoch-end checkpoint scored higher
+    check = metrics["final_weights_validation"]
+    assert check["step"] == 10 and check["previous_best"] is not None
+    assert check["became_best"] == (check["score"] > check["previous_best"])
+    assert metrics["val_char_acc"] == pytest.approx(max(check["score"], check["previous_best"]))
     saved = json.loads((out / "train_config.json").read_text())
     assert saved["arch"] == "crnn_tiny" and saved["data"] == [str(folder)]
 

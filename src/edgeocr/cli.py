@@ -312,7 +312,8 @@ def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Optional[
 _MODEL = typer.Option("default", "--model", help="Shipped recogniser name or .onnx path.")
 _MODE = typer.Option(ReadMode.whole, "--mode", help="whole: each image is one line crop; roi: fixed regions "
                      "(--regions); detector: find the lines (--detector).")
-_DETECTOR = typer.Option(None, "--detector", help="Detector .onnx, or 'rapidocr' (PP-OCR's).")
+_DETECTOR = typer.Option(None, "--detector", help="Our shipped detector ('default'), an exported detector .onnx, "
+                         "or 'rapidocr' (PP-OCR's; used when none is named).")
 _REGIONS = typer.Option(None, "--regions", help="YAML list of regions for --mode roi.")
 _FORMATS = typer.Option([], "--format", help="Expected format, e.g. 'LOT [A-Z0-9]{7}', 'EXP {MM}/{YYYY}', iso6346 "
                         "(repeatable).")
@@ -555,7 +556,7 @@ class EvalMode(str, Enum):
 
 
 _EVAL_DETECTOR = typer.Option("rapidocr", "--detector", help="--mode e2e: our reader's line detector, 'rapidocr' "
-                              "(PP-OCRv4's) or an exported detector .onnx.")
+                              "(PP-OCRv4's), our shipped 'default' or an exported detector .onnx.")
 
 
 @app.command("eval")
@@ -671,8 +672,9 @@ def serve(
     model: str = _MODEL,
     mode: ServeMode = typer.Option(ServeMode.whole, "--mode", help="Default for requests: whole (each image is one "
                                    "line) or detector (find the lines)."),
-    detector: Optional[str] = typer.Option(None, "--detector", help="Detector .onnx, or 'rapidocr' (PP-OCR's); "
-                                           "with --mode whole, requests may still turn it on."),
+    detector: Optional[str] = typer.Option(None, "--detector", help="Our shipped detector ('default'), a detector "
+                                           ".onnx, or 'rapidocr' (PP-OCR's; used when none is named); with --mode "
+                                           "whole, requests may still turn it on."),
     formats: list[str] = _FORMATS,
     min_confidence: float = _MIN_CONFIDENCE,
     workers: int = typer.Option(1, "--workers", help="Server processes, each with its own copy of the model."),
@@ -747,6 +749,8 @@ def optimize(
     activations: str = typer.Option("auto", "--activations", help="Int8 activations: int8 (S8S8) or uint8 (U8S8); "
                                     "auto: the faster for the format."),
     threads: int = typer.Option(2, "--threads", help="Threads for every measurement."),
+    workers: int = typer.Option(1, "--workers", help="Throughput: threads reading batches at once from one "
+                                "session (--threads 1 --workers 2: one worker per core)."),
     speed_rounds: int = typer.Option(3, "--speed-rounds", help="Throughput rounds (baseline and optimised "
                                      "alternating; the median is reported)."),
     speed_lines: int = typer.Option(2048, "--speed-lines", help="Lines of the first eval set timed for throughput."),
@@ -763,8 +767,8 @@ def optimize(
         prune_method=method, finetune_steps=finetune_steps, distill_from=distill_from, distill_steps=distill_steps,
         engine=engine, providers=tuple(p for p in providers.split(",") if p.strip()), eval=tuple(eval_dirs),
         max_drop_pt=max_drop_pt, qat_steps=qat_steps, quant_format=quant_format, activations=activations,
-        threads=threads, speed_rounds=speed_rounds, speed_lines=speed_lines, seed=seed,
-        overwrite=overwrite)
+        threads=threads, workers=workers, speed_rounds=speed_rounds, speed_lines=speed_lines,
+        seed=seed, overwrite=overwrite)
     card = optimize_command(settings, command_line=" ".join(["edgeocr", *sys.argv[1:]]),
                             progress=None if quiet else lambda m: typer.echo(m, err=True))
     typer.echo(card["headline"]["verdict"])

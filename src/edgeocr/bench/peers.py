@@ -581,8 +581,9 @@ def _tsv_lines(tsv: str) -> list[SceneRead]:
 class EdgeOcrPipeline(EdgeOcrEngine):
     """Our :class:`~edgeocr.runtime.reader.Reader` in ``detector`` mode: a recogniser plus a line detector.
 
-    ``detector``: ``"rapidocr"`` (PP-OCRv4's DB detector from rapidocr-onnxruntime) or the path of
-    one of our exported detectors (``.onnx`` with its sidecar)."""
+    ``detector``: ``"rapidocr"`` (PP-OCRv4's DB detector from rapidocr-onnxruntime), the name of a
+    detector shipped in the package (``default``) or the path of one of our exported detectors
+    (``.onnx`` with its sidecar)."""
 
     batches = False
 
@@ -594,10 +595,13 @@ class EdgeOcrPipeline(EdgeOcrEngine):
             self._detector_path: Path | None = None
             label = "ppocrv4-det"
         else:
-            self._detector_path = Path(self.detector)
-            if self._detector_path.suffix != ".onnx" or not self._detector_path.is_file():
-                raise ModelError(f"--detector {self.detector}: expected '{RAPIDOCR_DETECTOR}' or an exported "
-                                 "detector .onnx file (with its .json sidecar), and there is no such file")
+            from edgeocr.runtime.models import resolve_detector
+
+            try:
+                self._detector_path = resolve_detector(self.detector)
+            except ModelError as exc:
+                raise ModelError(f"--detector {self.detector}: expected '{RAPIDOCR_DETECTOR}', a shipped "
+                                 f"detector's name or an exported detector .onnx file ({exc})") from None
             stem = self._detector_path.stem
             label = (self._detector_path.parent.name if stem == "model" else stem) + "-det"
         self.name = name or f"{self.name}+{label}"

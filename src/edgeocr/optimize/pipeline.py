@@ -111,6 +111,9 @@ class OptimizeSettings(BaseModel):
         default="auto", description="Int8 activation type: int8 (S8S8) or uint8 (U8S8); auto: the faster one measured "
         "for the format (uint8 with qoperator, int8 with qdq).")
     threads: int = Field(default=2, ge=1, description="Threads for every measurement, baseline and optimised alike.")
+    workers: int = Field(default=1, ge=1, description="Throughput only: this many threads read batches at once "
+                         "from one session, baseline and optimised alike (e.g. --threads 1 --workers 2: one "
+                         "worker per core, as a 2-worker server runs).")
     speed_rounds: int = Field(default=3, ge=1, description="Throughput rounds, baseline and optimised alternating; "
                               "the median is reported.")
     speed_lines: int = Field(default=2048, ge=64, description="Throughput is measured on the first this many lines "
@@ -573,7 +576,7 @@ def measure(run: Run, baseline: StepModel, optimized: StepModel) -> dict:
     for index in range(run.settings.speed_rounds):
         run.say(f"throughput round {index + 1}/{run.settings.speed_rounds} on {len(images)} lines")
         for name, engine in engines.items():
-            rounds[name].append(measure_throughput(engine, images, SPEED_BATCHES))
+            rounds[name].append(measure_throughput(engine, images, SPEED_BATCHES, run.settings.workers))
     names = [line_set.name for line_set in run.sets]
     figures = {}
     for name, recs in records.items():
@@ -585,6 +588,7 @@ def measure(run: Run, baseline: StepModel, optimized: StepModel) -> dict:
     paired = [round(o[top] / b[top], 3) for b, o in zip(rounds["baseline"], rounds["optimized"])]
     return {"baseline": figures["baseline"], "optimized": figures["optimized"],
             "throughput_measure": {"lines": len(images), "set": run.sets[0].name, "rounds": run.settings.speed_rounds,
+                                   "workers": run.settings.workers,
                                    "kept": "median round per batch size, baseline and optimised alternating",
                                    f"speedup_per_round_batch{top}": paired,
                                    f"speedup_median_of_rounds_batch{top}": float(np.median(paired))},

@@ -112,6 +112,11 @@ def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
     return "-" if value is None else f"{value:.{digits}f}{unit}"
 
 
+def _workers(measure: dict) -> str:
+    workers = measure.get("workers", 1)
+    return f"{workers} workers sharing the session, " if workers > 1 else ""
+
+
 def _mb(size: int) -> str:
     return f"{size / 1e6:.2f} MB"
 
@@ -130,6 +135,7 @@ def markdown(card: dict) -> str:
               f"{card['environment']['date']}. Baseline: `{card['source']['path']}`; optimised: "
               f"`{card['output']['model']}`. Throughput: median of {card['throughput_measure']['rounds']} "
               f"alternating rounds over {card['throughput_measure']['lines']} lines of "
+              f"{_workers(card['throughput_measure'])}"
               f"{card['throughput_measure']['set']} (speedup at batch 64 in each round: "
               f"{', '.join(f'{r:.2f}x' for r in card['throughput_measure']['speedup_per_round_batch64'])}).", "",
               "| figure | baseline | optimised | change |", "|---|---:|---:|---:|",

@@ -1,8 +1,9 @@
 """Build line detectors from the short specs the command line and the HTTP service take.
 
 ``edgeocr read --detector`` and ``edgeocr serve --detector`` name a detector the same way:
-``rapidocr`` (or nothing) for PP-OCR's detector from ``rapidocr-onnxruntime``, otherwise the path
-of an exported edgeocr detector ``.onnx`` (checked against its sidecar). Both go through
+``rapidocr`` (or nothing) for PP-OCR's detector from ``rapidocr-onnxruntime``, otherwise the name
+of a detector shipped in the package (``default``) or the path of an exported edgeocr detector
+``.onnx`` (checked against its sidecar). Both go through
 :func:`build_line_detector`, so the two commands cannot drift apart.
 """
 
@@ -16,7 +17,7 @@ RAPIDOCR = "rapidocr"
 
 
 def build_line_detector(spec: str | None, engine: EngineConfig) -> LineDetector:
-    """The detector ``spec`` names: None or 'rapidocr' (PP-OCR's), else an exported detector .onnx path.
+    """The detector ``spec`` names: None or 'rapidocr' (PP-OCR's), else a shipped detector's name or a path.
 
     ``engine.intra_op_threads`` applies to either; an unusable model raises
     :class:`~edgeocr.core.errors.ModelError`, a missing extra an ``EdgeOCRError`` naming it.
@@ -26,5 +27,6 @@ def build_line_detector(spec: str | None, engine: EngineConfig) -> LineDetector:
 
         return RapidOCRDetector(RapidOCRDetectorConfig(intra_op_threads=engine.intra_op_threads))
     from edgeocr.runtime.detector import OnnxDetector
+    from edgeocr.runtime.models import resolve_detector
 
-    return OnnxDetector(spec, engine)
+    return OnnxDetector(resolve_detector(spec), engine)

@@ -1,4 +1,8 @@
-"""Find a recogniser by name (shipped with the package) or by path. Nothing is ever downloaded."""
+"""Find a recogniser or a line detector by name (shipped with the package) or by path.
+
+Recognisers ship as ``assets/models/NAME.onnx``, detectors as ``assets/detectors/NAME.onnx``, each
+beside its JSON sidecar. Nothing is ever downloaded.
+"""
 
 from __future__ import annotations
 
@@ -10,24 +14,42 @@ from edgeocr.core.errors import ModelError
 SHIPPED_MODELS_PACKAGE = "edgeocr.assets"
 
 
-def shipped_models() -> dict[str, Path]:
-    """Models inside the installed package: ``assets/models/NAME.onnx`` with its sidecar."""
+def _shipped(folder_name: str) -> dict[str, Path]:
     try:
-        folder = Path(str(resources.files(SHIPPED_MODELS_PACKAGE) / "models"))
+        folder = Path(str(resources.files(SHIPPED_MODELS_PACKAGE) / folder_name))
     except ModuleNotFoundError:
         return {}
     return {p.stem: p for p in sorted(folder.glob("*.onnx"))} if folder.is_dir() else {}
 
 
-def resolve_model(name_or_path: str | Path) -> Path:
-    """A path to an ``.onnx`` file, or the name of a shipped model ('default')."""
+def shipped_models() -> dict[str, Path]:
+    """Recognisers inside the installed package: ``assets/models/NAME.onnx`` with its sidecar."""
+    return _shipped("models")
+
+
+def shipped_detectors() -> dict[str, Path]:
+    """Line detectors inside the installed package: ``assets/detectors/NAME.onnx`` with its sidecar."""
+    return _shipped("detectors")
+
+
+def _resolve(name_or_path: str | Path, shipped: dict[str, Path], what: str) -> Path:
     candidate = Path(name_or_path)
     if candidate.suffix == ".onnx" or candidate.exists():
         if not candidate.is_file():
-            raise ModelError(f"model file {candidate} does not exist")
+            raise ModelError(f"{what} file {candidate} does not exist")
         return candidate
-    shipped = shipped_models()
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
     names = ", ".join(shipped) or "none yet"
-    raise ModelError(f"no model named {name_or_path!r}: shipped models are {names}; or pass the path of an .onnx file")
+    raise ModelError(f"no {what} named {name_or_path!r}: shipped {what}s are {names}; "
+                     "or pass the path of an .onnx file")
+
+
+def resolve_model(name_or_path: str | Path) -> Path:
+    """A path to a recogniser ``.onnx`` file, or the name of a shipped one ('default')."""
+    return _resolve(name_or_path, shipped_models(), "model")
+
+
+def resolve_detector(name_or_path: str | Path) -> Path:
+    """A path to a detector ``.onnx`` file, or the name of a shipped one ('default')."""
+    return _resolve(name_or_path, shipped_detectors(), "detector")

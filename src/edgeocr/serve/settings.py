@@ -38,8 +38,8 @@ class ServeSettings(BaseModel):
         default=None,
         min_length=1,
         description=(
-            "Line detector: 'rapidocr' (PP-OCR's, from rapidocr-onnxruntime) or the path of an exported "
-            "detector .onnx. Needed for mode 'detector' (None there means 'rapidocr'); with mode 'whole' it "
+            "Line detector: 'rapidocr' (PP-OCR's, from rapidocr-onnxruntime), a detector shipped in the "
+            "package ('default') or the path of an exported detector .onnx. Needed for mode 'detector' (None there means 'rapidocr'); with mode 'whole' it "
             "lets requests turn the detector on."
         ),
     )

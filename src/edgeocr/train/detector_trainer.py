@@ -60,6 +60,7 @@ from edgeocr.data.scene_dataset import (
 from edgeocr.models.detector import build_detector, default_detector_config, detector_architectures
 from edgeocr.models.detector_export import export_detector_onnx, save_detector_weights
 from edgeocr.runtime.detector import boxes_from_probability_map
+from edgeocr.train.final_weights import ValidationSteps, validate_final_weights
 from edgeocr.train.module import adamw_warmup_cosine, gather_skipped
 from edgeocr.train.settings import RunSettings
 from edgeocr.train.trainer import (
@@ -357,6 +358,7 @@ class _Run:
                           check_on_train_epoch_end=False)
             if cfg.early_stopping_patience is not None else None
         )
+        self.validation_steps = ValidationSteps()
         self.trainer = self._trainer()
 
     def _loader(self, dataset: DetectionSamples, shuffle: bool, pin: bool) -> DataLoader:
@@ -366,7 +368,8 @@ class _Run:
                           persistent_workers=False)
 
     def _callbacks(self) -> list[Callback]:
-        callbacks: list[Callback] = [self.best_checkpoint, _EpochSetter(self.train_set), LearningRateMonitor("step")]
+        callbacks: list[Callback] = [self.best_checkpoint, self.validation_steps, _EpochSetter(self.train_set),
+                                     LearningRateMonitor("step")]
         if self.cfg.checkpoint_every_n_steps:
             callbacks.append(ModelCheckpoint(
                 dirpath=self.last.parent, every_n_train_steps=self.cfg.checkpoint_every_n_steps, save_top_k=0,
@@ -470,11 +473,14 @@ def run_detector_training(cfg: DetectorTrainConfig) -> Path:
         start = time.perf_counter()
         resumed_from_step = run.fit()
         loss = run.trainer.callback_metrics.get(f"{TRAIN_LOSS}_epoch", run.trainer.callback_metrics.get(TRAIN_LOSS))
+        final_check = (validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint,
+                                              run.validation_steps) if cfg.export == "best" else None)
         final = run.final_validation()
         wall_time = time.perf_counter() - start
         if run.trainer.is_global_zero:
             run.export()
             metrics = run.metrics(final, finite_or_none(loss) if loss is not None else None, resumed_from_step, wall_time)
+            metrics["final_weights_validation"] = final_check
             atomic_write_bytes(run.out / METRICS_FILE,
                                (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
             if metrics["skipped_samples"]:

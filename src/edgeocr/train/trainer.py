@@ -60,6 +60,7 @@ from edgeocr.models.export import export_onnx
 from edgeocr.models.factory import available_architectures, default_config
 from edgeocr.models.weights import load_weights, save_weights, weights_path
 from edgeocr.train.settings import RunSettings
+from edgeocr.train.final_weights import ValidationSteps, validate_final_weights
 from edgeocr.train.module import TRAIN_LOSS, VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, RecognizerModule
 
 
@@ -295,6 +296,7 @@ class _Run:
                           check_on_train_epoch_end=False)
             if cfg.early_stopping_patience is not None else None
         )
+        self.validation_steps = ValidationSteps()
         self.trainer = self._trainer()
 
     def _load_init(self, path: Path) -> None:
@@ -314,7 +316,8 @@ class _Run:
     def _callbacks(self) -> list[Callback]:
         # best_checkpoint writes best.ckpt and last.ckpt after each validation (each epoch end);
         # the step callback writes only last.ckpt, every N steps.
-        callbacks: list[Callback] = [self.best_checkpoint, _EpochSetter(self.train_set), LearningRateMonitor("step")]
+        callbacks: list[Callback] = [self.best_checkpoint, self.validation_steps, _EpochSetter(self.train_set),
+                                     LearningRateMonitor("step")]
         if self.cfg.checkpoint_every_n_steps:
             callbacks.append(ModelCheckpoint(
                 dirpath=self.last.parent, every_n_train_steps=self.cfg.checkpoint_every_n_steps, save_top_k=0,
@@ -427,12 +430,15 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
         start = time.perf_counter()
         resumed_from_step = run.fit(resume)
         loss = run.trainer.callback_metrics.get(f"{TRAIN_LOSS}_epoch", run.trainer.callback_metrics.get(TRAIN_LOSS))
+        final_check = (validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint,
+                                              run.validation_steps) if cfg.export == "best" else None)
         final = run.final_validation()
         wall_time = time.perf_counter() - start
         model_path = run.out / MODEL_FILE
         if run.trainer.is_global_zero:
             run.export()
             metrics = run.metrics(final, finite_or_none(loss) if loss is not None else None, resumed_from_step, wall_time)
+            metrics["final_weights_validation"] = final_check
             atomic_write_bytes(run.out / METRICS_FILE,
                                (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
             if metrics["skipped_samples"]:

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Ship a trained line detector as a package model and measure it for its model card.
+
+    .venv/bin/python scripts/ship_detector.py --run RUN_DIR --name default [--realdev ../shared/realdev]
+
+1. copies RUN_DIR/model.{onnx,json} to src/edgeocr/assets/detectors/NAME.{onnx,json} (the sidecar's
+   checksum still matches: the ONNX bytes are unchanged);
+2. renders synthetic scenes that no training run saw (their own seed, 300 by default) and scores
+   the shipped default recogniser with this detector on them (``edgeocr eval --mode e2e``), beside
+   the same recogniser with PP-OCRv4's detector;
+3. does the same on realdev/scenes when that folder exists (evaluation only: nothing from it is
+   copied or kept besides the figures);
+4. writes build/ship/detector-NAME/*.json and a summary (summary.json) that the model card quotes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ASSETS = ROOT / "src" / "edgeocr" / "assets" / "detectors"
+# Far from the training seeds (0 and its validation seed 1000003) and from the recogniser's test seed.
+TEST_SEED = 20261122
+KEYS = ("n", "precision", "recall", "hmean", "char_accuracy", "exact_match", "char_accuracy_relaxed",
+        "exact_match_relaxed", "latency_ms_p50", "latency_ms_p95")
+
+
+def edgeocr(*args: str) -> None:
+    subprocess.run([str(Path(sys.executable).parent / "edgeocr"), *args], check=True)
+
+
+def score(data: Path, detector: str, out: Path, threads: int) -> dict:
+    edgeocr("eval", "--mode", "e2e", "--data", str(data), "--detector", detector, "--threads", str(threads),
+            "--json", str(out), "--quiet")
+    result = json.loads(out.read_text())
+    return {k: result[k] for k in KEYS if k in result}
+
+
+def set_max_side(sidecar_file: Path, max_side: int) -> None:
+    """Rewrite a detector sidecar with another runtime ``max_side`` (validated; the ONNX bytes are untouched)."""
+    from edgeocr.core.atomic import atomic_write_bytes
+    from edgeocr.core.detector_config import DetectorSidecar, load_detector_sidecar
+
+    data = load_detector_sidecar(sidecar_file).model_dump(mode="json")
+    data["config"]["max_side"] = max_side
+    atomic_write_bytes(sidecar_file, DetectorSidecar.model_validate(data).to_json().encode("utf-8"))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--run", type=Path, required=True, help="training run directory (holds model.onnx)")
+    parser.add_argument("--name", default="default")
+    parser.add_argument("--test-scenes", type=int, default=300)
+    parser.add_argument("--realdev", type=Path, default=ROOT.parent / "shared" / "realdev")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--max-side", type=int, help="long side the runtime resizes images to, written into the "
+                        "shipped sidecar (default: the run's, i.e. its training input size)")
+    args = parser.parse_args()
+
+    ASSETS.mkdir(parents=True, exist_ok=True)
+    for suffix in (".onnx", ".json"):
+        shutil.copyfile(args.run / f"model{suffix}", ASSETS / f"{args.name}{suffix}")
+    shipped = ASSETS / f"{args.name}.onnx"
+    if args.max_side is not None:
+        set_max_side(shipped.with_suffix(".json"), args.max_side)
+    out = ROOT / "build" / "ship" / f"detector-{args.name}"
+    out.mkdir(parents=True, exist_ok=True)
+
+    test_dir = ROOT / "build" / f"synth-scenes-test-{TEST_SEED}-{args.test_scenes}"
+    if not (test_dir / "annotations.jsonl").is_file():
+        edgeocr("synth", "scenes", "--count", str(args.test_scenes), "--seed", str(TEST_SEED), "--workers", "2",
+                "--out", str(test_dir), "--overwrite", "--quiet")
+    sets = {"synthetic_test": test_dir}
+    if (args.realdev / "scenes" / "annotations.jsonl").is_file():
+        sets["realdev_scenes"] = args.realdev / "scenes"
+    report = {"model": str(shipped.relative_to(ROOT)), "onnx_bytes": shipped.stat().st_size,
+              "max_side": json.loads(shipped.with_suffix(".json").read_text())["config"]["max_side"],
+              "training": json.loads((args.run / "metrics.json").read_text()), "test_seed": TEST_SEED}
+    for name, data in sets.items():
+        report[name] = {"ours": score(data, str(shipped), out / f"{name}.json", args.threads),
+                        "ppocrv4-det": score(data, "rapidocr", out / f"{name}.ppocrv4-det.json", args.threads)}
+    (out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
+    print(json.dumps({k: v for k, v in report.items() if k != "training"}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""Give the final weights of a run their chance to be exported as the best.
+
+Validation runs at epoch ends. A run that stops on ``max_steps`` in mid-epoch therefore ends with
+weights that no validation has seen, and they are the ones the learning-rate schedule annealed
+furthest: ``export='best'`` would pass them over for an earlier, less trained checkpoint.
+:class:`ValidationSteps` records the steps validated in this invocation;
+:func:`validate_final_weights` validates the final weights when the last step is not among them
+and, when they beat the best checkpoint's score, saves them as the best checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import Callback, ModelCheckpoint
+from torch.utils.data import DataLoader
+
+
+class ValidationSteps(Callback):
+    """Remembers the global steps at which a validation ran during fitting (sanity checks aside)."""
+
+    def __init__(self) -> None:
+        self.steps: set[int] = set()
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self.steps.add(trainer.global_step)
+
+
+def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, val_loader: DataLoader,
+                           best: ModelCheckpoint, seen: ValidationSteps) -> dict[str, Any] | None:
+    """Validate the module's current (final) weights unless this step was validated already.
+
+    Returns None when nothing was done, else ``{"step", "score", "previous_best", "became_best"}``.
+    When the final weights score better than ``best``'s best checkpoint (or there is none), they
+    are saved in its place, so that exporting the best exports them."""
+    if trainer.global_step in seen.steps or best.monitor is None or best.dirpath is None:
+        return None
+    results = trainer.validate(module, dataloaders=val_loader, verbose=False)
+    score = results[0].get(best.monitor) if results else None
+    if score is None:
+        return None
+    score = float(score)
+    previous = None if best.best_model_score is None else float(best.best_model_score)
+    became_best = previous is None or (score > previous if best.mode == "max" else score < previous)
+    if became_best:
+        path = Path(best.dirpath) / f"{best.filename}{best.FILE_EXTENSION}"
+        trainer.save_checkpoint(path)
+        best.best_model_path = str(path)
+        best.best_model_score = torch.tensor(score)
+    return {"step": trainer.global_step, "score": score, "previous_best": previous, "became_best": became_best}
