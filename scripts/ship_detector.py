@@ -15,23 +15,17 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from shipping import ROOT, edgeocr, ship_parser
+
 ASSETS = ROOT / "src" / "edgeocr" / "assets" / "detectors"
 # Far from the training seeds (0 and its validation seed 1000003) and from the recogniser's test seed.
 TEST_SEED = 20261122
 KEYS = ("n", "precision", "recall", "hmean", "char_accuracy", "exact_match", "char_accuracy_relaxed",
         "exact_match_relaxed", "latency_ms_p50", "latency_ms_p95")
-
-
-def edgeocr(*args: str) -> None:
-    subprocess.run([str(Path(sys.executable).parent / "edgeocr"), *args], check=True)
 
 
 def score(data: Path, detector: str, out: Path, threads: int) -> dict:
@@ -52,12 +46,8 @@ def set_max_side(sidecar_file: Path, max_side: int) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="training run directory (holds model.onnx)")
-    parser.add_argument("--name", default="default")
+    parser = ship_parser(__doc__)
     parser.add_argument("--test-scenes", type=int, default=300)
-    parser.add_argument("--realdev", type=Path, default=ROOT.parent / "shared" / "realdev")
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--max-side", type=int, help="long side the runtime resizes images to, written into the "
                         "shipped sidecar (default: the run's, i.e. its training input size)")
     args = parser.parse_args()

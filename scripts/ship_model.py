@@ -15,22 +15,16 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from shipping import ROOT, edgeocr, ship_parser
+
 ASSETS = ROOT / "src" / "edgeocr" / "assets" / "models"
 # Far from the training seeds (0 and its validation seed 1000003) and from the demo's seed 0.
 TEST_SEED = 20261121
 KEYS = ("n", "char_accuracy", "exact_match", "char_accuracy_relaxed", "exact_match_relaxed", "latency_ms_p50")
-
-
-def edgeocr(*args: str) -> None:
-    subprocess.run([str(Path(sys.executable).parent / "edgeocr"), *args], check=True)
 
 
 def summary(result: dict) -> dict:
@@ -68,12 +62,8 @@ def comparison_markdown(ours: dict, peers: dict[str, dict[str, str]]) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", type=Path, required=True, help="training run directory (holds model.onnx)")
-    parser.add_argument("--name", default="default")
+    parser = ship_parser(__doc__)
     parser.add_argument("--test-lines", type=int, default=5000)
-    parser.add_argument("--realdev", type=Path, default=ROOT.parent / "shared" / "realdev")
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
     ASSETS.mkdir(parents=True, exist_ok=True)
