@@ -34,9 +34,10 @@ def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, val_lo
                            best: ModelCheckpoint, seen: ValidationSteps) -> dict[str, Any] | None:
     """Validate the module's current (final) weights unless this step was validated already.
 
-    Returns None when nothing was done, else ``{"step", "score", "previous_best", "became_best"}``.
-    When the final weights score better than ``best``'s best checkpoint (or there is none), they
-    are saved in its place, so that exporting the best exports them."""
+    Returns None when nothing was done, else ``{"step", "score", "previous_best", "became_best",
+    "metrics"}`` (``metrics``: every validation figure of the final weights). When the final weights
+    score better than ``best``'s best checkpoint (or there is none), they are saved in its place, so
+    that exporting the best exports them, and the module keeps them."""
     if trainer.global_step in seen.steps or best.monitor is None or best.dirpath is None:
         return None
     results = trainer.validate(module, dataloaders=val_loader, verbose=False)
@@ -51,4 +52,5 @@ def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, val_lo
         trainer.save_checkpoint(path)
         best.best_model_path = str(path)
         best.best_model_score = torch.tensor(score)
-    return {"step": trainer.global_step, "score": score, "previous_best": previous, "became_best": became_best}
+    return {"step": trainer.global_step, "score": score, "previous_best": previous, "became_best": became_best,
+            "metrics": {key: float(value) for key, value in results[0].items()}}

@@ -432,7 +432,10 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
         loss = run.trainer.callback_metrics.get(f"{TRAIN_LOSS}_epoch", run.trainer.callback_metrics.get(TRAIN_LOSS))
         final_check = (validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint,
                                               run.validation_steps) if cfg.export == "best" else None)
-        final = run.final_validation()
+        # Final weights that became the best are in the module and were just validated: no second pass.
+        final_metrics = final_check.pop("metrics") if final_check else None
+        final = ({key: finite_or_none(value) for key, value in final_metrics.items()}
+                 if final_check and final_check["became_best"] else run.final_validation())
         wall_time = time.perf_counter() - start
         model_path = run.out / MODEL_FILE
         if run.trainer.is_global_zero:
