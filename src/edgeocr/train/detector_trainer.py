@@ -60,7 +60,7 @@ from edgeocr.data.scene_dataset import (
 from edgeocr.models.detector import build_detector, default_detector_config, detector_architectures
 from edgeocr.models.detector_export import export_detector_onnx, save_detector_weights
 from edgeocr.runtime.detector import boxes_from_probability_map
-from edgeocr.train.final_weights import ValidationSteps, validate_final_weights
+from edgeocr.train.final_weights import ValidationSteps, exported_weights_metrics
 from edgeocr.train.module import adamw_warmup_cosine, gather_skipped
 from edgeocr.train.settings import RunSettings
 from edgeocr.train.trainer import (
@@ -473,12 +473,7 @@ def run_detector_training(cfg: DetectorTrainConfig) -> Path:
         start = time.perf_counter()
         resumed_from_step = run.fit()
         loss = run.trainer.callback_metrics.get(f"{TRAIN_LOSS}_epoch", run.trainer.callback_metrics.get(TRAIN_LOSS))
-        final_check = (validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint,
-                                              run.validation_steps) if cfg.export == "best" else None)
-        # Final weights that became the best are in the module and were just validated: no second pass.
-        final_metrics = final_check.pop("metrics") if final_check else None
-        final = ({key: finite_or_none(value) for key, value in final_metrics.items()}
-                 if final_check and final_check["became_best"] else run.final_validation())
+        final, final_check = exported_weights_metrics(run)
         wall_time = time.perf_counter() - start
         if run.trainer.is_global_zero:
             run.export()

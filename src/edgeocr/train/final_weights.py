@@ -6,10 +6,12 @@ furthest: ``export='best'`` would pass them over for an earlier, less trained ch
 :class:`ValidationSteps` records the steps validated in this invocation;
 :func:`validate_final_weights` validates the final weights when the last step is not among them
 and, when they beat the best checkpoint's score, saves them as the best checkpoint.
+:func:`exported_weights_metrics` is what both trainers call after fitting.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -53,4 +55,25 @@ def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, val_lo
         best.best_model_path = str(path)
         best.best_model_score = torch.tensor(score)
     return {"step": trainer.global_step, "score": score, "previous_best": previous, "became_best": became_best,
-            "metrics": {key: float(value) for key, value in results[0].items()}}
+            "metrics": {key: finite_or_none(value) for key, value in results[0].items()}}
+
+
+def finite_or_none(value: Any) -> float | None:
+    """``value`` as a float, or None when it is NaN or infinite (JSON has neither)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
+
+
+def exported_weights_metrics(run: Any) -> tuple[dict[str, float | None], dict[str, Any] | None]:
+    """(validation metrics of the weights a finished run exports, the final-weights check or None).
+
+    ``run`` is a trainer's run object: ``trainer``, ``module``, ``val_loader``, ``best_checkpoint``,
+    ``validation_steps``, ``cfg.export`` and ``final_validation()`` (which validates the exported
+    weights and leaves them in the module). Final weights that became the best are in the module
+    already and were just validated, so they are not validated a second time."""
+    check = (validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint,
+                                    run.validation_steps) if run.cfg.export == "best" else None)
+    final_metrics = check.pop("metrics") if check else None
+    if check and check["became_best"]:
+        return final_metrics, check
+    return run.final_validation(), check

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import copy
 import json
-import math
 import platform
 import sys
 import time
@@ -60,7 +59,7 @@ from edgeocr.models.export import export_onnx
 from edgeocr.models.factory import available_architectures, default_config
 from edgeocr.models.weights import load_weights, save_weights, weights_path
 from edgeocr.train.settings import RunSettings
-from edgeocr.train.final_weights import ValidationSteps, validate_final_weights
+from edgeocr.train.final_weights import ValidationSteps, exported_weights_metrics, finite_or_none
 from edgeocr.train.module import TRAIN_LOSS, VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, RecognizerModule
 
 
@@ -255,11 +254,6 @@ def read_checkpoint_position(path: Path) -> tuple[int, int]:
     return int(checkpoint.get("epoch", 0)), int(checkpoint.get("global_step", 0))
 
 
-def finite_or_none(value: Any) -> float | None:
-    value = float(value)
-    return value if math.isfinite(value) else None
-
-
 # --- the run ---------------------------------------------------------------------------------
 
 
@@ -430,12 +424,7 @@ def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
         start = time.perf_counter()
         resumed_from_step = run.fit(resume)
         loss = run.trainer.callback_metrics.get(f"{TRAIN_LOSS}_epoch", run.trainer.callback_metrics.get(TRAIN_LOSS))
-        final_check = (validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint,
-                                              run.validation_steps) if cfg.export == "best" else None)
-        # Final weights that became the best are in the module and were just validated: no second pass.
-        final_metrics = final_check.pop("metrics") if final_check else None
-        final = ({key: finite_or_none(value) for key, value in final_metrics.items()}
-                 if final_check and final_check["became_best"] else run.final_validation())
+        final, final_check = exported_weights_metrics(run)
         wall_time = time.perf_counter() - start
         model_path = run.out / MODEL_FILE
         if run.trainer.is_global_zero:
