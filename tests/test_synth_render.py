@@ -9,7 +9,7 @@ import pytest
 from edgeocr.synth.dotfont import FONT_5X7, dot_glyph
 from edgeocr.synth.fonts import discover_fonts
 from edgeocr.synth.ink import DotParams, dot_matrix_mask
-from edgeocr.synth.lines import LineSynthesizer
+from edgeocr.synth.lines import LineSynthConfig, LineSynthesizer, min_local_contrast
 from edgeocr.synth.processes import apply_print, render_text_mask, sample_style
 from edgeocr.synth.scenes import SceneSynthesizer
 from edgeocr.synth.surfaces import SURFACES, TextureBank, cylinder_warp, make_surface
@@ -83,9 +83,54 @@ def test_surfaces(kind, bank):
 def test_cylinder_warp_keeps_size_and_darkens_edges():
     rng = np.random.default_rng(3)
     image = np.full((40, 200, 3), 200, np.uint8)
-    warped = cylinder_warp(image, rng)
-    assert warped.shape == image.shape
+    warped, mask = cylinder_warp(image, rng)
+    assert warped.shape == image.shape and mask is None
     assert warped[:, :5].mean() < warped[:, 95:105].mean()
+
+
+def test_cylinder_warp_moves_the_mask_with_the_image():
+    image = np.full((40, 200, 3), 220, np.uint8)
+    mask = np.zeros((40, 200), np.uint8)
+    image[10:30, 40:160], mask[10:30, 40:160] = 20, 255  # a dark bar where the "ink" is
+    warped, moved = cylinder_warp(image, np.random.default_rng(5), mask)
+    cols = np.nonzero(moved[20] > 127)[0]
+    assert cols[0] < 40 and cols[-1] > 159  # the middle of the print spreads outwards
+    dark = np.nonzero(warped[20, :, 0] < 110)[0]
+    assert abs(int(dark[0]) - int(cols[0])) <= 1 and abs(int(dark[-1]) - int(cols[-1])) <= 1
+
+
+class _InkProbe(LineSynthesizer):
+    """Keeps the final crop's ink mask, which the generator otherwise only uses to judge legibility."""
+
+    def _legible(self, image, ink, cap, vertical):
+        self.ink = ink
+        return super()._legible(image, ink, cap, vertical)
+
+
+def test_curved_and_warped_lines_are_cropped_around_all_their_ink(fonts):
+    # Before the ink travelled with the image, a cylinder's outward spread clipped the ends of
+    # lines (labels naming characters the crop did not show).
+    synth = _InkProbe(load_catalogue(), fonts, seed=4, config=LineSynthConfig(cylinder_p=1.0, capture_p=1.0))
+    for i in range(12):
+        synth.sample(i)
+        ink = synth.ink
+        border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
+        assert (ink > 127).any() and border.max() < 128, i
+
+
+def test_local_contrast_finds_a_washed_out_stretch():
+    gray = np.full((30, 300), 200, np.uint8)
+    ink = np.zeros((30, 300), np.uint8)
+    for x in range(20, 280, 20):  # ten strokes, 6 px wide
+        ink[8:22, x:x + 6] = 255
+    gray[ink > 0] = 60
+    assert min_local_contrast(gray, ink, cap=14, vertical=False) > 100
+    assert min_local_contrast(gray.T.copy(), ink.T.copy(), cap=14, vertical=True) > 100
+    faded = gray.copy()
+    faded[:, 200:] = 200  # glare erases the last strokes
+    assert min_local_contrast(faded, ink, cap=14, vertical=False) < 5
+    noisy = np.clip(faded + np.random.default_rng(0).normal(0, 20, faded.shape), 0, 255).astype(np.uint8)
+    assert min_local_contrast(noisy, ink, cap=14, vertical=False) < 10  # noise alone reads as no ink
 
 
 def test_line_samples_are_deterministic_and_order_free(fonts):

@@ -35,6 +35,12 @@ class LineSynthConfig(BaseModel):
     min_std: float = Field(
         default=8.0, ge=0, description="Least gray-level standard deviation of the final crop (same reason)."
     )
+    min_local_contrast: float = Field(
+        default=10.0, ge=0,
+        description="Least ink-to-background contrast (gray levels) of every stretch of the final crop, a cap "
+        "height long: glare, uneven light and washed-out print can erase part of a line after it was printed "
+        "legibly, and a label must not name characters that are gone.",
+    )
     max_attempts: int = Field(default=8, ge=1, description="Draws per sample before keeping an illegible one.")
 
 
@@ -97,27 +103,79 @@ class LineSynthesizer(Synthesizer):
         image = to_uint8(apply_print(surface, full_alpha, style, rng, self.bank, cap))
         if check and ink_contrast(image, full_alpha) < cfg.min_contrast:
             return None
+        # The ink mask travels with the image through every geometric effect: the crop is cut
+        # around the ink where it ended up (a cylinder spreads the middle of the print outwards, so
+        # the box as printed would clip its ends), and legibility is judged on the final crop.
+        ink = np.clip(full_alpha * 255.0, 0, 255).astype(np.uint8)
         if not vertical and rng.random() < cfg.cylinder_p:
-            image = cylinder_warp(image, rng)
-
-        box = [(pad, pad), (pad + tw, pad), (pad + tw, pad + th), (pad, pad + th)]
+            image, ink = cylinder_warp(image, rng, ink)
         if rng.random() < cfg.capture_p:
-            image, box = warp_with_points(image, np.array(box, np.float32), rng)
-        image = self._crop(image, np.asarray(box, np.float32), cap, rng)
+            warped, _ = warp_with_points(np.dstack([image, ink]), np.zeros((0, 2), np.float32), rng)
+            image, ink = np.ascontiguousarray(warped[..., :3]), np.ascontiguousarray(warped[..., 3])
+        ys, xs = np.nonzero(ink > 127)
+        if len(xs) == 0:
+            return None
+        box = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], np.float32)
+        image, ink = self._crop(image, ink, box, cap, rng)
         if rng.random() < cfg.capture_p:
             image = seeded(self.photometric, rng)(image=image)["image"]
-        if check and float(cv2.cvtColor(image, cv2.COLOR_BGR2GRAY).std()) < cfg.min_std:
+        if check and not self._legible(image, ink, cap, vertical):
             return None
         return LineSample(image=image, text=text, category=template.spec.category, template=template.spec.name,
                           process=style.process, surface=style.surface, vertical=vertical)
 
-    def _crop(self, image: np.ndarray, box: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
-        """Axis-aligned crop around the (transformed) text box, with uneven margins as detectors give."""
+    def _crop(self, image: np.ndarray, ink: np.ndarray, box: np.ndarray, cap: int,
+              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned crop around the text box, with uneven margins as detectors give."""
         lo, hi = self.config.margin
-        x0, y0 = box.min(axis=0)
-        x1, y1 = box.max(axis=0)
+        (x0, y0), (x1, y1) = box
         m = rng.uniform(lo, hi, 4) * cap
         h, w = image.shape[:2]
         left, top = max(int(x0 - m[0]), 0), max(int(y0 - m[1]), 0)
         right, bottom = min(int(np.ceil(x1 + m[2])), w), min(int(np.ceil(y1 + m[3])), h)
-        return np.ascontiguousarray(image[top:bottom, left:right])
+        return (np.ascontiguousarray(image[top:bottom, left:right]),
+                np.ascontiguousarray(ink[top:bottom, left:right]))
+
+    def _legible(self, image: np.ndarray, ink: np.ndarray, cap: int, vertical: bool) -> bool:
+        """Whether the final crop still shows every part of its text (see ``min_std`` and
+        ``min_local_contrast``)."""
+        gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+        if float(gray.std()) < self.config.min_std:
+            return False
+        return min_local_contrast(gray, ink, cap, vertical) >= self.config.min_local_contrast
+
+
+def min_local_contrast(gray: np.ndarray, ink: np.ndarray, cap: int, vertical: bool) -> float:
+    """Smallest ink-to-background contrast over the stretches of a line, each about a cap height long.
+
+    Ink is where the mask is solid; background is what lies clear of the ink's halo (blur and
+    bleed darken the pixels right next to strokes). Each stretch compares its own ink with its own
+    background, so a local glare or shadow counts where it falls.
+    """
+    if vertical:  # stretches run down a vertical code
+        gray, ink = gray.T, ink.T
+    solid = ink > 127
+    halo = max(3, cap // 4) | 1
+    clear = cv2.dilate((ink > 8).astype(np.uint8), np.ones((halo, halo), np.uint8)) == 0
+    columns = np.nonzero(solid.any(axis=0))[0]
+    if len(columns) == 0 or not clear.any():
+        return 0.0
+    step = max(cap, 4)
+    starts = range(int(columns[0]), int(columns[-1]) + 1, step)
+    counts = [int(solid[:, start:start + step].sum()) for start in starts]
+    least = max(4, 0.25 * float(np.median(counts)))  # gaps between words, slivers of a neighbour's edge
+    worst = float("inf")
+    for start, count in zip(starts, counts):
+        if count < least:
+            continue
+        band = slice(max(start - step // 2, 0), start + step + step // 2)  # background from a little wider
+        stroke = gray[:, start:start + step][solid[:, start:start + step]]
+        background = gray[:, band][clear[:, band]]
+        if background.size < 4:
+            background = gray[clear]
+        # Dark ink, light ink and embossing (shadow and highlight on the same stroke) all push the
+        # strokes' tails past the background's; sensor noise moves both tails alike.
+        lo_s, hi_s = np.percentile(stroke, (20, 80))
+        lo_b, hi_b = np.percentile(background, (20, 80))
+        worst = min(worst, max(float(lo_b - lo_s), float(hi_s - hi_b), 0.0))
+    return worst if worst != float("inf") else 0.0

@@ -135,10 +135,13 @@ def specular_band(w: int, rng: np.random.Generator) -> np.ndarray:
     return np.exp(-0.5 * (xs / max(width, 1.0)) ** 2).astype(np.float32)
 
 
-def cylinder_warp(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def cylinder_warp(image: np.ndarray, rng: np.random.Generator,
+                  mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
     """Wrap an image around a vertical cylinder seen head-on (cans, bottles, tubes).
 
-    Text compresses towards the edges and the light falls off with the surface's angle.
+    Text compresses towards the edges and the light falls off with the surface's angle. ``mask``
+    (the ink, say) moves with the image, unshaded: the middle of the print spreads outwards, so a
+    box drawn before the warp no longer holds the text.
     """
     h, w = image.shape[:2]
     # The print spans +-theta_max of the cylinder; output column x shows angle asin(x / R).
@@ -153,4 +156,7 @@ def cylinder_warp(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     shade = np.broadcast_to((0.55 + 0.45 * np.cos(theta)).astype(np.float32)[None, :], (h, w))
     if warped.ndim == 3:
         shade = replicate(np.ascontiguousarray(shade))
-    return cv2.convertScaleAbs(cv2.multiply(warped.astype(np.float32), shade))
+    warped = cv2.convertScaleAbs(cv2.multiply(warped.astype(np.float32), shade))
+    if mask is not None:
+        mask = cv2.remap(mask, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+    return warped, mask
