@@ -47,10 +47,10 @@ def peers_table(peers_md: Path) -> dict[str, dict[str, str]]:
     return rows
 
 
-def comparison_markdown(ours: dict, peers: dict[str, dict[str, str]]) -> str:
+def comparison_markdown(name: str, ours: dict, peers: dict[str, dict[str, str]]) -> str:
     """Per category: our strict / relaxed character accuracy and relaxed exact match beside each peer's."""
     names = sorted({p for row in peers.values() for p in row})
-    lines = ["| category | n | edgeocr default | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
+    lines = [f"| category | n | edgeocr {name} | " + " | ".join(names) + " |", "|---" * (3 + len(names)) + "|"]
     categories = [*sorted(ours["per_category"]), "ALL"]
     for category in categories:
         r = ours["all"] if category == "ALL" else ours["per_category"][category]
@@ -88,7 +88,7 @@ def main() -> None:
                 "--json", str(out / "realdev_industrial.json"))
         report["realdev_industrial"] = summary(json.loads((out / "realdev_industrial.json").read_text()))
         if (args.realdev / "PEERS.md").is_file():
-            table = comparison_markdown(report["realdev_industrial"], peers_table(args.realdev / "PEERS.md"))
+            table = comparison_markdown(args.name, report["realdev_industrial"], peers_table(args.realdev / "PEERS.md"))
             (out / "realdev_comparison.md").write_text(table + "\n")
             print(table)
     (out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
