@@ -79,26 +79,23 @@ def line_from_alignment(
     probs: np.ndarray, path: np.ndarray, charset: Charset, sequence_probability: float | None
 ) -> DecodedLine:
     """Collapse an alignment (repeats merged, blanks dropped); each char keeps its run's max prob."""
-    labels: list[int] = []
-    confidences: list[float] = []
-    previous = BLANK
-    for frame, cls in enumerate(path):
-        cls = int(cls)
-        p = float(probs[frame, cls])
-        if cls != BLANK:
-            if cls == previous:
-                confidences[-1] = max(confidences[-1], p)
-            else:
-                labels.append(cls)
-                confidences.append(p)
-        previous = cls
-    confidences = [min(max(c, 0.0), 1.0) for c in confidences]
+    # Vectorised over runs of equal classes: a Python loop over frames cost a tenth of a crop's read.
+    path = np.asarray(path, dtype=np.int64)
+    if len(path):
+        starts = np.flatnonzero(np.r_[True, path[1:] != path[:-1]])
+        run_classes = path[starts]
+        run_best = np.maximum.reduceat(probs[np.arange(len(path)), path], starts)
+        keep = run_classes != BLANK
+        labels = run_classes[keep].tolist()
+        confidences = np.clip(run_best[keep], 0.0, 1.0).tolist()
+    else:
+        labels, confidences = [], []
     line_confidence = min(confidences) if confidences else _empty_line_confidence(probs)
     return DecodedLine(
         text=charset.decode(labels),
         char_confidences=tuple(confidences),
         confidence=float(line_confidence),
-        path=tuple(int(c) for c in path),
+        path=tuple(path.tolist()),
         sequence_probability=sequence_probability,
     )
 
