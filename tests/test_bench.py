@@ -347,7 +347,7 @@ def test_our_pipeline_reads_whole_images_with_the_pp_ocr_detector(tiny_model):
     assert engine.model_size_bytes > tiny_model.stat().st_size and "PP-OCRv4 det" in engine.version
 
 
-def test_reader_speed_script_measures_and_reports(tmp_path, capsys):
+def test_reader_speed_script_measures_and_reports(tiny_model, tmp_path, capsys):
     import rapidocr_onnxruntime  # noqa: F401 -- make test installs it; its absence must fail, not skip
     from edgeocr.bench import reader_speed
 
@@ -357,15 +357,26 @@ def test_reader_speed_script_measures_and_reports(tmp_path, capsys):
     out = tmp_path / "speed.json"
     assert reader_speed.main(["--frames", "2", "--repeats", "1", "--warmup", "1", "--peers", "", "--out", str(out)]) == 0
     result = json.loads(out.read_text())
-    assert result["settings"]["detectors"] == ["default", "rapidocr"]
+    assert result["settings"]["detectors"] == ["default", "rapidocr"] and result["settings"]["models"] == ["default"]
     for ours in result["ours_frames"]:  # our shipped detector, then PP-OCRv4's
-        assert ours["status"] == "ok" and ours["frame"]["n"] == 2
+        assert ours["status"] == "ok" and ours["frame"]["n"] == 2 and ours["model"] == "default"
         assert set(ours["breakdown"]) >= {"detector", "recogniser"}
     assert result["ours_frames"][0]["name"] == "edgeocr:default+default-det"
-    assert result["targets"]["frame"].startswith(("met", "NOT met")) and result["ours_crop"]["crop"]["n"] >= 2
+    targets = result["targets"]["default"]
+    assert targets["frame"].startswith(("met", "NOT met")) and targets["judged_on"] == "edgeocr:default+default-det"
+    assert result["ours_crops"][0]["crop"]["n"] >= 2
     md = out.with_suffix(".md").read_text()
     assert "frame p50 <= 15.0 ms" in md and "line crop p50 <= 1.5 ms" in md
     assert "Where the frame time of edgeocr:default+default-det goes" in md
+
+    # Several recognisers side by side: each with every detector, each on the crops, each judged.
+    assert reader_speed.main(["--frames", "1", "--repeats", "1", "--warmup", "0", "--peers", "", "--detectors",
+                              "default", "--models", f"default,{tiny_model}", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert [r["model"] for r in result["ours_frames"]] == [r["model"] for r in result["ours_crops"]] == [
+        "default", str(tiny_model)]
+    assert set(result["targets"]) == {"default", str(tiny_model)}
+    assert out.with_suffix(".md").read_text().count("(same recogniser)") == 0  # one row per model here
     assert reader_speed.main(["--peers", "nope", "--frames", "1", "--out", str(tmp_path / "x.json")]) == 2
 
 

@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from edgeocr.core.charset import DEFAULT_CHARSET
 from edgeocr.models.weights import weights_path
 from edgeocr.runtime.models import resolve_model, shipped_models
@@ -15,17 +17,22 @@ ROOT = Path(__file__).resolve().parents[1]
 MAX_BYTES = 5 * 1024 * 1024
 
 
-def test_default_model_ships_with_sidecar_weights_and_the_default_charset() -> None:
+def test_default_model_ships() -> None:
     assert "default" in shipped_models()
-    path = resolve_model("default")
+
+
+@pytest.mark.parametrize("name", sorted(shipped_models()))
+def test_every_shipped_model_has_its_sidecar_weights_card_and_the_default_charset(name: str) -> None:
+    path = resolve_model(name)
     assert path.stat().st_size <= MAX_BYTES
     recognizer = OnnxRecognizer(path)  # verifies the sidecar's checksum and signature
     assert recognizer.config.charset == DEFAULT_CHARSET
     assert weights_path(path).is_file()  # fine-tuning starts from these
-    assert (ROOT / "docs" / "models" / "default.md").is_file()  # its model card
+    assert (ROOT / "docs" / "models" / f"{name}.md").is_file()  # its model card
 
 
-def test_default_model_reads_the_bundled_samples_without_torch() -> None:
+@pytest.mark.parametrize("name", sorted(shipped_models()))
+def test_shipped_model_reads_the_bundled_samples_without_torch(name: str) -> None:
     code = (
         "import sys; sys.modules['torch'] = None\n"
         "from edgeocr.core.images import load_image\n"
@@ -33,7 +40,7 @@ def test_default_model_reads_the_bundled_samples_without_torch() -> None:
         "from edgeocr.runtime.models import resolve_model\n"
         "from edgeocr.runtime.recognizer import OnnxRecognizer\n"
         f"samples, _ = read_labels({str(ROOT / 'samples' / 'lines')!r})\n"
-        "lines = OnnxRecognizer(resolve_model('default')).recognize([load_image(s.path) for s in samples])\n"
+        f"lines = OnnxRecognizer(resolve_model({name!r})).recognize([load_image(s.path) for s in samples])\n"
         "print(sum(bool(l.text) for l in lines), len(samples))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()

@@ -10,10 +10,11 @@ of those frames, cut upright (:func:`edgeocr.core.crops.crop_line`).
 
 Engines, all with the same ``--threads`` (ONNX Runtime intra-op threads, torch threads for EasyOCR):
 
-* frames: ours = :class:`~edgeocr.runtime.reader.Reader` in ``detector`` mode with each of
-  ``--detectors`` (by default our shipped DB detector ``default``, then PP-OCRv4's ``rapidocr``; the
-  targets are judged on the first), and the peers' full pipelines (:mod:`edgeocr.bench.peers`);
-* crops: ours = a ``Reader`` in ``whole`` mode, and the peers' recognisers on the whole crop;
+* frames: ours = :class:`~edgeocr.runtime.reader.Reader` in ``detector`` mode, each of ``--models``
+  (recognisers) with each of ``--detectors`` (by default our shipped DB detector ``default``, then
+  PP-OCRv4's ``rapidocr``; a model's targets are judged on the first), and the peers' full
+  pipelines (:mod:`edgeocr.bench.peers`);
+* crops: ours = a ``Reader`` in ``whole`` mode per model, and the peers' recognisers on the whole crop;
 * where the time goes, for ours on frames (each detector): the detector's ``detect`` and the recogniser's
   ``recognize``, both timed inside the real reads through pass-through wrappers, and the rest
   (load and checks, crop warps, preprocessing, results) by difference, read by read.
@@ -194,11 +195,15 @@ def _ms(figures: dict | None, key: str = "p50_ms") -> str:
 def markdown(result: dict) -> str:
     settings = result["settings"]
     env = result["environment"]
-    crops = result["ours_crop"]
+    crops = {record["model"]: record for record in result["ours_crops"]}
     rows = ["| engine | frame 640x480 p50 / p95 ms | lines read per frame | line crop p50 / p95 ms |",
             "|---|---|---|---|"]
-    for index, ours in enumerate(result["ours_frames"]):
-        crop = f"{_ms(crops['crop'])} / {_ms(crops['crop'], 'p95_ms')}" if index == 0 else "(same recogniser)"
+    shown: set[str] = set()
+    for ours in result["ours_frames"]:
+        crop_figures = crops[ours["model"]]["crop"]
+        crop = ("(same recogniser)" if ours["model"] in shown
+                else f"{_ms(crop_figures)} / {_ms(crop_figures, 'p95_ms')}")
+        shown.add(ours["model"])
         if ours["status"] != "ok":
             rows.append(f"| {ours['name']} (ours) | {ours['status']}: {ours['reason']} | - | {crop} |")
             continue
@@ -221,29 +226,30 @@ def markdown(result: dict) -> str:
         if ours["status"] == "ok":
             parts += [f"Where the frame time of {ours['name']} goes (p50 / mean ms): " + "; ".join(
                 f"{step} {_ms(v)} / {_ms(v, 'mean_ms')}" for step, v in ours["breakdown"].items()) + ".", ""]
-    targets = result["targets"]
-    parts += [f"Targets (2 cores, judged on {result['ours_frames'][0]['name']}): frame p50 <= {FRAME_TARGET_MS} "
-              f"ms: **{targets['frame']}**; "
-              f"line crop p50 <= {CROP_TARGET_MS} ms: **{targets['crop']}**.", ""]
+    for model, targets in result["targets"].items():
+        parts += [f"Targets of {model} (2 cores, frames judged on {targets['judged_on']}): frame p50 <= "
+                  f"{FRAME_TARGET_MS} ms: **{targets['frame']}**; line crop p50 <= {CROP_TARGET_MS} ms: "
+                  f"**{targets['crop']}**.", ""]
     return "\n".join(parts)
 
 
 def run(threads: int, frames_count: int, seed: int, warmup: int, repeats: int, frame_repeats: int,
-        peers: Sequence[str], model: str, detectors: Sequence[str] = DETECTORS,
+        peers: Sequence[str], models: Sequence[str] = ("default",), detectors: Sequence[str] = DETECTORS,
         progress: Callable[[str], None] = print) -> dict:
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
         raise EdgeOCRError(f"unknown peer {', '.join(unknown)}: choose from {', '.join(PEERS)}")
     frames, crops, lines = make_frames(frames_count, seed)
     progress(f"{len(frames)} frames, {len(crops)} crops")
-    if not detectors:
-        raise EdgeOCRError("name at least one detector for our reader")
-    ours_frames = []
-    for spec in detectors:
-        ours_frames.append(ours_on_frames(model, spec, threads, frames, warmup, repeats))
-        progress(f"ours + {spec}, frames: {ours_frames[-1].get('frame')}")
-    ours_crop = ours_on_crops(model, threads, crops, warmup, repeats)
-    progress(f"ours, crops: {ours_crop['crop']}")
+    if not detectors or not models:
+        raise EdgeOCRError("name at least one model and one detector for our reader")
+    ours_frames, ours_crops = [], []
+    for model in models:
+        for spec in detectors:
+            ours_frames.append({"model": model, **ours_on_frames(model, spec, threads, frames, warmup, repeats)})
+            progress(f"ours {model} + {spec}, frames: {ours_frames[-1].get('frame')}")
+        ours_crops.append({"model": model, **ours_on_crops(model, threads, crops, warmup, repeats)})
+        progress(f"ours {model}, crops: {ours_crops[-1]['crop']}")
     peer_records = []
     for name in peers:
         peer_records.append(peer_figures(name, threads, frames, crops, warmup, repeats, frame_repeats))
@@ -254,14 +260,16 @@ def run(threads: int, frames_count: int, seed: int, warmup: int, repeats: int, f
             return "not measured"
         return f"{'met' if figures['p50_ms'] <= target else 'NOT met'} (p50 {figures['p50_ms']:.2f} ms)"
 
+    targets = {}
+    for model, crop_record in zip(models, ours_crops, strict=True):
+        first = next(r for r in ours_frames if r["model"] == model)
+        targets[model] = {"judged_on": first["name"], "frame": verdict(first.get("frame"), FRAME_TARGET_MS),
+                          "crop": verdict(crop_record.get("crop"), CROP_TARGET_MS)}
     return {
         "settings": {"threads": threads, "frames": len(frames), "lines": sum(lines), "crops": len(crops), "seed": seed,
-                     "warmup": warmup, "repeats": repeats, "frame_repeats": frame_repeats, "model": model,
-                     "detectors": list(detectors),
-                     "frame_size": list(FRAME_SIZE)},
-        "targets": {"frame": verdict(ours_frames[0].get("frame"), FRAME_TARGET_MS),
-                    "crop": verdict(ours_crop.get("crop"), CROP_TARGET_MS)},
-        "ours_frames": ours_frames, "ours_crop": ours_crop, "peers": peer_records,
+                     "warmup": warmup, "repeats": repeats, "frame_repeats": frame_repeats, "models": list(models),
+                     "detectors": list(detectors), "frame_size": list(FRAME_SIZE)},
+        "targets": targets, "ours_frames": ours_frames, "ours_crops": ours_crops, "peers": peer_records,
         "environment": environment(),
     }
 
@@ -276,7 +284,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frame-repeats", type=int, default=1, help="timed reads of each frame for the peers "
                         "(EasyOCR takes seconds per frame)")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated; '' for none")
-    parser.add_argument("--model", default="default")
+    parser.add_argument("--models", default="default", help="our recognisers, comma-separated (shipped names or "
+                        ".onnx paths); each is timed with every detector and on the crops")
     parser.add_argument("--detectors", default=",".join(DETECTORS), help="our reader's detectors, comma-separated "
                         "(shipped names, .onnx paths or 'rapidocr'); the targets are judged on the first")
     parser.add_argument("--out", type=Path, default=Path("build/bench/reader-speed.json"))
@@ -285,7 +294,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--threads, --frames, --repeats and --frame-repeats must be at least 1, --warmup at least 0")
     try:
         result = run(args.threads, args.frames, args.seed, args.warmup, args.repeats, args.frame_repeats,
-                     [p for p in args.peers.split(",") if p.strip()], args.model,
+                     [p for p in args.peers.split(",") if p.strip()],
+                     [m for m in args.models.split(",") if m.strip()],
                      [d for d in args.detectors.split(",") if d.strip()])
     except EdgeOCRError as exc:
         print(f"error: {exc}")
