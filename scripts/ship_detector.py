@@ -35,13 +35,14 @@ def score(data: Path, detector: str, out: Path, threads: int) -> dict:
     return {k: result[k] for k in KEYS if k in result}
 
 
-def set_max_side(sidecar_file: Path, max_side: int) -> None:
-    """Rewrite a detector sidecar with another runtime ``max_side`` (validated; the ONNX bytes are untouched)."""
+def set_runtime(sidecar_file: Path, **settings: float | None) -> None:
+    """Rewrite a detector sidecar with other runtime settings (``max_side``, thresholds; validated; the
+    ONNX bytes are untouched). Settings given as None keep the run's value."""
     from edgeocr.core.atomic import atomic_write_bytes
     from edgeocr.core.detector_config import DetectorSidecar, load_detector_sidecar
 
     data = load_detector_sidecar(sidecar_file).model_dump(mode="json")
-    data["config"]["max_side"] = max_side
+    data["config"].update({k: v for k, v in settings.items() if v is not None})
     atomic_write_bytes(sidecar_file, DetectorSidecar.model_validate(data).to_json().encode("utf-8"))
 
 
@@ -50,14 +51,18 @@ def main() -> None:
     parser.add_argument("--test-scenes", type=int, default=300)
     parser.add_argument("--max-side", type=int, help="long side the runtime resizes images to, written into the "
                         "shipped sidecar (default: the run's, i.e. its training input size)")
+    parser.add_argument("--binary-threshold", type=float, help="probability a pixel needs to be text (default: "
+                        "the run's); choose it on validation scenes, never on the test scenes")
+    parser.add_argument("--box-threshold", type=float, help="mean probability a box needs to be kept (default: "
+                        "the run's); same rule")
     args = parser.parse_args()
 
     ASSETS.mkdir(parents=True, exist_ok=True)
     for suffix in (".onnx", ".json"):
         shutil.copyfile(args.run / f"model{suffix}", ASSETS / f"{args.name}{suffix}")
     shipped = ASSETS / f"{args.name}.onnx"
-    if args.max_side is not None:
-        set_max_side(shipped.with_suffix(".json"), args.max_side)
+    set_runtime(shipped.with_suffix(".json"), max_side=args.max_side, binary_threshold=args.binary_threshold,
+                box_threshold=args.box_threshold)
     out = ROOT / "build" / "ship" / f"detector-{args.name}"
     out.mkdir(parents=True, exist_ok=True)
 
@@ -69,7 +74,8 @@ def main() -> None:
     if (args.realdev / "scenes" / "annotations.jsonl").is_file():
         sets["realdev_scenes"] = args.realdev / "scenes"
     report = {"model": str(shipped.relative_to(ROOT)), "onnx_bytes": shipped.stat().st_size,
-              "max_side": json.loads(shipped.with_suffix(".json").read_text())["config"]["max_side"],
+              "runtime": {k: json.loads(shipped.with_suffix(".json").read_text())["config"][k]
+                          for k in ("max_side", "binary_threshold", "box_threshold")},
               "training": json.loads((args.run / "metrics.json").read_text()), "test_seed": TEST_SEED}
     for name, data in sets.items():
         report[name] = {"ours": score(data, str(shipped), out / f"{name}.json", args.threads),
