@@ -249,6 +249,23 @@ def test_whole_mode_reads_the_image_as_one_line(model_path) -> None:
     assert line.valid == bool(line.text)
 
 
+def test_sessions_that_take_turns_do_not_spin(model_path) -> None:
+    # A reader with a detector runs two sessions in turn; idle spinning threads of one would take
+    # the cores of the other (EngineConfig.spin_wait). A reader with one session keeps spinning.
+    from edgeocr.runtime.build import build_line_detector
+    from edgeocr.runtime.recognizer import session_options
+
+    key = "session.intra_op.allow_spinning"
+    assert session_options(EngineConfig(spin_wait=False)).get_session_config_entry(key) == "0"
+    with pytest.raises(RuntimeError, match="does not have configuration"):  # unset: ONNX Runtime spins
+        session_options(EngineConfig()).get_session_config_entry(key)
+    with_detector = Reader(ReaderConfig(model=model_path, engine=ENGINE, mode="detector"), detector=FakeDetector())
+    assert with_detector.recognizer.engine.spin_wait is False
+    assert Reader(ReaderConfig(model=model_path, engine=ENGINE, mode="whole")).recognizer.engine.spin_wait is True
+    assert build_line_detector("default", ENGINE).engine.spin_wait is False
+    assert ENGINE.spin_wait is True  # the caller's engine is left as it was
+
+
 def test_a_detector_through_the_protocol(model_path) -> None:
     detector = FakeDetector()
     assert isinstance(detector, LineDetector)

@@ -9,6 +9,8 @@ of a detector shipped in the package (``default``) or the path of an exported ed
 
 from __future__ import annotations
 
+import dataclasses
+
 from edgeocr.runtime.reader import LineDetector
 from edgeocr.runtime.recognizer import EngineConfig
 
@@ -29,4 +31,5 @@ def build_line_detector(spec: str | None, engine: EngineConfig) -> LineDetector:
     from edgeocr.runtime.detector import OnnxDetector
     from edgeocr.runtime.models import resolve_detector
 
-    return OnnxDetector(resolve_detector(spec), engine)
+    # A detector always takes turns with a reader's recogniser: see EngineConfig.spin_wait.
+    return OnnxDetector(resolve_detector(spec), dataclasses.replace(engine, spin_wait=False))

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Literal, Protocol, runtime_checkable
 
@@ -494,7 +494,10 @@ class Reader:
             format_matcher = CompiledFormats(config.formats)
         if format_matcher is not None and not config.formats:
             raise ValueError("a format_matcher was given but ReaderConfig.formats is empty")
-        recognizer = OnnxRecognizer(resolve_model(config.model), config.engine)
+        engine = config.engine
+        if config.mode == "detector":  # two sessions take turns: see EngineConfig.spin_wait
+            engine = replace(engine, spin_wait=False)
+        recognizer = OnnxRecognizer(resolve_model(config.model), engine)
         # Pipelines are frozen and their ops keep no state between calls: safe to share across threads.
         specs = [config.preprocess, *(r.preprocess for r in config.regions if r.preprocess is not None)]
         pipelines = MappingProxyType({spec: line_pipeline(spec) for spec in specs})

@@ -31,6 +31,11 @@ class EngineConfig:
     ``providers``: execution providers in order of preference.
     ``max_batch_size``: lines sent to the network at once; larger batches are split.
     ``decoder`` / ``beam_width``: override the sidecar's decoder choice when not None.
+    ``spin_wait``: idle intra-op threads spin, waiting for work (ONNX Runtime's ``allow_spinning``).
+    Spinning saves the wake-up on back-to-back calls to one session; where two sessions take turns
+    on few cores (a reader's detector and recogniser) the idle one's spinning threads take the
+    cores the busy one needs, so readers with a detector turn it off in both (on 2 cores a
+    640x480 frame went from 32.9 to 16.3 ms at p50).
     """
 
     intra_op_threads: int = 0
@@ -39,6 +44,7 @@ class EngineConfig:
     max_batch_size: int = 16
     decoder: Literal["greedy", "beam"] | None = None
     beam_width: int | None = None
+    spin_wait: bool = True
 
     def __post_init__(self) -> None:
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
@@ -56,6 +62,8 @@ def session_options(engine: EngineConfig) -> ort.SessionOptions:
     options.intra_op_num_threads = engine.intra_op_threads
     options.inter_op_num_threads = engine.inter_op_threads
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    if not engine.spin_wait:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return options
 
 
