@@ -9,7 +9,7 @@ of a detector shipped in the package (``default``) or the path of an exported ed
 
 from __future__ import annotations
 
-import dataclasses
+from dataclasses import replace
 
 from edgeocr.runtime.reader import LineDetector
 from edgeocr.runtime.recognizer import EngineConfig
@@ -32,4 +32,4 @@ def build_line_detector(spec: str | None, engine: EngineConfig) -> LineDetector:
     from edgeocr.runtime.models import resolve_detector
 
     # A detector always takes turns with a reader's recogniser: see EngineConfig.spin_wait.
-    return OnnxDetector(resolve_detector(spec), dataclasses.replace(engine, spin_wait=False))
+    return OnnxDetector(resolve_detector(spec), replace(engine, spin_wait=False))
