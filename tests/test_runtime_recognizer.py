@@ -14,9 +14,16 @@ import numpy as np
 import pytest
 
 from edgeocr.core.charset import Charset
-from edgeocr.core.ctc import DecodedLine, greedy_decode
+from edgeocr.core.ctc import DecodedLine, greedy_decode, softmax
 from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
-from edgeocr.core.lineimage import is_vertical, padded_width, prepare_line, vertical_to_horizontal
+from edgeocr.core.lineimage import (
+    is_vertical,
+    pad_and_normalise,
+    padded_width,
+    prepare_line,
+    to_line_strip,
+    vertical_to_horizontal,
+)
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.runtime import EngineConfig, OnnxRecognizer
 
@@ -138,11 +145,43 @@ def test_recognize_keeps_input_order_across_batches(exported) -> None:
     one_by_one = OnnxRecognizer(path, EngineConfig(max_batch_size=1))
     expected = [one_by_one.recognize([img])[0] for img in images]
     assert one_by_one.recognize(images) == expected
-    # Same-width images need no padding, so batching cannot change their reading.
     batched = OnnxRecognizer(path, EngineConfig(max_batch_size=4))
-    same_width = [line_image(96, seed=i) for i in range(6)]
-    assert batched.recognize(same_width) == [one_by_one.recognize([img])[0] for img in same_width]
     assert batched.recognize([]) == []
+
+
+class CountingSession:
+    """Wraps an ONNX Runtime session and records the batch size of every run."""
+
+    def __init__(self, session, input_name: str) -> None:
+        self.session, self.input_name, self.batch_sizes = session, input_name, []
+
+    def run(self, names, feed):
+        self.batch_sizes.append(len(feed[self.input_name]))
+        return self.session.run(names, feed)
+
+
+def test_batches_of_mixed_widths_read_exactly_like_one_line_at_a_time(exported) -> None:
+    path, _ = exported
+    widths = (200, 40, 120, 40, 80, 200, 40, 44, 200, 40)
+    images = [line_image(w, seed=i) for i, w in enumerate(widths)]
+    one_by_one = OnnxRecognizer(path, EngineConfig(max_batch_size=1))
+    expected = [one_by_one.recognize_probs([img])[0] for img in images]
+
+    # The check has teeth: the sequence model reads padding, so the narrow line padded to its
+    # wide neighbour's width gets other probabilities than the same line read alone.
+    cfg, name = one_by_one.config, one_by_one.sidecar.input_name
+    wide = padded_width(to_line_strip(images[0], cfg).shape[1], cfg)
+    narrow_padded_wide = pad_and_normalise(to_line_strip(images[1], cfg), cfg, wide)
+    (padded,) = one_by_one._session.run(None, {name: narrow_padded_wide[None]})
+    padded_probs = padded[0] if one_by_one.sidecar.output_kind == "probs" else softmax(padded[0], axis=-1)
+    assert not np.allclose(padded_probs[: len(expected[1])], expected[1], atol=1e-3)
+
+    batched = OnnxRecognizer(path, EngineConfig(max_batch_size=3))
+    batched._session = counter = CountingSession(batched._session, name)
+    for probs, want in zip(batched.recognize_probs(images), expected, strict=True):
+        np.testing.assert_allclose(probs, want, rtol=0, atol=1e-6)
+    # Still batched for real: four lines of one width go as 3 + 1, three of another as 3.
+    assert sorted(counter.batch_sizes) == [1, 1, 1, 1, 3, 3]
 
 
 def test_engine_decoder_override(exported) -> None:

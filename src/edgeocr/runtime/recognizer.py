@@ -127,24 +127,26 @@ class OnnxRecognizer:
     def recognize_probs(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per-frame class probabilities of each line: float64 ``[T_i, C]``, padding frames cut.
 
-        Lines (gray ``[H, W]`` or BGR ``[H, W, 3]`` uint8) are sorted by width and sent in
-        batches of similar widths, each padded to its widest member, so a long line does not
-        make every short one pay for its width.
+        Lines (gray ``[H, W]`` or BGR ``[H, W, 3]`` uint8) are batched only with lines of the
+        same padded width. The bidirectional sequence model reads padding too, so padding a line
+        to a wider neighbour would make its read depend on the batch it shares.
         """
         cfg = self.config
         strips = [to_line_strip(img, cfg) for img in images]
-        widths = [padded_width(strip.shape[1], cfg) for strip in strips]
-        order = sorted(range(len(strips)), key=widths.__getitem__)
+        by_width: dict[int, list[int]] = {}
+        for index, strip in enumerate(strips):
+            by_width.setdefault(padded_width(strip.shape[1], cfg), []).append(index)
         results: list[np.ndarray] = [np.empty((0, cfg.num_classes))] * len(strips)
         step = self.engine.max_batch_size
-        for start in range(0, len(order), step):
-            members = order[start : start + step]
-            batch_width = max(widths[i] for i in members)
-            batch = np.stack([pad_and_normalise(strips[i], cfg, batch_width) for i in members])
-            (output,) = self._session.run([self.sidecar.output_name], {self.sidecar.input_name: batch})
-            probs = output.astype(np.float64) if self.sidecar.output_kind == "probs" else softmax(output, axis=-1)
-            for row, index in enumerate(members):
-                results[index] = probs[row, : cfg.frames_for_width(widths[index])]
+        for width, indices in sorted(by_width.items()):
+            frames = cfg.frames_for_width(width)
+            for start in range(0, len(indices), step):
+                members = indices[start : start + step]
+                batch = np.stack([pad_and_normalise(strips[i], cfg, width) for i in members])
+                (output,) = self._session.run([self.sidecar.output_name], {self.sidecar.input_name: batch})
+                probs = output.astype(np.float64) if self.sidecar.output_kind == "probs" else softmax(output, axis=-1)
+                for row, index in enumerate(members):
+                    results[index] = probs[row, :frames]
         return results
 
     def decode(self, probs: np.ndarray) -> DecodedLine:
