@@ -7,9 +7,9 @@
   of seed :data:`EVAL_SEED` are rendered: the first lines of the synthetic test set of
   ``scripts/ship_model.py`` (same seed, sample ``i`` depends only on the seed and ``i``).
 
-Calibration batches are made exactly as :class:`~edgeocr.runtime.recognizer.OnnxRecognizer` makes its
-batches: lines sorted by padded width and each batch padded to its widest member. The input width is
-dynamic, so the activation ranges are seen over the widths the model really meets.
+Calibration lines are prepared as :class:`~edgeocr.runtime.recognizer.OnnxRecognizer` prepares them
+(height, background padding, normalisation), sorted by padded width, each batch padded to its widest
+member. The input width is dynamic, so the activation ranges are seen over the widths the model meets.
 """
 
 from __future__ import annotations

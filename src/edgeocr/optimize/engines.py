@@ -1,7 +1,7 @@
 """The engines an optimised recogniser can run on, each behind the session interface of the ONNX recogniser.
 
-:class:`~edgeocr.runtime.recognizer.OnnxRecognizer` does the preprocessing (width-sorted batches, each
-padded to its widest line) and the CTC decoding; it calls only ``session.run([output], {input: batch})``.
+:class:`~edgeocr.runtime.recognizer.OnnxRecognizer` does the preprocessing (batches of lines of one padded
+width) and the CTC decoding; it calls only ``session.run([output], {input: batch})``.
 Each engine here supplies such a session, so every engine is fed and decoded by the same code and a
 report card compares engines, not preprocessing:
 

@@ -5,8 +5,8 @@ after the other, with the same thread count and warm-up: character accuracy and 
 eval set (each line read alone, as ``edgeocr eval`` reads), latency p50/p95 per line at batch 1 (the
 timed reads of the first eval set, preprocessing and decoding included), size on disk of the model
 files (``.onnx``, or ``.xml`` + ``.bin``; sidecars excluded). Throughput at batch 1, 32 and 64 comes from
-the harness's throughput pass (lines in file order, chunks of the batch size, so a batch is padded to its
-widest line) repeated in rounds that alternate the two models; the median round is reported and every
+the harness's throughput pass (lines in file order, chunks of the batch size, each run by the recogniser in
+batches of one padded width) repeated in rounds that alternate the two models; the median round is reported and every
 round is kept in the JSON (see :func:`edgeocr.optimize.pipeline.measure`).
 
 Headline figures (JSON): ``speedup`` = optimised / baseline throughput at the largest batch (64),
