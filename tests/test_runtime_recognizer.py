@@ -17,6 +17,7 @@ from edgeocr.core.charset import Charset
 from edgeocr.core.ctc import DecodedLine, greedy_decode, softmax
 from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
 from edgeocr.core.lineimage import (
+    character_rows,
     is_vertical,
     pad_and_normalise,
     padded_width,
@@ -43,16 +44,51 @@ def line_image(width: int, height: int = 24, seed: int = 0, channels: int = 0) -
 # --- preprocessing -------------------------------------------------------------------------------
 
 
-def test_vertical_to_horizontal_lays_cells_left_to_right() -> None:
-    cell = 30
-    tall = np.concatenate([np.full((cell, cell), value, np.uint8) for value in (10, 120, 240)])
+def stacked_code(blocks: list[tuple[int, int, int]], width: int = 60, height: int | None = None) -> np.ndarray:
+    """A light vertical crop with a dark block (character stand-in) per ``(top, bottom, value)``."""
+    height = height or blocks[-1][1] + 12
+    img = np.full((height, width), 230, np.uint8)
+    for top, bottom, value in blocks:
+        img[top:bottom, 20:40] = value
+    return img
+
+
+def test_vertical_code_is_cut_between_characters_not_at_a_fixed_pitch() -> None:
+    # Characters 28 px tall at a 40 px pitch in a crop 60 px wide: cutting every 60 px (the old
+    # rule, one cell per crop width) would cut through characters.
+    blocks = [(10 + 40 * i, 38 + 40 * i, 20 * i) for i in range(5)]
+    tall = stacked_code(blocks)
     assert is_vertical(tall)
+    assert character_rows(tall) == [(top, bottom) for top, bottom, _ in blocks]
     strip = vertical_to_horizontal(tall)
+    # Each cell is trimmed to its character plus a margin of 15 % of its height (4 px) a side.
+    # Cuts at the middle of each gap (0, 44, 84, 124, 164, 210): the tallest cell (46 rows) sets the height.
+    assert strip.shape == (46, 5 * 28)
+    assert [int(strip[:, 28 * i + 14 - 2 : 28 * i + 14 + 2].min()) for i in range(5)] == [0, 20, 40, 60, 80]
+    # Colour crops give the same layout with 3 channels.
+    assert vertical_to_horizontal(np.dstack([tall] * 3)).shape == (*strip.shape, 3)
+
+
+def test_vertical_segmentation_mends_broken_and_touching_characters() -> None:
+    broken = [(10, 20, 0), (22, 38, 0)]  # one character broken by faint print: one cell
+    touching = [(90, 146, 40)]  # two characters with no gap between them: split in two
+    blocks = [*broken, (50, 78, 20), *touching, (170, 198, 60)]
+    rows = character_rows(stacked_code(blocks))
+    assert rows == [(10, 38), (50, 78), (90, 118), (118, 146), (170, 198)]
+    # A speck is dropped; a panel edge running the whole height is background, not a character.
+    framed = stacked_code([(10, 38, 0), (50, 78, 20), (92, 94, 0), (110, 138, 40)])
+    framed[:, :3] = 0
+    assert character_rows(framed) == [(10, 38), (50, 78), (110, 138)]
+
+
+def test_vertical_crop_without_gaps_falls_back_to_cells_of_the_crop_width() -> None:
+    cell = 30
+    no_gaps = np.tile(np.array([[0, 255]], np.uint8), (3 * cell, cell // 2))  # ink in every row
+    assert character_rows(no_gaps) is None
+    strip = vertical_to_horizontal(no_gaps)
     assert strip.shape == (cell, 3 * cell)
-    assert [int(strip[:, i * cell : (i + 1) * cell].mean()) for i in range(3)] == [10, 120, 240]
-    # Colour crops and heights that are not an exact multiple of the width work too.
-    colour = np.dstack([np.concatenate([tall, tall[:4]])] * 3)
-    assert vertical_to_horizontal(colour).shape == (round(94 / 3), 3 * cell, 3)
+    # 94 rows: cells of 31, 31 and 32 rows, centred on the tallest.
+    assert vertical_to_horizontal(np.concatenate([no_gaps, no_gaps[:4]])).shape == (32, 3 * cell)
 
 
 def test_prepare_line_keeps_aspect_and_pads_to_multiple_of_8() -> None:

@@ -40,26 +40,111 @@ def is_vertical(img: np.ndarray, ratio: float = 1.5) -> bool:
     return img.shape[0] > ratio * img.shape[1]
 
 
+def _ink_mask(gray: np.ndarray) -> np.ndarray:
+    """Boolean ink mask of a gray crop: Otsu's threshold, the side the border mostly is not."""
+    _, binary = cv2.threshold(cv2.GaussianBlur(gray, (3, 3), 0), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    ink = binary.astype(bool)
+    border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
+    return ~ink if border.mean() > 0.5 else ink
+
+
+def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
+    """``[start, end)`` of each run of True in a 1-D boolean array."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], flags.astype(np.int8), [0]])))
+    return [(int(a), int(b)) for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def character_rows(gray: np.ndarray) -> list[tuple[int, int]] | None:
+    """Row spans ``[top, bottom)`` of the characters of a vertical code, from the ink's row profile.
+
+    Rows whose ink rises clearly above the crop's least-inked rows (a frame or panel edge that
+    runs the whole height is the baseline, not a character) are character rows; runs of them are
+    characters. Measured against the typical character height (the median run among the taller
+    ones): a short run is a fragment of a character broken by faint print and joins its nearer
+    neighbour when the two together are not taller than a character; what stays tiny is a speck
+    and is dropped; a run taller than 1.6 characters holds touching characters and is split
+    evenly. None when fewer than two characters show (no gaps to cut at).
+    """
+    ink = _ink_mask(gray)
+    profile = ink.sum(axis=1).astype(np.float64)
+    base, peak = np.percentile(profile, 5), np.percentile(profile, 90)
+    if peak - base < 2:
+        return None
+    runs = _runs(profile - base > 0.12 * (peak - base))
+    if len(runs) < 2:
+        return None
+    heights = np.array([b - a for a, b in runs], np.float64)
+    typical = float(np.median(heights[heights >= 0.5 * np.percentile(heights, 75)]))
+    merged = True
+    while merged and len(runs) > 1:
+        merged = False
+        for i in sorted(range(len(runs)), key=lambda k: runs[k][1] - runs[k][0]):
+            top, bottom = runs[i]
+            if bottom - top >= 0.6 * typical:
+                break
+            gaps = [(runs[i][0] - runs[i - 1][1], i - 1) if i > 0 else None,
+                    (runs[i + 1][0] - runs[i][1], i + 1) if i + 1 < len(runs) else None]
+            _, j = min(g for g in gaps if g is not None)
+            lo, hi = min(i, j), max(i, j)
+            if runs[hi][1] - runs[lo][0] <= 1.25 * typical:
+                runs[lo : hi + 1] = [(runs[lo][0], runs[hi][1])]
+                merged = True
+                break
+    spans: list[tuple[int, int]] = []
+    for top, bottom in runs:
+        height = bottom - top
+        if height < 0.3 * typical:
+            continue
+        pieces = max(1, round(height / typical)) if height > 1.6 * typical else 1
+        cuts = np.linspace(top, bottom, pieces + 1).round().astype(int)
+        spans += [(int(a), int(b)) for a, b in zip(cuts[:-1], cuts[1:], strict=True)]
+    return spans if len(spans) >= 2 else None
+
+
+def _cells_by_pitch(img: np.ndarray) -> list[np.ndarray]:
+    """Cells of height about the crop width: the fallback when no gaps between characters show."""
+    height, width = img.shape[:2]
+    n_cells = max(1, round(height / width))
+    bounds = np.linspace(0, height, n_cells + 1).round().astype(int)
+    return [img[a:b] for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+
+
 def vertical_to_horizontal(img: np.ndarray) -> np.ndarray:
     """Re-lay vertical text (upright characters one under the next) as one horizontal line.
 
     Rotating would turn the characters sideways, which the recogniser never saw. Instead the
-    crop is cut along its height into ``round(H / W)`` cells of height about the crop width
-    (one character each for a tight crop with square-ish character pitch) and the cells are
-    placed left to right. Works for gray and colour images; returns a new array.
+    crop is cut between characters (:func:`character_rows`: at the middle of each gap in the
+    ink's row profile) and the cells are placed left to right, each trimmed to its ink's columns
+    plus a margin and centred on a common height, padded with the crop's background. When no
+    gaps show (touching or faint characters), the crop is cut into ``round(H / W)`` cells of
+    equal height. Works for gray and colour images; returns a new array.
 
     Caveat: a crop holding one narrow horizontal character (a lone "1") can also exceed the
-    ratio and would be cut into pieces; ``RecognizerConfig.vertical`` turns this handling off
-    for applications that read such crops.
+    ratio; it then stays one cell. ``RecognizerConfig.vertical`` turns this handling off.
     """
-    height, width = img.shape[:2]
-    n_cells = max(1, round(height / width))
-    cell_height = max(1, round(height / n_cells))
-    if cell_height * n_cells != height:
-        # Resample the height so the cells are exactly equal (a few pixels at most).
-        img = cv2.resize(img, (width, cell_height * n_cells), interpolation=cv2.INTER_LINEAR)
-    cells = [img[i * cell_height : (i + 1) * cell_height] for i in range(n_cells)]
-    return np.ascontiguousarray(np.concatenate(cells, axis=1))
+    gray = to_gray(img) if img.ndim == 3 else img
+    height = img.shape[0]
+    spans = character_rows(gray)
+    if spans is None:
+        cells = _cells_by_pitch(img)
+    else:
+        ink = _ink_mask(gray)
+        cuts = [0] + [(b0 + a1) // 2 for (_, b0), (a1, _) in zip(spans[:-1], spans[1:], strict=True)] + [height]
+        cells = []
+        for (top, bottom), (lo, hi) in zip(spans, zip(cuts[:-1], cuts[1:], strict=True), strict=True):
+            columns = np.flatnonzero(ink[top:bottom].any(axis=0))
+            margin = max(1, round(0.15 * (bottom - top)))
+            left = max(0, int(columns[0]) - margin) if columns.size else 0
+            right = min(img.shape[1], int(columns[-1]) + 1 + margin) if columns.size else img.shape[1]
+            cells.append(img[lo:hi, left:right])
+    cell_height = max(cell.shape[0] for cell in cells)
+    background = background_level(gray)
+    fill = background if img.ndim == 2 else tuple(int(v) for v in np.median(img.reshape(-1, img.shape[2]), axis=0))
+    padded = []
+    for cell in cells:
+        extra = cell_height - cell.shape[0]
+        padded.append(cv2.copyMakeBorder(cell, extra // 2, extra - extra // 2, 0, 0, cv2.BORDER_CONSTANT, value=fill))
+    return np.ascontiguousarray(np.concatenate(padded, axis=1))
 
 
 def _content_width(height: int, width: int, cfg: RecognizerConfig) -> int:
