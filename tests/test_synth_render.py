@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeocr.synth.dotfont import FONT_5X7, dot_glyph
+from edgeocr.synth.dotfont import FONT_5X7, GLYPH_STYLES, dot_glyph
 from edgeocr.synth.fonts import discover_fonts
 from edgeocr.synth.ink import DotParams, dot_matrix_mask
 from edgeocr.synth.lines import LineSynthConfig, LineSynthesizer, min_local_contrast
@@ -40,6 +40,16 @@ def test_5x7_dot_font_covers_codes_and_taller_grids_are_sampled(fonts):
         glyph = dot_glyph("8", cols, rows, mono)
         assert glyph.shape == (rows, cols) and glyph.sum() > rows  # a real character, not a blob or nothing
         assert not glyph.all()
+
+
+def test_a_printer_style_picks_one_design_per_character(fonts):
+    designs = {style: dot_glyph("1", 5, 7, None, style) for style in range(GLYPH_STYLES)}
+    assert designs[0] is FONT_5X7["1"] and len({g.tobytes() for g in designs.values()}) == 3
+    # The flagged "1" has its flag's lowest dot apart from the stem: a pattern a "4" shares.
+    assert designs[1][2].tolist() == [True, False, True, False, False]
+    assert len({dot_glyph("0", 5, 7, None, style).tobytes() for style in range(GLYPH_STYLES)}) == 2
+    assert all(dot_glyph("8", 5, 7, None, style) is FONT_5X7["8"] for style in range(GLYPH_STYLES))
+    assert dot_glyph("1", 5, 5, None, 1).tolist() == designs[1][[0, 1, 3, 5, 6]].tolist()
 
 
 def test_dot_matrix_draws_separate_dots_and_missing_dots_remove_ink(fonts):

@@ -65,11 +65,25 @@ _FONT_5X7_ROWS: dict[str, str] = {
     "%": "##... ##..# ...#. ..#.. .#... #..## ...##",
 }
 
-FONT_5X7: dict[str, np.ndarray] = {
-    ch: np.array([[c == "#" for c in row] for row in rows.split()], dtype=bool)
-    for ch, rows in _FONT_5X7_ROWS.items()
+# Other designs printers use for the same character, chosen once per printed code (``style``):
+# a "1" with a diagonal flag and no foot (its flag's lowest dot stands apart, next to the stem,
+# so it must not read as a "4"), the same with a foot, and a plain (unslashed) zero.
+_FONT_5X7_VARIANT_ROWS: dict[str, tuple[str, ...]] = {
+    "1": ("..#.. .##.. #.#.. ..#.. ..#.. ..#.. ..#..", "..#.. .##.. #.#.. ..#.. ..#.. ..#.. .###."),
+    "0": (".###. #...# #...# #...# #...# #...# .###.",),
 }
-assert all(g.shape == (7, 5) for g in FONT_5X7.values())
+
+
+def _glyph(rows: str) -> np.ndarray:
+    return np.array([[c == "#" for c in row] for row in rows.split()], dtype=bool)
+
+
+FONT_5X7: dict[str, np.ndarray] = {ch: _glyph(rows) for ch, rows in _FONT_5X7_ROWS.items()}
+FONT_5X7_DESIGNS: dict[str, tuple[np.ndarray, ...]] = {
+    ch: (glyph, *(_glyph(rows) for rows in _FONT_5X7_VARIANT_ROWS.get(ch, ()))) for ch, glyph in FONT_5X7.items()
+}
+GLYPH_STYLES = 6  # styles cycle through every character's designs (2 and 3 of them): lcm(2, 3)
+assert all(g.shape == (7, 5) for designs in FONT_5X7_DESIGNS.values() for g in designs)
 
 # Grids CIJ printers offer: (columns, rows). 5x7 is the workhorse; 7x9 and taller are "high" fonts.
 DOT_GRIDS: tuple[tuple[int, int], ...] = ((5, 7), (5, 5), (7, 9), (7, 11), (9, 13), (10, 16))
@@ -102,13 +116,16 @@ def sampled_glyph(char: str, cols: int, rows: int, font_path: str) -> np.ndarray
     return coverage > 0.33
 
 
-def dot_glyph(char: str, cols: int, rows: int, fallback_font: str | None) -> np.ndarray:
-    """Glyph for ``char`` on a cols x rows grid: the hand-drawn design for 5x7, else sampled."""
-    if (cols, rows) == (5, 7) and char in FONT_5X7:
-        return FONT_5X7[char]
-    if (cols, rows) == (5, 5) and char in FONT_5X7:
+def dot_glyph(char: str, cols: int, rows: int, fallback_font: str | None, style: int = 0) -> np.ndarray:
+    """Glyph for ``char`` on a cols x rows grid: a hand-drawn design for 5x7, else sampled.
+
+    ``style`` picks among the hand-drawn designs of a character (0: the first), so one printer
+    prints every "1" of a code alike."""
+    if (cols, rows) in ((5, 7), (5, 5)) and char in FONT_5X7_DESIGNS:
+        designs = FONT_5X7_DESIGNS[char]
+        glyph = designs[style % len(designs)]
         # Low 5x5 fonts drop rows 2 and 5 of the 5x7 design (keeps cap and base lines).
-        return FONT_5X7[char][[0, 1, 3, 5, 6]]
+        return glyph if rows == 7 else glyph[[0, 1, 3, 5, 6]]
     if fallback_font is None:
         raise KeyError(f"no dot-matrix glyph for {char!r} on a {cols}x{rows} grid and no font to sample it from")
     return sampled_glyph(char, cols, rows, fallback_font)

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from edgeocr.synth.dotfont import DOT_GRIDS, dot_glyph
+from edgeocr.synth.dotfont import DOT_GRIDS, GLYPH_STYLES, dot_glyph
 
 
 @lru_cache(maxsize=512)
@@ -118,6 +118,7 @@ class DotParams:
     speed_wobble: float  # product speed variation: column pitch varies along the line
     slant: float  # print head not square to the product's motion
     char_gap: int  # empty columns between characters
+    glyph_style: int = 0  # which of the hand-drawn designs (a printer's font) each character takes
 
     @staticmethod
     def sample(rng: np.random.Generator, cap_height: float) -> DotParams:
@@ -132,6 +133,7 @@ class DotParams:
             speed_wobble=rng.uniform(0.0, 0.15),
             slant=rng.uniform(-0.25, 0.25) if rng.random() < 0.3 else 0.0,
             char_gap=int(rng.integers(1, 3)),
+            glyph_style=int(rng.integers(0, GLYPH_STYLES)),
         )
 
 
@@ -155,7 +157,7 @@ def dot_matrix_mask(text: str, params: DotParams, rng: np.random.Generator, fall
     ss = 2 if params.pitch < 3 else 1
     cols, rows = params.grid
     pitch = params.pitch * ss
-    glyphs = [dot_glyph(c, cols, rows, fallback_font) for c in text]
+    glyphs = [dot_glyph(c, cols, rows, fallback_font, params.glyph_style) for c in text]
     n_cols = sum(g.shape[1] + params.char_gap for g in glyphs)
     phase = rng.uniform(0, 2 * np.pi)
     col_pitch = pitch * (1.0 + params.speed_wobble * np.sin(np.linspace(0, rng.uniform(1, 6), n_cols + 1) + phase))
