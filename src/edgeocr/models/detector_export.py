@@ -21,9 +21,9 @@ import torch
 from torch import nn
 
 import edgeocr
-from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.detector_config import DetectorConfig, DetectorSidecar
-from edgeocr.core.sidecar import sha256_hex, sidecar_path
+from edgeocr.core.sidecar import sha256_hex
+from edgeocr.models.export import write_onnx_pair
 from edgeocr.models.weights import load_state, save_state
 
 INPUT_NAME = "image"
@@ -56,33 +56,15 @@ def _onnx_bytes(model: nn.Module, cfg: DetectorConfig, opset: int) -> bytes:
 
 
 def export_detector_onnx(model: nn.Module, cfg: DetectorConfig, path: Path | str, opset: int = 17) -> Path:
-    """Write ``path`` (``.onnx``) and its sidecar ``path.with_suffix('.json')``; return ``path``.
+    """Write ``path`` (``.onnx``) and its sidecar ``path.with_suffix('.json')`` (atomically, the
+    ``.onnx`` first: see :func:`~edgeocr.models.export.write_onnx_pair`); return ``path``."""
 
-    Each file is written atomically, the ``.onnx`` first: a stale sidecar no longer matches the
-    new bytes, so the runtime refuses the pair instead of using it.
-    """
-    path = Path(path)
-    if path.suffix != ".onnx":
-        raise ValueError(f"the model path must end in .onnx, got {path}")
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            data = _onnx_bytes(model, cfg, opset)
-    finally:
-        model.train(was_training)
-    sidecar = DetectorSidecar(
-        edgeocr_version=edgeocr.__version__,
-        onnx_file=path.name,
-        onnx_sha256=sha256_hex(data),
-        opset=opset,
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        config=cfg,
-    )
-    atomic_write_bytes(path, data)
-    atomic_write_bytes(sidecar_path(path), sidecar.to_json().encode("utf-8"))
-    return path
+    def sidecar_for(data: bytes) -> DetectorSidecar:
+        return DetectorSidecar(edgeocr_version=edgeocr.__version__, onnx_file=Path(path).name,
+                               onnx_sha256=sha256_hex(data), opset=opset, input_name=INPUT_NAME,
+                               output_name=OUTPUT_NAME, config=cfg)
+
+    return write_onnx_pair(model, path, lambda network: _onnx_bytes(network, cfg, opset), sidecar_for)
 
 
 def save_detector_weights(model: nn.Module, cfg: DetectorConfig, path: Path | str) -> Path:

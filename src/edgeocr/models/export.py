@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from pydantic import BaseModel
 from torch import nn
 
 import edgeocr
@@ -71,12 +73,14 @@ def _onnx_bytes(model: nn.Module, cfg: RecognizerConfig, opset: int) -> bytes:
     return buffer.getvalue()
 
 
-def export_onnx(model: nn.Module, cfg: RecognizerConfig, path: Path | str, opset: int = 17) -> Path:
-    """Write ``path`` (``.onnx``) and its sidecar ``path.with_suffix('.json')``; return ``path``.
+def write_onnx_pair(model: nn.Module, path: Path | str, onnx_bytes: Callable[[nn.Module], bytes],
+                    sidecar_for: Callable[[bytes], BaseModel]) -> Path:
+    """Export ``model`` in eval mode with ``onnx_bytes`` and write ``path`` and its sidecar; return ``path``.
 
-    Each file is written atomically (temporary file in the same directory, then rename). The
-    ``.onnx`` is written first: if the run dies in between, a stale or missing sidecar no longer
-    matches the new file and the runtime refuses the pair instead of misreading it.
+    ``sidecar_for`` builds the sidecar from the ONNX bytes (it records their SHA-256). Each file
+    is written atomically (temporary file in the same directory, then rename). The ``.onnx`` is
+    written first: if the run dies in between, a stale or missing sidecar no longer matches the
+    new file and the runtime refuses the pair instead of misreading it.
     """
     path = Path(path)
     if path.suffix != ".onnx":
@@ -85,24 +89,31 @@ def export_onnx(model: nn.Module, cfg: RecognizerConfig, path: Path | str, opset
     model.eval()
     try:
         with torch.no_grad():
-            data = _onnx_bytes(model, cfg, opset)
+            data = onnx_bytes(model)
     finally:
         model.train(was_training)
-
-    sidecar = ModelSidecar(
-        edgeocr_version=edgeocr.__version__,
-        onnx_file=path.name,
-        onnx_sha256=sha256_hex(data),
-        opset=opset,
-        input_name=INPUT_NAME,
-        output_name=OUTPUT_NAME,
-        output_kind="probs",
-        charset_fingerprint=cfg.charset_obj.fingerprint,
-        config=cfg,
-    )
     atomic_write_bytes(path, data)
-    atomic_write_bytes(sidecar_path(path), sidecar.to_json().encode("utf-8"))
+    atomic_write_bytes(sidecar_path(path), sidecar_for(data).to_json().encode("utf-8"))
     return path
+
+
+def export_onnx(model: nn.Module, cfg: RecognizerConfig, path: Path | str, opset: int = 17) -> Path:
+    """Write ``path`` (``.onnx``) and its sidecar ``path.with_suffix('.json')``; return ``path``."""
+
+    def sidecar_for(data: bytes) -> ModelSidecar:
+        return ModelSidecar(
+            edgeocr_version=edgeocr.__version__,
+            onnx_file=Path(path).name,
+            onnx_sha256=sha256_hex(data),
+            opset=opset,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            output_kind="probs",
+            charset_fingerprint=cfg.charset_obj.fingerprint,
+            config=cfg,
+        )
+
+    return write_onnx_pair(model, path, lambda network: _onnx_bytes(network, cfg, opset), sidecar_for)
 
 
 def export_weights_file(weights: Path | str, path: Path | str, opset: int = 17) -> Path:
