@@ -497,6 +497,19 @@ def test_rapidocr_detector_downscales_large_gray_images_and_maps_boxes_back(rapi
     assert first[:, 0].max() > 400 and 80 <= first[:, 1].min() and first[:, 1].max() <= 190  # big image's pixels
 
 
+def test_rapidocr_detector_keeps_a_tilted_vertical_box_tall(rapidocr_detector, monkeypatch) -> None:
+    # A stacked (vertical) code tilted 4 degrees, as PP-OCR's post-processing returns it. PP-OCR's own
+    # corner order starts at the leftmost corner, which makes the long side the "top": the crop would
+    # come out sideways. Ours starts at the flattest left-to-right edge.
+    tilted = np.array([[922, 888], [970, 171], [1016, 174], [968, 891]], np.float32)
+    monkeypatch.setattr(rapidocr_detector._detector, "postprocess_op",
+                        lambda prediction, size: ([tilted], [0.9]))
+    (line,) = rapidocr_detector.detect(np.full((1080, 1920, 3), 200, np.uint8))
+    np.testing.assert_array_equal(line.poly, tilted[[1, 2, 3, 0]])
+    width, height = np.linalg.norm(line.poly[1] - line.poly[0]), np.linalg.norm(line.poly[3] - line.poly[0])
+    assert height > 10 * width
+
+
 def test_reader_with_the_rapidocr_detector(rapidocr_detector, model_path) -> None:
     reader = Reader(ReaderConfig(model=model_path, engine=ENGINE, mode="detector"), detector=rapidocr_detector)
     lines = reader.read(printed_scene())

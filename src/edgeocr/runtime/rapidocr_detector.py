@@ -20,7 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
-from edgeocr.core.crops import quad_angle
+from edgeocr.core.crops import order_quad, quad_angle
 from edgeocr.runtime.detector import reading_order
 from edgeocr.runtime.reader import DetectedLine
 
@@ -153,7 +153,9 @@ class RapidOCRDetector:
         boxes, scores = detector.postprocess_op(prediction, (height, width))
         lines = []
         for box, score in zip(boxes, scores, strict=True):
-            box = detector.order_points_clockwise(box.astype(np.float32))
+            # Our corner order, not PP-OCR's (which starts at the leftmost corner): a tall box
+            # tilted a few degrees must stay tall, or a vertical code would be cropped sideways.
+            box = order_quad(box)
             box = detector.clip_det_res(box, height, width)
             box_width = np.linalg.norm(box[1] - box[0])
             box_height = np.linalg.norm(box[3] - box[0])
