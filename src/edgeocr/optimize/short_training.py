@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.data.datasets import InMemoryLines, LineCollator, SyntheticLines, render_synthetic
 from edgeocr.train.module import TRAIN_CTC, TRAIN_KL, VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, FrozenTeacher, RecognizerModule
-from edgeocr.train.trainer import HELD_OUT_SEED_OFFSET, resolve_precision
+from edgeocr.train.run import HELD_OUT_SEED_OFFSET, resolve_precision
 
 LOSS_CURVE_POINTS = 20  # the loss history is reported as this many window means
 

@@ -1,14 +1,8 @@
 """Train a text-line detector: :class:`DetectorTrainConfig` says what and how, :func:`run_detector_training` runs it.
 
-The run mirrors recogniser training (:mod:`edgeocr.train.trainer`). The output directory holds::
-
-    train_config.json       the configuration of the latest invocation
-    checkpoints/last.ckpt   written every N steps and at each epoch end; resume=True continues from it
-    checkpoints/best.ckpt   the best val_hmean so far
-    logs/                   CSV logs (losses, learning rate, validation metrics), one version per invocation
-    model.onnx, model.json  the best model, exported for the torch-free runtime (edgeocr.runtime.detector)
-    model.pt                its weights (float16) and configuration, to fine-tune from
-    metrics.json            that model's validation metrics, steps, wall time, device, skipped samples
+The run is recogniser training's (:mod:`edgeocr.train.run`: output directory, checkpoints,
+resume with ``resume=True``, ``metrics.json``); ``checkpoints/best.ckpt`` keeps the best
+``val_hmean``, and ``model.onnx`` is for :mod:`edgeocr.runtime.detector`.
 
 Training data are synthetic scenes rendered on the fly (new ones each epoch) and/or scene
 folders with ``annotations.jsonl``; validation is a scene folder or a fixed held-out set of
@@ -28,26 +22,21 @@ from __future__ import annotations
 import copy
 import json
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
 
-import cv2
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.callbacks import Callback, EarlyStopping, LearningRateMonitor, ModelCheckpoint
-from lightning.pytorch.loggers import CSVLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from pydantic import Field, ValidationError, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset
 
 from edgeocr.bench.detection_metrics import DetectionCounts, count_detections
-from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.detector_config import DetectorConfig
-from edgeocr.core.errors import EdgeOCRError, Interrupted
-from edgeocr.data.datasets import Mixed, set_epoch
+from edgeocr.core.errors import EdgeOCRError
+from edgeocr.data.datasets import Mixed
 from edgeocr.data.scene_dataset import (
     Augmentation,
     DetectionBatch,
@@ -60,25 +49,10 @@ from edgeocr.data.scene_dataset import (
 from edgeocr.models.detector import build_detector, default_detector_config, detector_architectures
 from edgeocr.models.detector_export import export_detector_onnx, save_detector_weights
 from edgeocr.runtime.detector import boxes_from_probability_map
-from edgeocr.train.final_weights import ValidationSteps, exported_weights_metrics
 from edgeocr.train.module import adamw_warmup_cosine, gather_skipped
+from edgeocr.train.run import HELD_OUT_SEED_OFFSET, MODEL_FILE, TRAIN_LOSS, TrainingRun, check_run_state, execute
 from edgeocr.train.settings import RunSettings
-from edgeocr.train.trainer import (
-    device_description,
-    finite_or_none,
-    progress_bar,
-    read_checkpoint_position,
-    resolve_precision,
-)
 
-CHECKPOINT_DIR = "checkpoints"
-LAST_CHECKPOINT = "last.ckpt"
-BEST_CHECKPOINT_NAME = "best"
-CONFIG_FILE = "train_config.json"
-METRICS_FILE = "metrics.json"
-MODEL_FILE = "model.onnx"
-HELD_OUT_SEED_OFFSET = 1_000_003  # the held-out synthetic scenes never overlap the training stream
-MAX_REASONS_REPORTED = 200
 # Fields that fix the network or the meaning of its output: a run cannot resume with other values.
 MODEL_FIELDS = ("arch", "shrink_ratio")
 
@@ -86,7 +60,6 @@ VAL_HMEAN = "val_hmean"
 VAL_PRECISION = "val_precision"
 VAL_RECALL = "val_recall"
 VAL_LOSS = "val_loss"
-TRAIN_LOSS = "train_loss"
 
 # DB loss: L = L_prob + ALPHA * L_binary + BETA * L_thresh, binarisation steepness K.
 ALPHA = 1.0
@@ -278,30 +251,6 @@ class DetectorModule(L.LightningModule):
 # --- the run ------------------------------------------------------------------------------------
 
 
-def _check_run_state(cfg: DetectorTrainConfig, last: Path) -> None:
-    """Refuse to resume nothing, to start over an existing run, or to resume another network."""
-    if cfg.resume and not last.is_file():
-        raise EdgeOCRError(f"cannot resume: no checkpoint at {last}; start the run without resume")
-    if not cfg.resume and last.exists():
-        raise EdgeOCRError(f"{cfg.out} already holds a training run ({last}); resume it or choose another out")
-    saved_path = cfg.out / CONFIG_FILE
-    if not cfg.resume or not saved_path.is_file():
-        return
-    try:
-        saved = json.loads(saved_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        rank_zero_warn(f"cannot read {saved_path}; resuming without comparing configurations")
-        return
-    current = cfg.model_dump(mode="json")
-    different = [name for name in MODEL_FIELDS if saved.get(name) != current[name]]
-    if different:
-        raise EdgeOCRError(f"cannot resume {last}: it was trained with other {', '.join(different)} ({saved_path}); "
-                           "use the same values or another out")
-    changed = sorted(n for n, v in current.items() if n in saved and saved[n] != v and n != "resume")
-    if changed:
-        rank_zero_warn(f"resuming with changed settings: {', '.join(changed)}")
-
-
 def _build_scenes(cfg: DetectorTrainConfig) -> Dataset:
     parts: list[Dataset] = [open_scene_dataset(path) for path in cfg.data]
     if cfg.scenes_per_epoch:
@@ -321,45 +270,23 @@ def _build_val_scenes(cfg: DetectorTrainConfig) -> Dataset:
     return render_synthetic_scenes(cfg.val_scenes, seed, [str(t) for t in cfg.templates], [str(f) for f in cfg.fonts])
 
 
-class _EpochSetter(Callback):
-    """Tells the training dataset the epoch before each epoch's DataLoader iterator is made."""
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        set_epoch(self.dataset, trainer.current_epoch)
-
-
-class _Run:
+class _Run(TrainingRun):
     """The pieces of one invocation, built from a DetectorTrainConfig (see :func:`run_detector_training`)."""
 
+    cfg: DetectorTrainConfig
+    resume_word = "resume=True"
+
     def __init__(self, cfg: DetectorTrainConfig) -> None:
-        self.cfg = cfg
-        self.out = Path(cfg.out)
-        self.last = self.out / CHECKPOINT_DIR / LAST_CHECKPOINT
-        self.precision = resolve_precision(cfg.precision, cfg.accelerator)
+        super().__init__(cfg)
         self.detector_cfg = cfg.detector_config()
         self.train_set = DetectionSamples(_build_scenes(cfg), self.detector_cfg, cfg.input_size, "train",
                                           seed=cfg.seed, augmentation=Augmentation(scale=cfg.scale_range))
         self.val_set = DetectionSamples(_build_val_scenes(cfg), self.detector_cfg, cfg.input_size, "eval")
-        pin = torch.cuda.is_available() and cfg.accelerator in ("auto", "gpu", "cuda")
-        self.train_loader = self._loader(self.train_set, shuffle=True, pin=pin)
-        self.val_loader = self._loader(self.val_set, shuffle=False, pin=pin)
+        self.train_loader = self._loader(self.train_set, shuffle=True, pin=self.pin_memory)
+        self.val_loader = self._loader(self.val_set, shuffle=False, pin=self.pin_memory)
         self.module = DetectorModule(self.detector_cfg.model_dump(mode="json"), lr=cfg.lr,
                                      weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction)
-        self.best_checkpoint = ModelCheckpoint(
-            dirpath=self.last.parent, filename=BEST_CHECKPOINT_NAME, monitor=VAL_HMEAN, mode="max", save_top_k=1,
-            save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
-            save_on_train_epoch_end=False,
-        )
-        self.early_stopping = (
-            EarlyStopping(monitor=VAL_HMEAN, mode="max", patience=cfg.early_stopping_patience,
-                          check_on_train_epoch_end=False)
-            if cfg.early_stopping_patience is not None else None
-        )
-        self.validation_steps = ValidationSteps()
-        self.trainer = self._trainer()
+        self._set_up(monitor=VAL_HMEAN)
 
     def _loader(self, dataset: DetectionSamples, shuffle: bool, pin: bool) -> DataLoader:
         return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=self.cfg.workers,
@@ -367,90 +294,17 @@ class _Run:
                           # Not persistent: each epoch's workers must fork a dataset that knows the new epoch.
                           persistent_workers=False)
 
-    def _callbacks(self) -> list[Callback]:
-        callbacks: list[Callback] = [self.best_checkpoint, self.validation_steps, _EpochSetter(self.train_set),
-                                     LearningRateMonitor("step")]
-        if self.cfg.checkpoint_every_n_steps:
-            callbacks.append(ModelCheckpoint(
-                dirpath=self.last.parent, every_n_train_steps=self.cfg.checkpoint_every_n_steps, save_top_k=0,
-                save_last=True, enable_version_counter=False,
-            ))
-        if self.early_stopping is not None:
-            callbacks.append(self.early_stopping)
-        if self.cfg.progress_bar:
-            callbacks.append(progress_bar())
-        return callbacks
-
-    def _trainer(self) -> L.Trainer:
-        cfg = self.cfg
-        processes = cfg.devices if isinstance(cfg.devices, int) else 1
-        steps_per_epoch = max(1, len(self.train_set) // (cfg.batch_size * processes))
-        return L.Trainer(
-            accelerator=cfg.accelerator, devices=cfg.devices, precision=self.precision, max_epochs=cfg.epochs,
-            max_steps=cfg.max_steps or -1, limit_val_batches=cfg.limit_val_batches, callbacks=self._callbacks(),
-            logger=CSVLogger(self.out, name="logs"), default_root_dir=self.out,
-            log_every_n_steps=min(50, steps_per_epoch), enable_progress_bar=cfg.progress_bar,
-            enable_model_summary=cfg.progress_bar,
-        )
-
-    def fit(self) -> int | None:
-        """Train (from the last checkpoint when resuming); return the step resumed from."""
-        resumed_from_step, epoch = None, 0
-        if self.cfg.resume:
-            epoch, resumed_from_step = read_checkpoint_position(self.last)
-            rank_zero_info(f"resuming from {self.last} at epoch {epoch}, step {resumed_from_step}")
-        set_epoch(self.train_set, epoch)  # the first iterator is made before any epoch hook runs
-        try:
-            self.trainer.fit(self.module, train_dataloaders=self.train_loader, val_dataloaders=self.val_loader,
-                             ckpt_path=str(self.last) if self.cfg.resume else None)
-        except SystemExit as exc:  # Lightning exits after a graceful Ctrl-C shutdown
-            raise Interrupted(f"training stopped at step {self.trainer.global_step}; continue it with resume=True "
-                              f"(from {self.last})") from exc
-        return resumed_from_step
-
-    def best_path(self) -> Path | None:
-        path = self.best_checkpoint.best_model_path
-        return Path(path) if path and Path(path).is_file() else None
-
-    def final_validation(self) -> dict[str, float | None]:
-        """Validation metrics of the exported weights; leaves those weights in the module."""
-        best = self.best_path() if self.cfg.export == "best" else None
-        results = self.trainer.validate(self.module, dataloaders=self.val_loader,
-                                        ckpt_path=str(best) if best else None, verbose=False)
-        return {key: finite_or_none(value) for key, value in (results[0] if results else {}).items()}
-
     def export(self) -> Path:
         network = copy.deepcopy(self.module.model).cpu().float()
         path = export_detector_onnx(network, self.detector_cfg, self.out / MODEL_FILE)
         save_detector_weights(network, self.detector_cfg, path.with_suffix(".pt"))
         return path
 
-    def metrics(self, final: dict[str, float | None], train_loss: float | None, resumed_from_step: int | None,
-                wall_time: float) -> dict[str, Any]:
-        trainer = self.trainer
-        reasons = list(dict.fromkeys([*self.train_set.skipped, *self.val_set.skipped, *self.module.skipped]))
-        best = self.best_path()
-        return {
-            VAL_HMEAN: final.get(VAL_HMEAN),
-            VAL_PRECISION: final.get(VAL_PRECISION),
-            VAL_RECALL: final.get(VAL_RECALL),
-            VAL_LOSS: final.get(VAL_LOSS),
-            "train_loss": train_loss,
-            "best_checkpoint": str(best) if best else None,
-            "exported": self.cfg.export if (best or self.cfg.export == "last") else "last",
-            "steps": trainer.global_step,
-            "epoch": trainer.current_epoch,
-            "stopped_early": bool(self.early_stopping is not None and self.early_stopping.stopped_epoch > 0),
-            "resumed_from_step": resumed_from_step,
-            "wall_time_s": round(wall_time, 3),
-            "device": device_description(trainer),
-            "precision": self.precision,
-            "train_scenes_per_epoch": len(self.train_set),
-            "val_scenes": len(self.val_set),
-            "skipped_samples": len(reasons),
-            "skipped_reasons": reasons[:MAX_REASONS_REPORTED],
-            "model": MODEL_FILE,
-        }
+    def run_metrics(self, final: dict[str, float | None]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+        validation = {key: final.get(key) for key in (VAL_HMEAN, VAL_PRECISION, VAL_RECALL, VAL_LOSS)}
+        sizes = {"train_scenes_per_epoch": len(self.train_set), "val_scenes": len(self.val_set)}
+        return validation, sizes, list(dict.fromkeys([*self.train_set.skipped, *self.val_set.skipped,
+                                                      *self.module.skipped]))
 
 
 def run_detector_training(cfg: DetectorTrainConfig) -> Path:
@@ -461,32 +315,8 @@ def run_detector_training(cfg: DetectorTrainConfig) -> Path:
     an output directory that already holds a run is refused. OpenCV is limited to one thread
     while DataLoader workers are used (they are forked from this process; see run_training).
     """
-    _check_run_state(cfg, Path(cfg.out) / CHECKPOINT_DIR / LAST_CHECKPOINT)
-    L.seed_everything(cfg.seed, workers=False, verbose=False)
-    opencv_threads = cv2.getNumThreads()
-    try:
-        run = _Run(cfg)
-        if cfg.workers:
-            cv2.setNumThreads(1)
-        if run.trainer.is_global_zero:
-            atomic_write_bytes(run.out / CONFIG_FILE, cfg.to_json().encode("utf-8"))
-        start = time.perf_counter()
-        resumed_from_step = run.fit()
-        loss = run.trainer.callback_metrics.get(f"{TRAIN_LOSS}_epoch", run.trainer.callback_metrics.get(TRAIN_LOSS))
-        final, final_check = exported_weights_metrics(run)
-        wall_time = time.perf_counter() - start
-        if run.trainer.is_global_zero:
-            run.export()
-            metrics = run.metrics(final, finite_or_none(loss) if loss is not None else None, resumed_from_step, wall_time)
-            metrics["final_weights_validation"] = final_check
-            atomic_write_bytes(run.out / METRICS_FILE,
-                               (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
-            if metrics["skipped_samples"]:
-                rank_zero_warn(f"skipped {metrics['skipped_samples']} unusable samples; "
-                               f"the reasons are in {run.out / METRICS_FILE}")
-        return run.out / MODEL_FILE
-    finally:
-        cv2.setNumThreads(opencv_threads)
+    check_run_state(cfg, cfg.resume, MODEL_FIELDS, ("resume=True", "out"))
+    return execute(cfg, lambda: _Run(cfg), cfg.resume)
 
 
 def _parse_value(text: str) -> Any:

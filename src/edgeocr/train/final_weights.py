@@ -6,7 +6,7 @@ furthest: ``export='best'`` would pass them over for an earlier, less trained ch
 :class:`ValidationSteps` records the steps validated in this invocation;
 :func:`validate_final_weights` validates the final weights when the last step is not among them
 and, when they beat the best checkpoint's score, saves them as the best checkpoint.
-:func:`exported_weights_metrics` is what both trainers call after fitting.
+:func:`exported_weights_metrics` is what every run calls after fitting (:func:`edgeocr.train.run.execute`).
 """
 
 from __future__ import annotations
