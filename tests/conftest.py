@@ -1,6 +1,8 @@
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,3 +56,32 @@ def sharpened_tiny_model(tmp_path_factory) -> str:
     with torch.no_grad():
         model.head.weight.mul_(20.0)
     return str(export_onnx(model, cfg, tmp_path_factory.mktemp("model") / "tiny.onnx"))
+
+
+def kill_at_first_checkpoint(script: str, config_file: Path, out: Path, timeout: float = 120) -> int:
+    """Run the Python ``script`` (given ``config_file`` as its argument) in a subprocess, SIGKILL it as soon
+    as ``out/checkpoints/last.ckpt`` exists, and return the global step that checkpoint holds."""
+    import torch
+
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    process = subprocess.Popen([sys.executable, "-c", script, str(config_file)], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    last = out / "checkpoints" / "last.ckpt"
+    deadline = time.monotonic() + timeout
+    try:
+        while not last.exists():
+            assert process.poll() is None, process.stderr.read().decode()[-3000:]
+            assert time.monotonic() < deadline, "no checkpoint appeared"
+            time.sleep(0.05)
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        process.stderr.close()
+    assert process.returncode == -signal.SIGKILL
+    return int(torch.load(last, map_location="cpu", weights_only=False)["global_step"])
+
+
+@pytest.fixture
+def killed_run():
+    """:func:`kill_at_first_checkpoint`: a training run killed with SIGKILL after its first checkpoint."""
+    return kill_at_first_checkpoint

@@ -8,11 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -48,7 +43,6 @@ from edgeocr.synth.dataset import SynthJob, synthesize  # noqa: E402
 from edgeocr.train.detector_trainer import DetectorTrainConfig, main, run_detector_training  # noqa: E402
 
 torch.set_num_threads(2)
-SRC = Path(__file__).resolve().parents[1] / "src"
 TINY = default_detector_config("db_tiny")
 
 
@@ -362,28 +356,13 @@ t.run_detector_training(t.DetectorTrainConfig.model_validate_json(Path(sys.argv[
 """
 
 
-def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Path, killed_run) -> None:
     out = tmp_path / "run"
     cfg = tiny_config(out, input_size=64, scenes_per_epoch=8, val_scenes=2, batch_size=2, epochs=3, max_steps=10,
                       checkpoint_every_n_steps=2)
     config_file = tmp_path / "cfg.json"
     config_file.write_text(cfg.to_json())
-    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen([sys.executable, "-c", RUN_UNTIL_KILLED, str(config_file)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 120
-    try:
-        while not last.exists():
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
-    saved_step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    saved_step = killed_run(RUN_UNTIL_KILLED, config_file, out)
     assert 0 < saved_step < 10 and not (out / "model.onnx").exists()
 
     run_detector_training(cfg.model_copy(update={"resume": True}))

@@ -8,12 +8,7 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +39,6 @@ from edgeocr.train.command import train_command  # noqa: E402
 from edgeocr.train.trainer import TrainConfig, run_training  # noqa: E402
 
 torch.set_num_threads(2)
-SRC = Path(__file__).resolve().parents[1] / "src"
 CFG = default_config("crnn_tiny", max_width=256)
 
 
@@ -175,27 +169,12 @@ trainer.run_training(cfg, resume=False)
 """
 
 
-def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Path, killed_run) -> None:
     out = tmp_path / "run"
     cfg = tiny_config(out, arch="svtr_tiny", epochs=5, max_steps=14, checkpoint_every_n_steps=2)
     config_file = tmp_path / "cfg.json"
     config_file.write_text(cfg.to_json())
-    env = {**os.environ, "PYTHONPATH": str(SRC) + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen([sys.executable, "-c", RUN_UNTIL_KILLED, str(config_file)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    last = out / "checkpoints" / "last.ckpt"
-    deadline = time.monotonic() + 120
-    try:
-        while not last.exists():
-            assert process.poll() is None, process.stderr.read().decode()[-3000:]
-            assert time.monotonic() < deadline, "no checkpoint appeared"
-            time.sleep(0.05)
-    finally:
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-        process.stderr.close()
-    assert process.returncode == -signal.SIGKILL
-    saved_step = torch.load(last, map_location="cpu", weights_only=False)["global_step"]
+    saved_step = killed_run(RUN_UNTIL_KILLED, config_file, out)
     assert 0 < saved_step < 14
     assert not (out / "model.onnx").exists()
 
@@ -203,7 +182,7 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Pa
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["resumed_from_step"] == saved_step
     assert metrics["steps"] == 14  # continued to the target, not restarted from 0
-    assert torch.load(last, map_location="cpu", weights_only=False)["global_step"] == 14
+    assert torch.load(out / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["global_step"] == 14
     assert OnnxRecognizer(out / "model.onnx").config.arch == "svtr_tiny"
 
 
