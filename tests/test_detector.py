@@ -24,7 +24,7 @@ from edgeocr.core.errors import EdgeOCRError, ModelError  # noqa: E402
 from edgeocr.data.scene_dataset import (  # noqa: E402
     Augmentation,
     DetectionSamples,
-    InMemoryScenes,
+    InMemorySamples,
     SceneFolder,
     SceneItem,
     make_db_targets,
@@ -249,7 +249,7 @@ def test_scene_folders_read_both_polygon_forms_and_skip_bad_lines(tmp_path: Path
 def test_evaluation_samples_are_prepared_like_the_runtime() -> None:
     image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
     item = SceneItem(image=image, polys=[rect(100, 60, 80, 20)], ignore=[False], exhaustive=True, source="x")
-    sample = DetectionSamples(InMemoryScenes([item]), TINY, 128, "eval")[0]
+    sample = DetectionSamples(InMemorySamples([item]), TINY, 128, "eval")[0]
     prepared = prepare_image(image, TINY.model_copy(update={"max_side": 128}))
     assert sample.image.shape == (3, 128, 128) and sample.content == (77, 128)
     np.testing.assert_array_equal(sample.image[:, :96, :], prepared.tensor)
@@ -262,7 +262,7 @@ def test_training_crops_move_polygons_with_the_image() -> None:
     cv2.fillPoly(image, [np.round(quad).astype(np.int32)], (0, 0, 0))
     item = SceneItem(image=image, polys=[quad], ignore=[False], exhaustive=True, source="x")
     for turn in (0.0, 1.0):
-        samples = DetectionSamples(InMemoryScenes([item]), TINY, 256, "train", seed=3,
+        samples = DetectionSamples(InMemorySamples([item]), TINY, 256, "train", seed=3,
                                    augmentation=Augmentation(scale=(0.6, 0.9), p_quarter_turn=turn))
         for epoch in range(3):
             samples.set_epoch(epoch)

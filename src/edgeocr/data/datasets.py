@@ -79,13 +79,41 @@ def _unencodable(text: str, charset: Charset) -> str | None:
     return f"characters {missing!r} are not in the model's charset" if missing else None
 
 
-class LabelledFolder(Dataset):
+class ListedImages(Dataset):
+    """Images named by the entries of a listing file (``labels.tsv``, ``annotations.jsonl``).
+
+    Entries that cannot be used were skipped when the listing was read: ``skipped`` lists them as
+    ``FILE:LINE: reason``. An image that exists but does not decode is found only when it is read
+    and comes back as a :class:`SkippedSample`. A subclass turns an entry and its image into an item.
+    """
+
+    def __init__(self, listing: Path, entries: Sequence[Any], skipped: Sequence[str]) -> None:
+        self.listing = listing
+        self.entries = list(entries)
+        self.skipped: list[str] = list(skipped)
+        summarise_skipped(str(listing), self.skipped, len(self.entries) + len(self.skipped))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index: int) -> Any:
+        entry = self.entries[index]
+        source = f"{self.listing}:{entry.line}"
+        try:
+            image = read_image(entry.path)
+        except ImageError as exc:
+            return SkippedSample(f"{source}: {exc}")
+        return self.item(entry, image, source)
+
+    def item(self, entry: Any, image: np.ndarray, source: str) -> Any:
+        raise NotImplementedError
+
+
+class LabelledFolder(ListedImages):
     """A folder of crops with ``labels.tsv`` (``relative/path<TAB>text`` per line, UTF-8).
 
     Lines that cannot be used (no TAB, empty text, characters outside the charset, a missing
-    image) are skipped when the folder is opened; ``skipped`` lists them as
-    ``labels.tsv:LINE: reason``. An image that exists but does not decode is found only when it
-    is read and comes back as a :class:`SkippedSample`. A missing ``labels.tsv``, or one without
+    image) are skipped when the folder is opened (see :class:`ListedImages`). A missing ``labels.tsv``, or one without
     a single usable line, raises :class:`DataError` naming the file. The category of an item is
     the first folder of its relative path ("" at the top level).
     """
@@ -93,22 +121,12 @@ class LabelledFolder(Dataset):
     def __init__(self, root: Path | str, charset: Charset | str = DEFAULT_CHARSET) -> None:
         self.root = Path(root)
         # A labels file may be given instead of its folder (its paths are relative to its folder).
-        self.labels_path = self.root if self.root.is_file() else self.root / LABELS_FILE
-        self.samples, skipped = read_labels(self.root, _charset(charset), strict=False, check_files=True)
-        self.skipped: list[str] = list(skipped)
-        summarise_skipped(str(self.labels_path), self.skipped, len(self.samples) + len(self.skipped))
+        labels_path = self.root if self.root.is_file() else self.root / LABELS_FILE
+        samples, skipped = read_labels(self.root, _charset(charset), strict=False, check_files=True)
+        super().__init__(labels_path, samples, skipped)
 
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> Sample:
-        sample = self.samples[index]
-        source = f"{self.labels_path}:{sample.line}"
-        try:
-            image = read_image(sample.path)
-        except ImageError as exc:
-            return SkippedSample(f"{source}: {exc}")
-        return LineItem(image=image, text=sample.text, category=sample.category, source=source)
+    def item(self, entry: Any, image: np.ndarray, source: str) -> Sample:
+        return LineItem(image=image, text=entry.text, category=entry.category, source=source)
 
 
 class LmdbLines(Dataset):
@@ -290,25 +308,25 @@ class SyntheticLines(OnTheFlySynthetic):
         return LineItem(image=sample.image, text=sample.text, category=sample.category, source=source)
 
 
-class InMemoryLines(Dataset):
-    """Samples held in memory, e.g. a fixed held-out synthetic validation set rendered once."""
+class InMemorySamples(Dataset):
+    """Samples (lines or scenes) held in memory, e.g. a fixed held-out synthetic validation set rendered once."""
 
-    def __init__(self, samples: Sequence[Sample]) -> None:
+    def __init__(self, samples: Sequence[Any]) -> None:
         self.samples = list(samples)
         self.skipped: list[str] = [s.reason for s in self.samples if isinstance(s, SkippedSample)]
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    def __getitem__(self, index: int) -> Sample:
+    def __getitem__(self, index: int) -> Any:
         return self.samples[index]
 
 
 def render_synthetic(count: int, seed: int, charset: Charset | str = DEFAULT_CHARSET,
-                     template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()) -> InMemoryLines:
+                     template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()) -> InMemorySamples:
     """``count`` synthetic samples of ``seed`` rendered now and kept in memory (a fixed set)."""
     synthetic = SyntheticLines(count, seed, charset, template_files, font_dirs)
-    return InMemoryLines([synthetic[i] for i in range(count)])
+    return InMemorySamples([synthetic[i] for i in range(count)])
 
 
 def _apportion(total: int, ratios: Sequence[float]) -> list[int]:

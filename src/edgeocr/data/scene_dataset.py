@@ -6,7 +6,7 @@ Sources (each returns, per index, a :class:`SceneItem` or a :class:`SkippedSampl
   the fly, new ones each epoch; index ``i`` of epoch ``e`` is sample ``e * n + i`` of the seed.
 * :class:`SceneFolder`: a folder with ``annotations.jsonl`` (read by
   :mod:`edgeocr.data.scene_annotations`), as written by ``edgeocr synth scenes``.
-* :class:`InMemoryScenes`: a fixed set, e.g. the held-out synthetic validation scenes.
+* :class:`InMemorySamples`: a fixed set, e.g. the held-out synthetic validation scenes.
 
 :class:`DetectionSamples` turns scenes into network inputs and targets. Training draws a random
 scale (and now and then a quarter turn) and a square crop that avoids cutting lines in half;
@@ -39,9 +39,8 @@ import torch
 from torch.utils.data import Dataset
 
 from edgeocr.core.detector_config import DetectorConfig
-from edgeocr.core.errors import DataError, EdgeOCRError, ImageError
-from edgeocr.core.images import read_image
-from edgeocr.data.datasets import OnTheFlySynthetic, SkippedSample, summarise_skipped
+from edgeocr.core.errors import DataError, EdgeOCRError
+from edgeocr.data.datasets import InMemorySamples, ListedImages, OnTheFlySynthetic, SkippedSample
 from edgeocr.data.scene_annotations import read_scene_annotations
 from edgeocr.runtime.detector import normalise, prepare_image
 
@@ -65,29 +64,19 @@ class SceneItem:
 SceneSample = SceneItem | SkippedSample
 
 
-class SceneFolder(Dataset):
+class SceneFolder(ListedImages):
     """Scenes listed in ``annotations.jsonl``; unusable lines are skipped and listed in ``skipped``."""
 
     def __init__(self, root: Path | str) -> None:
-        self.annotations, self.records, skipped = read_scene_annotations(root)
-        self.skipped: list[str] = list(skipped)
-        summarise_skipped(str(self.annotations), self.skipped, len(self.records) + len(self.skipped))
+        annotations, records, skipped = read_scene_annotations(root)
+        super().__init__(annotations, records, skipped)
 
-    def __len__(self) -> int:
-        return len(self.records)
-
-    def __getitem__(self, index: int) -> SceneSample:
-        record = self.records[index]
-        source = f"{self.annotations}:{record.line}"
-        try:
-            image = read_image(record.path)
-        except ImageError as exc:
-            return SkippedSample(f"{source}: {exc}")
+    def item(self, entry: Any, image: np.ndarray, source: str) -> SceneSample:
         height, width = image.shape[:2]
-        if (record.width, record.height) not in ((None, None), (width, height)):
+        if (entry.width, entry.height) not in ((None, None), (width, height)):
             return SkippedSample(f"{source}: the image is {width}x{height} but the annotation says "
-                                 f"{record.width}x{record.height}")
-        return SceneItem(image=image, polys=record.polys, ignore=record.ignore, exhaustive=record.exhaustive,
+                                 f"{entry.width}x{entry.height}")
+        return SceneItem(image=image, polys=entry.polys, ignore=entry.ignore, exhaustive=entry.exhaustive,
                          source=source)
 
 
@@ -118,25 +107,11 @@ class SyntheticScenes(OnTheFlySynthetic):
                          source=source)
 
 
-class InMemoryScenes(Dataset):
-    """Scenes held in memory, e.g. a fixed held-out synthetic validation set rendered once."""
-
-    def __init__(self, samples: Sequence[SceneSample]) -> None:
-        self.samples = list(samples)
-        self.skipped: list[str] = [s.reason for s in self.samples if isinstance(s, SkippedSample)]
-
-    def __len__(self) -> int:
-        return len(self.samples)
-
-    def __getitem__(self, index: int) -> SceneSample:
-        return self.samples[index]
-
-
 def render_synthetic_scenes(count: int, seed: int, template_files: Sequence[str] = (),
-                            font_dirs: Sequence[str] = ()) -> InMemoryScenes:
+                            font_dirs: Sequence[str] = ()) -> InMemorySamples:
     """``count`` synthetic scenes of ``seed`` rendered now and kept in memory (a fixed set)."""
     synthetic = SyntheticScenes(count, seed, template_files, font_dirs)
-    return InMemoryScenes([synthetic[i] for i in range(count)])
+    return InMemorySamples([synthetic[i] for i in range(count)])
 
 
 def open_scene_dataset(path: Path | str) -> SceneFolder:

@@ -25,7 +25,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from edgeocr.core.recognizer_config import RecognizerConfig
-from edgeocr.data.datasets import InMemoryLines, LineCollator, SyntheticLines, render_synthetic
+from edgeocr.data.datasets import InMemorySamples, LineCollator, SyntheticLines, render_synthetic
 from edgeocr.train.module import TRAIN_CTC, TRAIN_KL, VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, FrozenTeacher, RecognizerModule
 from edgeocr.train.run import HELD_OUT_SEED_OFFSET, resolve_precision
 
@@ -93,7 +93,7 @@ def loss_curve(rows: list[dict[str, float]], points: int = LOSS_CURVE_POINTS) ->
     return curve
 
 
-def held_out_lines(cfg: RecognizerConfig, settings: ShortTrainingSettings) -> InMemoryLines | None:
+def held_out_lines(cfg: RecognizerConfig, settings: ShortTrainingSettings) -> InMemorySamples | None:
     """The fixed held-out synthetic set of ``settings`` (never part of the training stream), or None."""
     if not settings.val_lines:
         return None

@@ -21,7 +21,7 @@ from edgeocr.core.charset import DEFAULT_CHARSET
 from edgeocr.core.errors import EdgeOCRError
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.data.datasets import (
-    InMemoryLines,
+    InMemorySamples,
     LineCollator,
     Mixed,
     SyntheticLines,
@@ -135,7 +135,7 @@ def _build_val_set(cfg: TrainConfig) -> Dataset:
 
 def _loader(dataset: Dataset, collate: LineCollator, cfg: TrainConfig, shuffle: bool, pin: bool) -> DataLoader:
     # In-memory sets are cheap to collate in the main process; workers only cost forks there.
-    workers = 0 if isinstance(dataset, InMemoryLines) else cfg.workers
+    workers = 0 if isinstance(dataset, InMemorySamples) else cfg.workers
     return DataLoader(
         dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
         pin_memory=pin,
