@@ -368,6 +368,9 @@ def test_reader_speed_script_measures_and_reports(tiny_model, tmp_path, capsys):
     md = out.with_suffix(".md").read_text()
     assert "frame p50 <= 15.0 ms" in md and "line crop p50 <= 1.5 ms" in md
     assert "Where the frame time of edgeocr:default+default-det goes" in md
+    reference = result["machine_reference"]
+    assert 0 < reference["start_ms"] < 1000 and 0 < reference["end_ms"] < 1000
+    assert f"{reference['start_ms']:.3f} ms at the start" in md
 
     # Several recognisers side by side: each with every detector, each on the crops, each judged.
     assert reader_speed.main(["--frames", "1", "--repeats", "1", "--warmup", "0", "--peers", "", "--detectors",

@@ -52,6 +52,7 @@ from edgeocr.core.crops import crop_line
 from edgeocr.core.errors import EdgeOCRError
 
 FRAME_SIZE = (640, 480)  # width, height
+REFERENCE_WHAT = "p50 of a 5x5 Gaussian blur of a 640x480 BGR frame, 1 thread"
 FRAME_TARGET_MS = 15.0
 CROP_TARGET_MS = 1.5
 #: Our reader's detectors, in order: the shipped DB detector (the targets are judged on it), PP-OCRv4's.
@@ -188,6 +189,26 @@ def peer_figures(name: str, threads: int, frames: list[np.ndarray], crops: list[
     return record
 
 
+def machine_reference(rounds: int = 200) -> float:
+    """p50 ms of a fixed workload that no model change touches (an OpenCV 5x5 Gaussian blur of a
+    fixed 640x480 BGR frame on 1 thread): how fast the machine runs at this moment. Timed at the
+    start and the end of a run, it tells runs on a fast or a slow shared VM apart."""
+    frame = np.random.default_rng(0).integers(0, 256, (FRAME_SIZE[1], FRAME_SIZE[0], 3), dtype=np.uint8)
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        for _ in range(10):
+            cv2.GaussianBlur(frame, (5, 5), 0)
+        times = []
+        for _ in range(rounds):
+            start = time.perf_counter()
+            cv2.GaussianBlur(frame, (5, 5), 0)
+            times.append((time.perf_counter() - start) * 1000)
+    finally:
+        cv2.setNumThreads(threads)
+    return round(float(np.percentile(times, 50)), 4)
+
+
 def _ms(figures: dict | None, key: str = "p50_ms") -> str:
     return "-" if not figures else f"{figures[key]:.2f}"
 
@@ -195,6 +216,7 @@ def _ms(figures: dict | None, key: str = "p50_ms") -> str:
 def markdown(result: dict) -> str:
     settings = result["settings"]
     env = result["environment"]
+    reference = result["machine_reference"]
     crops = {record["model"]: record for record in result["ours_crops"]}
     rows = ["| engine | frame 640x480 p50 / p95 ms | lines read per frame | line crop p50 / p95 ms |",
             "|---|---|---|---|"]
@@ -221,7 +243,9 @@ def markdown(result: dict) -> str:
              f"{settings['seed']}) and their {settings['crops']} line crops; {settings['threads']} threads for every "
              f"engine; {settings['warmup']} warm-up reads, then each input {settings['repeats']} times "
              f"(peers' frames {settings['frame_repeats']} times). {env['cpu']['model']}, "
-             f"{env['cpu']['usable_cores']} usable cores; load average {env['load_average']}.", "", *rows, ""]
+             f"{env['cpu']['usable_cores']} usable cores; load average {env['load_average']}. Machine reference "
+             f"(a fixed OpenCV workload, {REFERENCE_WHAT}; lower is faster): {reference['start_ms']:.3f} ms at the "
+             f"start, {reference['end_ms']:.3f} ms at the end.", "", *rows, ""]
     for ours in result["ours_frames"]:
         if ours["status"] == "ok":
             parts += [f"Where the frame time of {ours['name']} goes (p50 / mean ms): " + "; ".join(
@@ -241,6 +265,7 @@ def run(threads: int, frames_count: int, seed: int, warmup: int, repeats: int, f
         raise EdgeOCRError(f"unknown peer {', '.join(unknown)}: choose from {', '.join(PEERS)}")
     frames, crops, lines = make_frames(frames_count, seed)
     progress(f"{len(frames)} frames, {len(crops)} crops")
+    reference_start = machine_reference()
     if not detectors or not models:
         raise EdgeOCRError("name at least one model and one detector for our reader")
     ours_frames, ours_crops = [], []
@@ -270,6 +295,7 @@ def run(threads: int, frames_count: int, seed: int, warmup: int, repeats: int, f
                      "warmup": warmup, "repeats": repeats, "frame_repeats": frame_repeats, "models": list(models),
                      "detectors": list(detectors), "frame_size": list(FRAME_SIZE)},
         "targets": targets, "ours_frames": ours_frames, "ours_crops": ours_crops, "peers": peer_records,
+        "machine_reference": {"what": REFERENCE_WHAT, "start_ms": reference_start, "end_ms": machine_reference()},
         "environment": environment(),
     }
 
