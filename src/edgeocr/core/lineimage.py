@@ -65,7 +65,11 @@ def character_rows(gray: np.ndarray) -> list[tuple[int, int]] | None:
     and is dropped; a run taller than 1.6 characters holds touching characters and is split
     evenly. None when fewer than two characters show (no gaps to cut at).
     """
-    ink = _ink_mask(gray)
+    return _character_rows(_ink_mask(gray))
+
+
+def _character_rows(ink: np.ndarray) -> list[tuple[int, int]] | None:
+    """:func:`character_rows` of a crop's boolean ink mask."""
     profile = ink.sum(axis=1).astype(np.float64)
     base, peak = np.percentile(profile, 5), np.percentile(profile, 90)
     if peak - base < 2:
@@ -122,13 +126,13 @@ def vertical_to_horizontal(img: np.ndarray) -> np.ndarray:
     Caveat: a crop holding one narrow horizontal character (a lone "1") can also exceed the
     ratio; it then stays one cell. ``RecognizerConfig.vertical`` turns this handling off.
     """
-    gray = to_gray(img) if img.ndim == 3 else img
+    gray = to_gray(img)
     height = img.shape[0]
-    spans = character_rows(gray)
+    ink = _ink_mask(gray)
+    spans = _character_rows(ink)
     if spans is None:
         cells = _cells_by_pitch(img)
     else:
-        ink = _ink_mask(gray)
         cuts = [0] + [(b0 + a1) // 2 for (_, b0), (a1, _) in zip(spans[:-1], spans[1:], strict=True)] + [height]
         cells = []
         for (top, bottom), (lo, hi) in zip(spans, zip(cuts[:-1], cuts[1:], strict=True), strict=True):

@@ -113,9 +113,9 @@ class LabelledFolder(ListedImages):
     """A folder of crops with ``labels.tsv`` (``relative/path<TAB>text`` per line, UTF-8).
 
     Lines that cannot be used (no TAB, empty text, characters outside the charset, a missing
-    image) are skipped when the folder is opened (see :class:`ListedImages`). A missing ``labels.tsv``, or one without
-    a single usable line, raises :class:`DataError` naming the file. The category of an item is
-    the first folder of its relative path ("" at the top level).
+    image) are skipped when the folder is opened (see :class:`ListedImages`). A missing
+    ``labels.tsv``, or one without a single usable line, raises :class:`DataError` naming the file.
+    The category of an item is the first folder of its relative path ("" at the top level).
     """
 
     def __init__(self, root: Path | str, charset: Charset | str = DEFAULT_CHARSET) -> None:
