@@ -243,21 +243,20 @@ class TrainingRun:
 
     def run_metrics(self, final: dict[str, float | None]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         """What this kind of run reports besides the common figures: (validation figures of the
-        exported weights, data sizes, every distinct reason a sample was skipped)."""
+        exported weights, its own details such as data sizes, every distinct reason a sample was
+        skipped)."""
         raise NotImplementedError
 
     def metrics(self, final: dict[str, float | None], train_loss: float | None, resumed_from_step: int | None,
                 wall_time: float) -> dict[str, Any]:
         trainer = self.trainer
-        validation, sizes, reasons = self.run_metrics(final)
+        validation, details, reasons = self.run_metrics(final)
         best = self.best_path()
-        init = getattr(self.cfg, "init", False)  # only runs that can start from weights report it
         return {
             **validation,
             "train_loss": train_loss,
             "best_checkpoint": str(best) if best else None,
             "exported": self.cfg.export if (best or self.cfg.export == "last") else "last",
-            **({} if init is False else {"init": str(init) if init else None}),
             "steps": trainer.global_step,
             "epoch": trainer.current_epoch,
             "stopped_early": bool(self.early_stopping is not None and self.early_stopping.stopped_epoch > 0),
@@ -265,7 +264,7 @@ class TrainingRun:
             "wall_time_s": round(wall_time, 3),
             "device": device_description(trainer),
             "precision": self.precision,
-            **sizes,
+            **details,
             "skipped_samples": len(reasons),
             "skipped_reasons": reasons[:MAX_REASONS_REPORTED],
             "model": MODEL_FILE,

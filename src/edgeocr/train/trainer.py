@@ -198,9 +198,10 @@ class _Run(TrainingRun):
 
     def run_metrics(self, final: dict[str, float | None]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         validation = {key: final.get(key) for key in (VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS)}
-        sizes = {"train_samples_per_epoch": len(self.train_set),  # type: ignore[arg-type]
-                 "val_samples": len(self.val_set)}  # type: ignore[arg-type]
-        return validation, sizes, _skipped_reasons([self.train_set, self.val_set], self.module)
+        details = {"init": str(self.cfg.init) if self.cfg.init else None,
+                   "train_samples_per_epoch": len(self.train_set),  # type: ignore[arg-type]
+                   "val_samples": len(self.val_set)}  # type: ignore[arg-type]
+        return validation, details, _skipped_reasons([self.train_set, self.val_set], self.module)
 
 
 def run_training(cfg: TrainConfig, resume: bool = False) -> Path:
