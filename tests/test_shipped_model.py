@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -9,9 +10,11 @@ from pathlib import Path
 import pytest
 
 from edgeocr.core.charset import DEFAULT_CHARSET
+from edgeocr.core.errors import ModelError
 from edgeocr.models.weights import weights_path
 from edgeocr.runtime.models import resolve_model, shipped_models
 from edgeocr.runtime.recognizer import OnnxRecognizer
+from edgeocr.train.finetune import resolve_init
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_BYTES = 5 * 1024 * 1024
@@ -27,8 +30,18 @@ def test_every_shipped_model_has_its_sidecar_weights_card_and_the_default_charse
     assert path.stat().st_size <= MAX_BYTES
     recognizer = OnnxRecognizer(path)  # verifies the sidecar's checksum and signature
     assert recognizer.config.charset == DEFAULT_CHARSET
-    assert weights_path(path).is_file()  # fine-tuning starts from these
     assert (ROOT / "docs" / "models" / f"{name}.md").is_file()  # its model card
+    note = recognizer.sidecar.optimization
+    if note is None:
+        assert weights_path(path).is_file()  # fine-tuning starts from these
+    else:
+        # An optimised model is made from a shipped trained one, the very bytes that ship beside it,
+        # and fine-tuning is sent there.
+        source = resolve_model(note.source)
+        assert note.source_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+        assert weights_path(source).is_file() and not weights_path(path).exists()
+        with pytest.raises(ModelError, match=f"fine-tune with --init {note.source}"):
+            resolve_init(name)
 
 
 @pytest.mark.parametrize("name", sorted(shipped_models()))

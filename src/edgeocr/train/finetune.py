@@ -38,6 +38,7 @@ MAX_SKIPPED_SHOWN = 20
 
 def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
     """(ONNX model or None, weights file) for a shipped model name, an ``.onnx`` path, or a ``.pt``/``.ckpt``."""
+    from edgeocr.core.sidecar import load_sidecar, sidecar_path
     from edgeocr.models.weights import weights_path
     from edgeocr.runtime.models import resolve_model
 
@@ -49,6 +50,13 @@ def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
     onnx = resolve_model(init)
     weights = weights_path(onnx)
     if not weights.is_file():
+        sidecar = sidecar_path(onnx)
+        note = load_sidecar(sidecar).optimization if sidecar.is_file() else None
+        if note is not None:
+            # An int8 graph cannot be trained further: fine-tune its float source, then optimise again.
+            raise ModelError(f"{onnx} is an optimised model ({', '.join(note.steps)} of {note.source}) "
+                             f"without fine-tuning weights; fine-tune with --init {note.source} and run "
+                             f"`edgeocr optimize` with the same steps on the result")
         raise ModelError(f"{onnx} has no fine-tuning weights beside it ({weights.name}); "
                          "pass --init with a model.pt or a training checkpoint")
     return onnx, weights
