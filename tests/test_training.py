@@ -69,6 +69,36 @@ def test_synthetic_lines_are_reproducible_and_new_each_epoch() -> None:
     assert first[0].source.endswith("sample=4")  # index 0 of epoch 1 is sample 1 * 4 + 0
 
 
+class _FailingGenerator:
+    """Fails on sample 5 the way a bad render does, or on every sample the way a missing font does."""
+
+    def __init__(self, error: Exception, real) -> None:
+        self.error, self.real = error, real
+
+    def sample(self, number: int):
+        if isinstance(self.error, EdgeOCRError) or number == 5:
+            raise self.error
+        return self.real.sample(number)
+
+
+@pytest.mark.parametrize("kind", ["lines", "scenes"])
+def test_a_failed_render_is_one_skipped_sample_and_a_setup_error_stops(kind: str) -> None:
+    from edgeocr.data.scene_dataset import SyntheticScenes
+
+    dataset = SyntheticLines(4, seed=3) if kind == "lines" else SyntheticScenes(4, seed=3)
+    real = dataset._generator()
+    dataset._synthesizer = _FailingGenerator(ValueError("bad warp"), real)
+    dataset.set_epoch(1)  # index 1 of epoch 1 is sample 5
+    skipped = dataset[1]
+    what = "synthetic" if kind == "lines" else "synthetic scene"
+    assert isinstance(skipped, SkippedSample)
+    assert skipped.reason == f"{what} seed=3 sample=5: rendering failed: ValueError: bad warp"
+    assert not isinstance(dataset[0], SkippedSample) and dataset[0].source == f"{what} seed=3 sample=4"
+    dataset._synthesizer = _FailingGenerator(EdgeOCRError("no font for dot-matrix"), real)
+    with pytest.raises(EdgeOCRError, match="no font"):
+        dataset[0]
+
+
 def test_mixed_draws_in_ratio_and_reshuffles_per_epoch() -> None:
     a = [LineItem(np.zeros((8, 8), np.uint8), "A", "a", f"a{i}") for i in range(3)]
     b = [LineItem(np.zeros((8, 8), np.uint8), "B", "b", f"b{i}") for i in range(50)]

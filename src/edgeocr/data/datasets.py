@@ -276,6 +276,22 @@ class OnTheFlySynthetic(Dataset):
     def __len__(self) -> int:
         return self.n_per_epoch
 
+    def sample_index(self, index: int) -> int:
+        """The generator's sample number for ``index`` in the current epoch."""
+        return self.epoch * self.n_per_epoch + int(index)
+
+    def _render(self, index: int, what: str) -> tuple[Any, str]:
+        """(the generator's sample for ``index``, or a :class:`SkippedSample` when rendering failed; its source)."""
+        number = self.sample_index(index)
+        source = f"{what} seed={self.seed} sample={number}"
+        try:
+            return self._generator().sample(number), source
+        except EdgeOCRError:
+            raise  # missing fonts or bad templates concern every sample: stop with the message
+        except Exception as exc:  # one failed render costs one sample, not the run
+            return SkippedSample(f"{source}: rendering failed: {type(exc).__name__}: {exc}"), source
+
+
 class SyntheticLines(OnTheFlySynthetic):
     """Synthetic line crops (:class:`~edgeocr.synth.lines.LineSynthesizer`) rendered on the fly; see
     :class:`OnTheFlySynthetic`."""
@@ -289,19 +305,10 @@ class SyntheticLines(OnTheFlySynthetic):
 
         return LineSynthesizer
 
-    def sample_index(self, index: int) -> int:
-        """The generator's sample number for ``index`` in the current epoch."""
-        return self.epoch * self.n_per_epoch + int(index)
-
     def __getitem__(self, index: int) -> Sample:
-        number = self.sample_index(index)
-        source = f"synthetic seed={self.seed} sample={number}"
-        try:
-            sample = self._generator().sample(number)
-        except EdgeOCRError:
-            raise  # missing fonts or bad templates concern every sample: stop with the message
-        except Exception as exc:  # one failed render costs one sample, not the run
-            return SkippedSample(f"{source}: rendering failed: {type(exc).__name__}: {exc}")
+        sample, source = self._render(index, "synthetic")
+        if isinstance(sample, SkippedSample):
+            return sample
         problem = _unencodable(sample.text, self.charset)
         if problem:
             return SkippedSample(f"{source}: {problem}")

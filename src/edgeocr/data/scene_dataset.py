@@ -39,7 +39,7 @@ import torch
 from torch.utils.data import Dataset
 
 from edgeocr.core.detector_config import DetectorConfig
-from edgeocr.core.errors import DataError, EdgeOCRError
+from edgeocr.core.errors import DataError
 from edgeocr.data.datasets import InMemorySamples, ListedImages, OnTheFlySynthetic, SkippedSample
 from edgeocr.data.scene_annotations import read_scene_annotations
 from edgeocr.runtime.detector import normalise, prepare_image
@@ -94,14 +94,9 @@ class SyntheticScenes(OnTheFlySynthetic):
         return SceneSynthesizer
 
     def __getitem__(self, index: int) -> SceneSample:
-        number = self.epoch * self.n_per_epoch + int(index)
-        source = f"synthetic scene seed={self.seed} sample={number}"
-        try:
-            sample = self._generator().sample(number)
-        except EdgeOCRError:
-            raise  # missing fonts or bad templates concern every sample: stop with the message
-        except Exception as exc:  # one failed render costs one sample, not the run
-            return SkippedSample(f"{source}: rendering failed: {type(exc).__name__}: {exc}")
+        sample, source = self._render(index, "synthetic scene")
+        if isinstance(sample, SkippedSample):
+            return sample
         polys = [np.asarray(line.poly, dtype=np.float32).reshape(-1, 2) for line in sample.lines]
         return SceneItem(image=sample.image, polys=polys, ignore=[False] * len(polys), exhaustive=True,
                          source=source)
