@@ -484,6 +484,25 @@ def test_rapidocr_detector_finds_printed_lines(rapidocr_detector) -> None:
     assert rapidocr_detector.detect(np.full((60, 60), 200, np.uint8)) == []
 
 
+def test_rapidocr_detector_finds_what_rapidocr_itself_finds_without_spinning(rapidocr_detector) -> None:
+    # The adapter runs PP-OCR's model in a session of its own (threads from its config, idle threads
+    # asleep): the same boxes as RapidOCR's own pipeline, whose session would spin-wait.
+    from rapidocr_onnxruntime import RapidOCR
+
+    img = printed_scene()
+    theirs, _ = RapidOCR().text_det(img)
+    ours = rapidocr_detector.detect(img)
+    assert len(theirs) >= 2 and len(ours) == len(theirs)
+
+    def corners(box):  # corner order differs on purpose (see the tilted-box test): compare as sets
+        return sorted(map(tuple, np.round(np.asarray(box, np.float64), 2)))
+
+    assert sorted(corners(line.poly) for line in ours) == sorted(corners(box) for box in theirs)
+    options = rapidocr_detector._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    assert options.intra_op_num_threads == 1
+
+
 def test_rapidocr_detector_downscales_large_gray_images_and_maps_boxes_back(rapidocr_detector) -> None:
     from edgeocr.runtime.rapidocr_detector import RapidOCRDetector, RapidOCRDetectorConfig
 

@@ -3,10 +3,11 @@
 ``rapidocr-onnxruntime`` (installed ``--no-deps`` by make, beside the ``edgeocr[ppocr-detector]``
 extra) ships the PP-OCRv4 DB detector as an ONNX file inside the wheel, so nothing is downloaded at
 run time. Only its detector is used:
-RapidOCR's ``TextDetector`` object supplies the ONNX session, the resize/normalise step and the
-DB post-processing (binarise, box, unclip); this adapter calls those pieces itself instead of
-``TextDetector.__call__``, because that call stores its resize step on the shared object (not
-thread-safe) and drops the box scores. Boxes come back in the input image's pixels, corners in
+RapidOCR's ``TextDetector`` object supplies the resize/normalise step and the DB post-processing
+(binarise, box, unclip), and the ONNX file runs in a session of ours, built like every other model's
+from an :class:`~edgeocr.runtime.recognizer.EngineConfig` (threads, no spin-waiting). This adapter
+calls those pieces itself instead of ``TextDetector.__call__``, because that call stores its resize
+step on the shared object (not thread-safe) and drops the box scores. Boxes come back in the input image's pixels, corners in
 the order top-left, top-right, bottom-right, bottom-left, lines sorted in reading order.
 """
 
@@ -17,12 +18,14 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+import onnxruntime as ort
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
 from edgeocr.core.crops import order_quad, quad_angle
 from edgeocr.runtime.detector import reading_order
 from edgeocr.runtime.reader import DetectedLine
+from edgeocr.runtime.recognizer import EngineConfig, session_options
 
 MISSING_EXTRA = (
     "the RapidOCR detector needs the 'rapidocr-onnxruntime' package: "
@@ -122,8 +125,16 @@ class RapidOCRDetector:
         )
         try:
             self._detector = detector_class(det)
+            # Our own session on the same file: RapidOCR's lets idle threads spin, and in a reader they
+            # would spin on the cores the recogniser needs next (see EngineConfig.spin_wait).
+            engine = EngineConfig(intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads,
+                                  spin_wait=False)
+            self._session = ort.InferenceSession(str(model_path), session_options(engine),
+                                                 providers=list(engine.providers))
         except Exception as exc:  # noqa: BLE001 - onnxruntime and RapidOCR raise various types
             raise ModelError(f"cannot load the RapidOCR detector {model_path}: {exc}") from exc
+        self._detector.infer = None  # RapidOCR's session is not used: free it
+        self._input_name = self._session.get_inputs()[0].name
 
     def detect(self, image: np.ndarray) -> list[DetectedLine]:
         """Text lines of a uint8 BGR or gray image, in reading order, in its pixel coordinates."""
@@ -148,7 +159,7 @@ class RapidOCRDetector:
         tensor = detector.get_preprocess(max(image.shape[:2]))(np.ascontiguousarray(image))
         if tensor is None:
             return []
-        (prediction,) = detector.infer(tensor)[:1]
+        prediction = self._session.run(None, {self._input_name: tensor})[0]
         # The post-processing maps the probability map straight to the original image size.
         boxes, scores = detector.postprocess_op(prediction, (height, width))
         lines = []
