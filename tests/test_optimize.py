@@ -109,6 +109,17 @@ def test_int8_settings_per_engine(tiny: Path, lines: Path, tmp_path: Path) -> No
         pipeline.int8_settings(_settings(tiny, tmp_path, lines, engine="tensorrt", quant_format="qoperator"))
 
 
+def test_int8_settings_describe_the_recurrent_layers_the_model_has() -> None:
+    from edgeocr.optimize.quantize import Int8Settings
+
+    onnxruntime_int8, tensorrt_int8 = Int8Settings(), Int8Settings(quantize_lstm=False)
+    assert onnxruntime_int8.describe({"Conv", "LSTM"})["lstm"] == "int8 (dynamic)"
+    assert tensorrt_int8.describe({"Conv", "LSTM"})["lstm"] == "float"
+    gru = onnxruntime_int8.describe({"Conv", "GRU"})  # crnn_s: nothing claims an int8 LSTM it does not have
+    assert "lstm" not in gru and gru["gru"].startswith("float")
+    assert not {"lstm", "gru"} & set(onnxruntime_int8.describe({"Conv"}))
+
+
 def test_headline_figures_and_checks() -> None:
     def figures(size: int, rate64: float, acc: float) -> dict:
         return {"size_bytes": size, "latency_ms_p50": 2.0, "throughput_ips": {"1": 10.0, "64": rate64},

@@ -63,6 +63,7 @@ from edgeocr.optimize.quantize import (
     FASTEST_ACTIVATIONS,
     Int8Settings,
     node_sensitivity,
+    op_types,
     prepare_for_quantisation,
     quantize_int8,
 )
@@ -423,7 +424,8 @@ def int8_onnx_step(run: Run, model: StepModel, reference: StepModel) -> StepMode
     settings = int8_settings(s)
     folder.mkdir(parents=True)
     prepared = prepare_for_quantisation(model.path, folder / "prepared.onnx")
-    details = {"int8": settings.describe()}
+    applied = settings.describe(op_types(prepared))
+    details = {"int8": applied}
 
     def build(kept: list[str], attempt: Path) -> StepModel:
         attempt.mkdir(parents=True)
@@ -438,7 +440,7 @@ def int8_onnx_step(run: Run, model: StepModel, reference: StepModel) -> StepMode
             "weights)")
     chosen, attempts, ranking = gated(run, build, rank, reference, folder)
     final = _keep(chosen, folder)
-    _record(run, "int8", final, started, settings={**settings.describe(), "calibration_data": run.calibration,
+    _record(run, "int8", final, started, settings={**applied, "calibration_data": run.calibration,
                                                     "max_drop_pt": s.max_drop_pt},
             gate=attempts, sensitivity=ranking, kept_float=attempts[-1]["kept_float"])
     return final

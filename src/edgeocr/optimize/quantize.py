@@ -27,7 +27,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -64,11 +64,21 @@ class Int8Settings:
     symmetric_activations: bool = False
     calibration: Literal["minmax", "entropy", "percentile"] = "minmax"
 
-    def describe(self) -> dict:
+    def describe(self, op_types: Collection[str]) -> dict:
+        """The settings as applied to a model with these ONNX op types (its recurrent layers as they end up)."""
+        recurrent = {}
+        if "LSTM" in op_types:
+            recurrent["lstm"] = "int8 (dynamic)" if self.quantize_lstm else "float"
+        if "GRU" in op_types:
+            recurrent["gru"] = "float (ONNX Runtime has no int8 GRU)"
         return {"format": self.quant_format, "activations": self.activations, "weights": "int8",
-                "per_channel": self.per_channel, "lstm": "int8 (dynamic)" if self.quantize_lstm else "float",
-                "symmetric_activations": self.symmetric_activations,
+                "per_channel": self.per_channel, **recurrent, "symmetric_activations": self.symmetric_activations,
                 "calibration_method": self.calibration}
+
+
+def op_types(model: Path) -> set[str]:
+    """The ONNX op types of ``model``'s graph."""
+    return {node.op_type for node in onnx.load(str(model)).graph.node}
 
 
 @contextlib.contextmanager
