@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +10,7 @@ import pytest
 
 from edgeocr.core.charset import DEFAULT_CHARSET
 from edgeocr.core.errors import ModelError
+from edgeocr.core.sidecar import sha256_hex
 from edgeocr.models.weights import weights_path
 from edgeocr.runtime.models import resolve_model, shipped_models
 from edgeocr.runtime.recognizer import OnnxRecognizer
@@ -38,7 +38,7 @@ def test_every_shipped_model_has_its_sidecar_weights_card_and_the_default_charse
         # An optimised model is made from a shipped trained one, the very bytes that ship beside it,
         # and fine-tuning is sent there.
         source = resolve_model(note.source)
-        assert note.source_sha256 == hashlib.sha256(source.read_bytes()).hexdigest()
+        assert note.source_sha256 == sha256_hex(source.read_bytes())
         assert weights_path(source).is_file() and not weights_path(path).exists()
         with pytest.raises(ModelError, match=f"fine-tune with --init {note.source}"):
             resolve_init(name)

@@ -7,8 +7,9 @@ RapidOCR's ``TextDetector`` object supplies the resize/normalise step and the DB
 (binarise, box, unclip), and the ONNX file runs in a session of ours, built like every other model's
 from an :class:`~edgeocr.runtime.recognizer.EngineConfig` (threads, no spin-waiting). This adapter
 calls those pieces itself instead of ``TextDetector.__call__``, because that call stores its resize
-step on the shared object (not thread-safe) and drops the box scores. Boxes come back in the input image's pixels, corners in
-the order top-left, top-right, bottom-right, bottom-left, lines sorted in reading order.
+step on the shared object (not thread-safe) and drops the box scores. Boxes come back in the input
+image's pixels, corners in the order top-left, top-right, bottom-right, bottom-left, lines sorted in
+reading order.
 """
 
 from __future__ import annotations
