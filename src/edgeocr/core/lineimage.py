@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from edgeocr.core.errors import ImageError
+from edgeocr.core.preprocess import light_background, otsu_level
 from edgeocr.core.recognizer_config import RecognizerConfig
 
 
@@ -41,11 +42,12 @@ def is_vertical(img: np.ndarray, ratio: float = 1.5) -> bool:
 
 
 def _ink_mask(gray: np.ndarray) -> np.ndarray:
-    """Boolean ink mask of a gray crop: Otsu's threshold, the side the border mostly is not."""
-    _, binary = cv2.threshold(cv2.GaussianBlur(gray, (3, 3), 0), 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    ink = binary.astype(bool)
-    border = np.concatenate([ink[0], ink[-1], ink[:, 0], ink[:, -1]])
-    return ~ink if border.mean() > 0.5 else ink
+    """Boolean ink mask of a gray crop: Otsu's split, ink the class that is not the background
+    (the polarity rule of the ``polarity`` preprocessing step)."""
+    smooth = cv2.GaussianBlur(gray, (3, 3), 0)
+    level = otsu_level(smooth)
+    bright = smooth > level
+    return ~bright if light_background(smooth, level) else bright
 
 
 def _runs(flags: np.ndarray) -> list[tuple[int, int]]:
