@@ -6,6 +6,7 @@ short MJPG video made of the bundled sample crops, read by the shipped default m
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 import sys
@@ -161,7 +162,8 @@ def shown_frames(index: int, every: int = 1) -> list[int]:
     return [f for f in range(index * (BLANK + SHOWN) + BLANK, (index + 1) * (BLANK + SHOWN)) if f % every == 0]
 
 
-def voted_texts(video: Path, every: int = 1) -> list[str]:
+@functools.cache  # one reading of the clip per setting, shared by the tests below
+def voted_texts(video: Path, every: int = 1) -> tuple[str, ...]:
     """Each sample's text as the tracker should report it, worked out independently: a plain reader with
     watch's settings reads every frame, and the text with the largest sum of confidences wins (ties:
     the most confident single read). The model's accuracy is not what these tests check."""
@@ -186,7 +188,7 @@ def voted_texts(video: Path, every: int = 1) -> list[str]:
                     votes[line.text] = votes.get(line.text, 0.0) + line.confidence
                     best[line.text] = max(best.get(line.text, 0.0), line.confidence)
         texts.append(max(votes, key=lambda text: (votes[text], best[text])))
-    return texts
+    return tuple(texts)
 
 
 def expected_spans(video: Path, every: int = 1) -> list[tuple[str, int, int, int]]:
