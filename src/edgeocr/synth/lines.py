@@ -27,6 +27,12 @@ class LineSynthConfig(BaseModel):
     cylinder_p: float = Field(default=0.15, ge=0, le=1, description="Probability of a cylindrical warp.")
     capture_p: float = Field(default=0.9, ge=0, le=1, description="Probability of camera effects at all.")
     margin: tuple[float, float] = Field(default=(0.1, 0.6), description="Crop margin, in cap heights.")
+    wide_margin_p: float = Field(
+        default=0.2, ge=0, le=1,
+        description="Probability, per side, of a wide margin instead: crops cut by hand or by a generous "
+        "detector leave a lot of bare surface, which a model that never saw it reads as extra characters.",
+    )
+    wide_margin: tuple[float, float] = Field(default=(0.6, 1.6), description="Wide crop margin, in cap heights.")
     min_contrast: float = Field(
         default=28.0, ge=0,
         description="Least gray-level difference between ink and surface (medians) as printed; a sample below "
@@ -93,8 +99,10 @@ class LineSynthesizer(Synthesizer):
         alpha = render_text_mask(text, style, cap, rng, vertical=vertical)
 
         # Print on a surface larger than the text by the widest crop margin (geometric effects
-        # grow the canvas to fit, so they never cut the text).
-        pad = int(cap * cfg.margin[1]) + 2
+        # grow the canvas to fit, so they never cut the text); only as large as this crop needs,
+        # since the surface's cost grows with its area.
+        margins = self._margins(rng) * cap  # left, top, right, bottom
+        pad = int(margins.max()) + 2
         th, tw = alpha.shape
         h, w = th + 2 * pad, tw + 2 * pad
         full_alpha = np.zeros((h, w), dtype=np.float32)
@@ -112,11 +120,10 @@ class LineSynthesizer(Synthesizer):
         if rng.random() < cfg.capture_p:
             warped, _ = warp_with_points(np.dstack([image, ink]), np.zeros((0, 2), np.float32), rng)
             image, ink = np.ascontiguousarray(warped[..., :3]), np.ascontiguousarray(warped[..., 3])
-        ys, xs = np.nonzero(ink > 127)
-        if len(xs) == 0:
+        box = ink_box(ink)
+        if box is None:
             return None
-        box = np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], np.float32)
-        image, ink = self._crop(image, ink, box, cap, rng)
+        image, ink = self._crop(image, ink, box, margins)
         if rng.random() < cfg.capture_p:
             image = seeded(self.photometric, rng)(image=image)["image"]
         if check and not self._legible(image, ink, cap, vertical):
@@ -124,15 +131,21 @@ class LineSynthesizer(Synthesizer):
         return LineSample(image=image, text=text, category=template.spec.category, template=template.spec.name,
                           process=style.process, surface=style.surface, vertical=vertical)
 
-    def _crop(self, image: np.ndarray, ink: np.ndarray, box: np.ndarray, cap: int,
-              rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """Axis-aligned crop around the text box, with uneven margins as detectors give."""
-        lo, hi = self.config.margin
+    def _margins(self, rng: np.random.Generator) -> np.ndarray:
+        """Crop margins (left, top, right, bottom) in cap heights: uneven, as detectors cut, and now
+        and then wide (see ``wide_margin_p``)."""
+        cfg = self.config
+        wide = rng.random(4) < cfg.wide_margin_p
+        return np.where(wide, rng.uniform(*cfg.wide_margin, 4), rng.uniform(*cfg.margin, 4))
+
+    @staticmethod
+    def _crop(image: np.ndarray, ink: np.ndarray, box: np.ndarray,
+              margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Axis-aligned crop around the text box with the given margins in pixels."""
         (x0, y0), (x1, y1) = box
-        m = rng.uniform(lo, hi, 4) * cap
         h, w = image.shape[:2]
-        left, top = max(int(x0 - m[0]), 0), max(int(y0 - m[1]), 0)
-        right, bottom = min(int(np.ceil(x1 + m[2])), w), min(int(np.ceil(y1 + m[3])), h)
+        left, top = max(int(x0 - margins[0]), 0), max(int(y0 - margins[1]), 0)
+        right, bottom = min(int(np.ceil(x1 + margins[2])), w), min(int(np.ceil(y1 + margins[3])), h)
         return (np.ascontiguousarray(image[top:bottom, left:right]),
                 np.ascontiguousarray(ink[top:bottom, left:right]))
 
@@ -143,6 +156,18 @@ class LineSynthesizer(Synthesizer):
         if float(gray.std()) < self.config.min_std:
             return False
         return min_local_contrast(gray, ink, cap, vertical) >= self.config.min_local_contrast
+
+
+def ink_box(ink: np.ndarray) -> np.ndarray | None:
+    """Axis-aligned box ``[[x0, y0], [x1, y1]]`` around every inked pixel of a uint8 mask, or None.
+
+    Any ink counts, not just solid ink: small inkjet drops rarely reach half coverage, and a box
+    around the solid ones alone cut characters off the ends of dot-matrix lines.
+    """
+    ys, xs = np.nonzero(ink > 32)
+    if len(xs) == 0:
+        return None
+    return np.array([[xs.min(), ys.min()], [xs.max() + 1, ys.max() + 1]], np.float32)
 
 
 def min_local_contrast(gray: np.ndarray, ink: np.ndarray, cap: int, vertical: bool) -> float:
