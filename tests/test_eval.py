@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from edgeocr.bench.evaluate import evaluate_rec
-from edgeocr.bench.metrics import accuracy, relaxed
+from edgeocr.bench.metrics import accuracy, relaxed, selective_accuracy
 from edgeocr.core.errors import DataError
 from edgeocr.data.labels import read_labels
 
@@ -20,6 +20,19 @@ def test_metric_definitions():
     assert relaxed("exp 10/27") == "EXP1027"
     assert accuracy(["ABC"], ["XXXXXXXXXX"])["char_accuracy"] == 0.0  # floored at 0
     assert accuracy(["MSKU 123456 7"], ["MSKU1234567"])["exact_match_relaxed"] == 1.0
+
+
+def test_selective_accuracy_scores_only_the_lines_a_threshold_accepts():
+    labels = ["LOT 1", "LOT 2", "LOT 3", "LOT 4"]
+    reads = ["LOT 1", "LOT 7", "LOT 3", "XXXX"]
+    rows = selective_accuracy(labels, reads, [0.95, 0.8, 0.6, 0.1], thresholds=(0.0, 0.5, 0.9, 0.99))
+    assert [r["accepted"] for r in rows] == [1.0, 0.75, 0.25, 0.0]
+    assert [r["wrong_accepted"] for r in rows] == [2, 1, 0, 0]
+    assert rows[1]["exact_match"] == pytest.approx(2 / 3)
+    assert rows[1]["char_accuracy"] == pytest.approx(1 - 1 / 15)
+    assert rows[2]["exact_match"] == 1.0 and rows[3]["exact_match"] == 0.0  # nothing accepted scores 0
+    with pytest.raises(ValueError):
+        selective_accuracy(labels, reads, [0.5])
 
 
 def make_folder(root: Path, rows: list[tuple[str, str]]) -> Path:
@@ -52,6 +65,9 @@ def test_evaluate_rec_groups_by_first_folder_and_keeps_every_prediction(tmp_path
     p = result["predictions"]
     recomputed = accuracy([x["label"] for x in p], [x["prediction"] for x in p])
     assert recomputed["char_accuracy"] == pytest.approx(result["char_accuracy"], abs=1e-6)
+    # Every read had confidence 0.9: thresholds up to 0.9 accept all three lines, none above.
+    assert [r["accepted"] for r in result["at_confidence"]] == [1.0, 1.0, 1.0, 1.0]
+    assert result["at_confidence"][-1]["wrong_accepted"] == 2
 
 
 def test_bad_label_files_name_the_file_and_line(tmp_path):
@@ -100,6 +116,8 @@ def test_eval_cli_writes_the_documented_json(cli, tmp_path, tiny_model):
     assert result["n"] == 3 and set(result["per_category"]) == {"lot", "date", ""}
     assert set(result["predictions"][0]) == {"file", "label", "prediction", "confidence"}
     assert "ALL" in out.stdout
+    assert [r["min_confidence"] for r in result["at_confidence"]] == [0.3, 0.5, 0.7, 0.9]
+    assert "% of lines accepted" in out.stdout
 
 
 def test_eval_cli_errors(cli, tmp_path, tiny_model):

@@ -631,7 +631,12 @@ def _print_scores(result: dict) -> None:
             cells.append(f"{100 * r['precision']:.1f} / {100 * r['recall']:.1f} / {100 * r['hmean']:.1f}")
         cells.append(f"{r['latency_ms_p50']:.2f}")
         table.add_row(*cells)
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    for row in result.get("at_confidence", []):
+        console.print(f"confidence >= {row['min_confidence']:.1f}: {100 * row['accepted']:.1f} % of lines accepted, "
+                      f"{100 * row['char_accuracy']:.2f} % char / {100 * row['exact_match']:.2f} % exact on them, "
+                      f"{row['wrong_accepted']} wrong accepted")
 
 
 @app.command("bench")

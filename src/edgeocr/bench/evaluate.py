@@ -1,8 +1,9 @@
 """``edgeocr eval --mode rec``: score a recogniser on a folder of crops with ``labels.tsv``.
 
 The JSON has ``n``, the accuracy fields of :mod:`edgeocr.bench.metrics`, per-image latency p50/p95
-(batch 1, after warm-up), the same per category (first folder of each path), and every prediction,
-so anyone can recompute the figures.
+(batch 1, after warm-up), the same per category (first folder of each path), ``at_confidence`` (what
+rejecting lines below a confidence threshold leaves, as the Reader's ``min_confidence`` does), and
+every prediction, so anyone can recompute the figures.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeocr.bench.metrics import accuracy
+from edgeocr.bench.metrics import accuracy, selective_accuracy
 from edgeocr.core.errors import DataError, ImageError
 from edgeocr.core.images import read_image
 from edgeocr.data.labels import LabelledImage, read_labels
@@ -74,5 +75,10 @@ def evaluate_samples(read: ReadFn, samples: list[LabelledImage], progress: Calla
                             [latencies[i] for i in idx])
         for category, idx in sorted(groups.items())
     }
+    result["at_confidence"] = [
+        {k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
+        for row in selective_accuracy([s.text for s in samples], [p["prediction"] for p in predictions],
+                                      [p["confidence"] for p in predictions])
+    ]
     result["predictions"] = predictions
     return result

@@ -3,6 +3,8 @@
 * character accuracy = max(0, 1 - total edit distance / total ground-truth characters)
 * exact match = share of lines read exactly
 * relaxed variants compare after upper-casing and keeping only A-Z and 0-9 (plates, containers)
+* selective accuracy = the same on the lines a confidence threshold accepts, with the share accepted
+  and the wrong lines that got through (what the Reader's ``min_confidence`` buys)
 """
 
 from __future__ import annotations
@@ -28,6 +30,28 @@ def accuracy(labels: Sequence[str], predictions: Sequence[str]) -> dict[str, flo
         **_scores(labels, predictions, ""),
         **_scores([relaxed(t) for t in labels], [relaxed(p) for p in predictions], "_relaxed"),
     }
+
+
+READER_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
+
+
+def selective_accuracy(labels: Sequence[str], predictions: Sequence[str], confidences: Sequence[float],
+                       thresholds: Sequence[float] = READER_THRESHOLDS) -> list[dict[str, float]]:
+    """Per threshold: share of lines accepted (confidence >= threshold), strict character accuracy
+    and exact match of the accepted lines (0 when none is), and wrong lines accepted."""
+    if not len(labels) == len(predictions) == len(confidences):
+        raise ValueError("labels, predictions and confidences differ in length")
+    rows = []
+    for threshold in thresholds:
+        kept = [i for i, c in enumerate(confidences) if c >= threshold]
+        scores = _scores([labels[i] for i in kept], [predictions[i] for i in kept], "")
+        rows.append({
+            "min_confidence": threshold,
+            "accepted": len(kept) / len(labels) if len(labels) else 0.0,
+            **scores,
+            "wrong_accepted": sum(labels[i] != predictions[i] for i in kept),
+        })
+    return rows
 
 
 def character_accuracy(edit_distance: int, truth_chars: int) -> float:
