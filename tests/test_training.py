@@ -264,3 +264,24 @@ def test_invalid_settings_are_reported_with_the_field(tmp_path: Path) -> None:
     with pytest.raises(EdgeOCRError, match="16-mixed needs a CUDA GPU"):
         train_command(arch="crnn_tiny", data=[], val=None, synthetic=8, epochs=1, batch_size=4, lr=1e-3, workers=0,
                       precision="16-mixed", accelerator="cpu", devices=1, out=tmp_path / "run", resume=False)
+
+
+def test_a_resume_on_another_validation_set_chooses_the_best_again(tmp_path: Path) -> None:
+    # Scores of two validation sets cannot be compared: a best score kept from the old set once made
+    # a resumed run export weights 5000 steps older than its last ones.
+    out = tmp_path / "run"
+    run_training(tiny_config(out, epochs=1, max_steps=4), resume=False)  # validated at step 4
+    first = json.loads((out / "metrics.json").read_text())
+
+    run_training(tiny_config(out, epochs=2, max_steps=6), resume=True)  # same set: the old best stands
+    check = json.loads((out / "metrics.json").read_text())["final_weights_validation"]
+    assert check["step"] == 6 and check["previous_best"] == pytest.approx(first["val_char_acc"])
+
+    with pytest.warns(UserWarning, match="validation set differs"):
+        run_training(tiny_config(out, epochs=3, max_steps=7, val_synthetic=12), resume=True)
+    metrics = json.loads((out / "metrics.json").read_text())
+    check = metrics["final_weights_validation"]
+    assert check["step"] == 7 and check["previous_best"] is None and check["became_best"]
+    assert metrics["val_samples"] == 12 and metrics["val_char_acc"] == pytest.approx(check["score"])
+    best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["global_step"] == 7

@@ -50,6 +50,7 @@ from edgeocr.data.datasets import set_epoch
 from edgeocr.train.final_weights import ValidationSteps, exported_weights_metrics, finite_or_none
 from edgeocr.train.module import TRAIN_LOSS
 from edgeocr.train.settings import RunSettings
+from edgeocr.train.validation_set import ValidationSetGuard, fingerprint
 
 CHECKPOINT_DIR = "checkpoints"
 LAST_CHECKPOINT = "last.ckpt"
@@ -179,13 +180,15 @@ class TrainingRun:
             if cfg.early_stopping_patience is not None else None
         )
         self.validation_steps = ValidationSteps()
+        self.validation_set_guard = ValidationSetGuard(fingerprint(self.val_set), self.best_checkpoint,
+                                                       self.early_stopping)
         self.trainer = self._trainer()
 
     def _callbacks(self) -> list[Callback]:
         # best_checkpoint writes best.ckpt and last.ckpt after each validation (each epoch end);
         # the step callback writes only last.ckpt, every N steps.
-        callbacks: list[Callback] = [self.best_checkpoint, self.validation_steps, EpochSetter(self.train_set),
-                                     LearningRateMonitor("step")]
+        callbacks: list[Callback] = [self.best_checkpoint, self.validation_steps, self.validation_set_guard,
+                                     EpochSetter(self.train_set), LearningRateMonitor("step")]
         if self.cfg.checkpoint_every_n_steps:
             callbacks.append(ModelCheckpoint(
                 dirpath=self.last.parent, every_n_train_steps=self.cfg.checkpoint_every_n_steps, save_top_k=0,
