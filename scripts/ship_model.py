@@ -4,13 +4,14 @@
     .venv/bin/python scripts/ship_model.py --run RUN_DIR --name default [--realdev ../shared/realdev]
 
 1. copies RUN_DIR/model.{onnx,json,pt} to src/edgeocr/assets/models/NAME.{onnx,json,pt} (the sidecar's
-   checksum still matches: the ONNX bytes are unchanged);
+   checksum still matches: the ONNX bytes are unchanged; an imported architecture has no .pt, its
+   .onnx is what fine-tuning starts from);
 2. renders a synthetic test set that no training run saw (its own seed, 5000 lines by default) and
    scores the model on it with ``edgeocr eval``;
-3. scores it on realdev/industrial when that folder exists (evaluation only: nothing from it is
-   copied or kept besides the figures);
-4. writes build/ship/NAME/{synthetic_test,realdev_industrial}.json and a summary (summary.json)
-   that the model card quotes.
+3. scores it on realdev/industrial and realdev/words when those folders exist (evaluation only:
+   nothing from them is copied or kept besides the figures);
+4. writes build/ship/NAME/{synthetic_test,realdev_industrial,realdev_words}.json and a summary
+   (summary.json) that the model card quotes.
 """
 
 from __future__ import annotations
@@ -68,7 +69,11 @@ def main() -> None:
 
     ASSETS.mkdir(parents=True, exist_ok=True)
     for suffix in (".onnx", ".json", ".pt"):
-        shutil.copyfile(args.run / f"model{suffix}", ASSETS / f"{args.name}{suffix}")
+        target = ASSETS / f"{args.name}{suffix}"
+        if (args.run / f"model{suffix}").is_file():
+            shutil.copyfile(args.run / f"model{suffix}", target)
+        elif suffix == ".pt":
+            target.unlink(missing_ok=True)  # an imported architecture fine-tunes from its .onnx
     shipped = ASSETS / f"{args.name}.onnx"
     out = ROOT / "build" / "ship" / args.name
     out.mkdir(parents=True, exist_ok=True)
@@ -91,6 +96,11 @@ def main() -> None:
             table = comparison_markdown(args.name, report["realdev_industrial"], peers_table(args.realdev / "PEERS.md"))
             (out / "realdev_comparison.md").write_text(table + "\n")
             print(table)
+    words = args.realdev / "words"
+    if (words / "labels.tsv").is_file():
+        edgeocr("eval", "--data", str(words), "--model", str(shipped), "--threads", str(args.threads),
+                "--json", str(out / "realdev_words.json"))
+        report["realdev_words"] = summary(json.loads((out / "realdev_words.json").read_text()))
     (out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "training"}, indent=1))
 

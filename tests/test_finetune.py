@@ -14,7 +14,7 @@ pytest.importorskip("lightning")
 import torch  # noqa: E402
 
 from edgeocr.cli import main  # noqa: E402
-from edgeocr.core.errors import EdgeOCRError, ModelError  # noqa: E402
+from edgeocr.core.errors import DataError, EdgeOCRError, ModelError  # noqa: E402
 from edgeocr.data.datasets import LineCollator, LineItem  # noqa: E402
 from edgeocr.data.labels import read_labels  # noqa: E402
 from edgeocr.models.export import export_onnx  # noqa: E402
@@ -83,10 +83,12 @@ def test_holdout_is_per_category_seeded_and_disjoint(user_crops: Path) -> None:
 def test_finetune_trains_from_the_init_weights_and_reports_before_and_after(
         user_crops: Path, tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "ft"
+    with pytest.raises(DataError, match=r"labels\.tsv:31: characters 'Ω'"):  # stops by default, naming the line
+        finetune_command(init=str(tiny_model), data=user_crops, out=tmp_path / "refused", steps=4, progress=False)
     report = finetune_command(init=str(tiny_model), data=user_crops, out=out, synthetic_ratio=0.5, holdout=0.25,
                               steps=4, batch_size=8, lr=1e-3, workers=0, accelerator="cpu", progress=False,
-                              threads=1)
-    # The label the charset cannot spell is skipped with its file and line.
+                              threads=1, skip_bad_labels=True)
+    # With --skip-bad-labels, the label the charset cannot spell is skipped with its file and line.
     assert any("labels.tsv:31" in r and "not in the model's charset" in r for r in report["skipped_lines"])
     assert report["holdout_samples"] + report["train_samples"] == 30
     assert report["before"]["n"] == report["after"]["n"] == report["holdout_samples"]

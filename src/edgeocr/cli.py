@@ -81,9 +81,22 @@ _register_synth("lines", "Line crops of printed codes, labelled in labels.tsv (r
 _register_synth("scenes", "Whole product scenes with several code blocks, one polygon per line in annotations.jsonl.")
 
 
+_DISTILL_WEIGHT_TRAIN = typer.Option(0.0, "--distill-weight", help="Weight of a frame-KL term toward the frozen "
+                                     "--init model (keeps what it read well); 0: plain CTC.")
+_DISTILL_TEMPERATURE = typer.Option(2.0, "--distill-temperature", help="Softening temperature of that KL term.")
+_FREEZE_STAGES = typer.Option(0, "--freeze-stages", help="Keep the first N stages frozen (imported architectures: "
+                              "stem, 5 backbone stages, encoder, head).")
+_REPORT_DATA = typer.Option([], "--report-data", help="Labelled crop folder read every --report-every steps for "
+                            "the record only (report_eval.jsonl; never trains or picks checkpoints; repeatable).")
+_REPORT_EVERY = typer.Option(500, "--report-every", help="Steps between two --report-data readings.")
+
+
 @app.command("train")
 def train(
-    arch: str = typer.Option("crnn_m", "--arch", help="Architecture: crnn_s, crnn_m, crnn_l, svtr_s (tiny ones for tests)."),
+    arch: str = typer.Option("crnn_m", "--arch", help="Architecture: crnn_s, crnn_m, crnn_l, svtr_s, or "
+                             "ppocrv6_small (imported: PP-OCRv6 small, start it with --init pretrained)."),
+    charset: str = typer.Option("default", "--charset", help="default (digits, letters, space, -/:.,#()+*&%) or "
+                                "ascii (every printable ASCII character)."),
     data: list[Path] = typer.Option([], "--data", help="labels.tsv folder or LMDB directory (repeatable)."),
     val: Optional[Path] = typer.Option(None, "--val", help="Validation set; default: held-out synthetic lines."),
     synthetic: int = typer.Option(20000, "--synthetic", help="Synthetic lines rendered on the fly per epoch (0: none)."),
@@ -108,7 +121,13 @@ def train(
     seed: int = _SEED,
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics, model.onnx."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
-    init: Optional[Path] = typer.Option(None, "--init", help="Start from these weights (model.pt or .ckpt)."),
+    init: Optional[str] = typer.Option(None, "--init", help="Start from: 'pretrained' (an imported architecture's "
+                                       "source weights), an .onnx of an imported architecture, a model.pt or .ckpt."),
+    distill_weight: float = _DISTILL_WEIGHT_TRAIN,
+    distill_temperature: float = _DISTILL_TEMPERATURE,
+    freeze_stages: int = _FREEZE_STAGES,
+    report_data: list[Path] = _REPORT_DATA,
+    report_every: int = _REPORT_EVERY,
     quiet: bool = _QUIET,
 ) -> None:
     """Train a recogniser on synthetic lines and/or datasets; exports OUT/model.onnx with its sidecar."""
@@ -119,7 +138,10 @@ def train(
                           precision=precision, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
                           checkpoint_every_n_steps=checkpoint_every, early_stopping_patience=patience,
                           templates=templates, fonts=fonts, seed=seed, out=out, resume=resume, progress=not quiet,
-                          warmup_fraction=warmup, width_chunks=width_chunks, init=init)
+                          warmup_fraction=warmup, width_chunks=width_chunks, init=init,
+                          distill_weight=distill_weight, distill_temperature=distill_temperature,
+                          freeze_stages=freeze_stages, report_data=report_data, report_every_n_steps=report_every,
+                          charset=charset)
     typer.echo(f"model: {model}")
 
 
@@ -180,37 +202,60 @@ def export(
 
 @app.command("finetune")
 def finetune(
-    init: str = typer.Option("default", "--init", help="Start from: a shipped model name, an .onnx with its "
-                             "model.pt beside it, a model.pt, or a training checkpoint (.ckpt)."),
-    data: Path = typer.Option(..., "--data", help="Your labelled crops: folder with labels.tsv."),
+    init: str = typer.Option("default", "--init", help="Start from: a pretrained source ('ppocrv6': PP-OCRv6 small "
+                             "from the rapidocr package), a shipped model name, an .onnx (with its model.pt "
+                             "beside it, or of an imported architecture), a model.pt, or a training checkpoint."),
+    data: Optional[Path] = typer.Option(None, "--data", help="Your labelled crops: folder with labels.tsv. "
+                                        "Without it: synthetic lines only."),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: split, checkpoints, model.onnx, report."),
     synthetic_ratio: float = typer.Option(0.5, "--synthetic-ratio", help="Share of synthetic lines in training "
                                           "(0: your crops only)."),
+    synthetic: int = typer.Option(20000, "--synthetic", help="Without --data: synthetic lines per epoch."),
+    val_lines: int = typer.Option(500, "--val-lines", help="Held-out synthetic validation lines."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of your crops held out for the before/after report."),
     steps: int = typer.Option(1000, "--steps", help="Optimiser steps."),
     batch_size: int = typer.Option(32, "--batch-size"),
     lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (lower than training from scratch)."),
+    distill_weight: float = typer.Option(1.0, "--distill-weight", help="Weight of a frame-KL term toward the "
+                                         "frozen starting model: keeps what it read well (0: plain CTC)."),
+    distill_temperature: float = _DISTILL_TEMPERATURE,
+    freeze_stages: int = _FREEZE_STAGES,
+    skip_bad_labels: bool = typer.Option(False, "--skip-bad-labels", help="Train without the labels the "
+                                         "charset cannot spell instead of stopping."),
+    add_chars: str = typer.Option("", "--add-chars", help="With a pretrained source: characters to read besides "
+                                  "the default charset (the source's own rows where it has them)."),
     workers: int = typer.Option(1, "--workers", help="Data loader processes."),
     accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
     precision: str = typer.Option("auto", "--precision", help="auto, 32, bf16-mixed or 16-mixed."),
     templates: list[Path] = _TEMPLATES,
     fonts: list[Path] = _FONTS,
+    report_data: list[Path] = _REPORT_DATA,
+    report_every: int = _REPORT_EVERY,
     seed: int = _SEED,
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads for the before/after scoring."),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
     quiet: bool = _QUIET,
 ) -> None:
-    """Fine-tune a model on your own crops mixed with synthetic lines; reports before/after on a held-out share."""
+    """Fine-tune a model (or pretrained weights) on your own crops mixed with synthetic lines, keeping what it
+    read well; reports before/after on a held-out share of your crops."""
     from edgeocr.train.finetune import REPORT_MD, finetune_command
 
     report = finetune_command(init=init, data=data, out=out, synthetic_ratio=synthetic_ratio, holdout=holdout,
                               steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
                               accelerator=accelerator, precision=precision, templates=templates, fonts=fonts,
-                              threads=threads, resume=resume, progress=not quiet)
+                              threads=threads, resume=resume, progress=not quiet, distill_weight=distill_weight,
+                              distill_temperature=distill_temperature, freeze_stages=freeze_stages,
+                              skip_bad_labels=skip_bad_labels, add_chars=add_chars, synthetic_lines=synthetic,
+                              report_data=report_data, report_every_n_steps=report_every, val_lines=val_lines)
     before, after = report["before"], report["after"]
-    typer.echo(f"held-out {after['n']} crops: char accuracy {100 * before['char_accuracy']:.1f}% -> "
-               f"{100 * after['char_accuracy']:.1f}%, exact {100 * before['exact_match']:.1f}% -> "
-               f"{100 * after['exact_match']:.1f}%")
+    if before is not None and after is not None:
+        typer.echo(f"held-out {after['n']} crops: char accuracy {100 * before['char_accuracy']:.1f}% -> "
+                   f"{100 * after['char_accuracy']:.1f}%, exact {100 * before['exact_match']:.1f}% -> "
+                   f"{100 * after['exact_match']:.1f}%")
+    validation = report["synthetic_validation"]
+    if validation.get("val_char_acc") is not None:
+        typer.echo(f"synthetic validation: char accuracy {100 * validation['val_char_acc']:.1f}%, "
+                   f"exact {100 * (validation['val_exact'] or 0):.1f}%")
     typer.echo(f"model: {report['model']}\nreport: {out / REPORT_MD}")
 
 

@@ -13,6 +13,11 @@ from dataclasses import dataclass, field
 # Digits, both cases, space and the punctuation that industrial codes print.
 INDUSTRIAL_PUNCTUATION = "-/:.,#()+*&%"
 DEFAULT_CHARSET = string.digits + string.ascii_uppercase + string.ascii_lowercase + " " + INDUSTRIAL_PUNCTUATION
+# Every printable ASCII character: the default charset, then the rest of the punctuation. Models
+# imported from recognisers pretrained on real text use it, so that they keep reading the '?', '!',
+# '@' or '$' of printed lines (the synthetic codes never print them; their source model does).
+ASCII_CHARSET = DEFAULT_CHARSET + "".join(c for c in string.punctuation if c not in INDUSTRIAL_PUNCTUATION)
+CHARSETS = {"default": DEFAULT_CHARSET, "ascii": ASCII_CHARSET}
 
 
 @dataclass(frozen=True)

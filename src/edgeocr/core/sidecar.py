@@ -36,6 +36,19 @@ class OptimizationNote(BaseModel):
     )
 
 
+class DerivedFrom(BaseModel):
+    """Third-party pretrained weights a model was derived from, and what redistributing it requires."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    source: str = Field(description="Pretrained source name in edgeocr.models.pretrained, e.g. 'ppocrv6'.")
+    title: str = Field(description="What the source weights are.")
+    source_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 of the source file imported.")
+    licence: str = Field(description="Licence of the source weights (SPDX); the derived model carries it.")
+    attribution: str = Field(description="Copyright and attribution that must travel with the model.")
+    notice: str = Field(description="Package file with the licence text and the modification notice.")
+
+
 class ModelSidecar(BaseModel):
     """Metadata of one exported recogniser, validated on load."""
 
@@ -62,6 +75,9 @@ class ModelSidecar(BaseModel):
     config: RecognizerConfig = Field(description="The recogniser configuration the model was trained with.")
     optimization: OptimizationNote | None = Field(
         default=None, description="How edgeocr optimize made this model from another; None for a trained model."
+    )
+    derived_from: DerivedFrom | None = Field(
+        default=None, description="Third-party pretrained weights the model was fine-tuned from; None: our own."
     )
 
     @model_validator(mode="after")

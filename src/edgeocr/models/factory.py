@@ -30,8 +30,16 @@ _SVTR_SPECS: dict[str, SVTRSpec] = {
     "svtr_s": SVTRSpec(embed_dim=128, depth=6, num_heads=4, mlp_ratio=4.0),
 }
 
-# Non-default configuration values per architecture (none yet: every family reads 32 px lines).
-_DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {}
+# Imported architectures: networks of pretrained recognisers, built from their packages' code
+# (edgeocr.models.ppocr) and loaded with their weights by edgeocr.models.pretrained.
+_IMPORTED = ("ppocrv6_small",)
+
+# Non-default configuration values per architecture. PP-OCR reads 48 px lines at 8 px per frame;
+# its widest realdev line (a document line) is 1664 px at that height, and attention sees the
+# whole line, so lines are squashed only past 1600 px.
+_DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {
+    "ppocrv6_small": {"input_height": 48, "frame_stride": 8, "width_multiple": 8, "max_width": 1600},
+}
 
 
 def _build_crnn(cfg: RecognizerConfig) -> nn.Module:
@@ -42,10 +50,22 @@ def _build_svtr(cfg: RecognizerConfig) -> nn.Module:
     return SVTR(cfg.num_classes, cfg.input_height, _SVTR_SPECS[cfg.arch])
 
 
+def _build_ppocr(cfg: RecognizerConfig) -> nn.Module:
+    from edgeocr.models.ppocr import PPOCRRecognizer  # needs the rapidocr package (train extra)
+
+    return PPOCRRecognizer(cfg.num_classes, cfg.input_height)
+
+
 _BUILDERS: dict[str, Callable[[RecognizerConfig], nn.Module]] = {
     **{name: _build_crnn for name in _CRNN_SPECS},
     **{name: _build_svtr for name in _SVTR_SPECS},
+    **{name: _build_ppocr for name in _IMPORTED},
 }
+
+
+def is_imported(arch: str) -> bool:
+    """True for the architectures of pretrained recognisers imported from packages (PP-OCR)."""
+    return arch in _IMPORTED
 
 
 def available_architectures() -> tuple[str, ...]:

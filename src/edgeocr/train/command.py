@@ -58,10 +58,19 @@ def train_command(
     progress: bool = True,
     warmup_fraction: float = 0.05,
     width_chunks: int = 4,
-    init: Path | None = None,
+    init: Path | str | None = None,
+    distill_weight: float = 0.0,
+    distill_temperature: float = 2.0,
+    freeze_stages: int = 0,
+    report_data: Sequence[Path] = (),
+    report_every_n_steps: int = 500,
+    input_height: int | None = None,
+    max_width: int | None = None,
+    charset: str = "default",
 ) -> Path:
     """Train a recogniser and export it; returns the path of the exported ``model.onnx``.
 
+    ``charset`` names one of :data:`edgeocr.core.charset.CHARSETS` ('default', 'ascii');
     ``synthetic`` is the number of synthetic lines rendered per epoch (0: datasets only);
     ``synthetic_seed`` defaults to ``seed``; ``templates`` and ``fonts`` add code-template
     catalogues and font directories for the synthetic data; ``progress`` shows a progress bar.
@@ -71,18 +80,24 @@ def train_command(
     require_train_extra()
     from pydantic import ValidationError
 
+    from edgeocr.core.charset import CHARSETS
     from edgeocr.train.trainer import TrainConfig, run_training
 
+    if charset not in CHARSETS:
+        raise EdgeOCRError(f"unknown charset {charset!r}; choose one of {', '.join(CHARSETS)}")
     try:
         cfg = TrainConfig(
-            arch=arch, data=tuple(Path(d) for d in data), val=val, synthetic_per_epoch=synthetic,
+            arch=arch, charset=CHARSETS[charset], data=tuple(Path(d) for d in data), val=val, synthetic_per_epoch=synthetic,
             synthetic_seed=seed if synthetic_seed is None else synthetic_seed, synthetic_ratio=synthetic_ratio,
             val_synthetic=val_synthetic, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
             workers=workers, precision=precision, accelerator=accelerator, devices=_parse_devices(devices),
             early_stopping_patience=early_stopping_patience, checkpoint_every_n_steps=checkpoint_every_n_steps,
             limit_val_batches=limit_val_batches, num_nodes=num_nodes, templates=tuple(Path(t) for t in templates),
             fonts=tuple(Path(f) for f in fonts), out=Path(out), seed=seed, progress_bar=progress,
-            warmup_fraction=warmup_fraction, width_chunks=width_chunks, init=init,
+            warmup_fraction=warmup_fraction, width_chunks=width_chunks, init=None if init is None else Path(init),
+            distill_weight=distill_weight, distill_temperature=distill_temperature, freeze_stages=freeze_stages,
+            report_data=tuple(Path(d) for d in report_data), report_every_n_steps=report_every_n_steps,
+            input_height=input_height, max_width=max_width,
         )
     except ValidationError as exc:
         problems = "; ".join(

@@ -128,6 +128,20 @@ def frame_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, input_l
     return (per_frame * real).sum() / real.sum().clamp_min(1) * temperature**2
 
 
+def frozen_parts(network: nn.Module, stages: int) -> list[nn.Module]:
+    """Freeze the first ``stages`` of ``network.stages()`` (no gradients); return them."""
+    if stages == 0:
+        return []
+    if not hasattr(network, "stages"):
+        raise ValueError(f"{type(network).__name__} has no stages to freeze; freezing needs an imported architecture")
+    parts = list(network.stages())
+    if stages > len(parts):
+        raise ValueError(f"{type(network).__name__} has {len(parts)} stages, cannot freeze {stages}")
+    for part in parts[:stages]:
+        part.requires_grad_(False)
+    return parts[:stages]
+
+
 class RecognizerModule(L.LightningModule):
     """CTC training of a recogniser built from a :class:`RecognizerConfig` (given as a dict).
 
@@ -139,7 +153,8 @@ class RecognizerModule(L.LightningModule):
 
     def __init__(self, recognizer: dict[str, Any], lr: float = 1e-3, weight_decay: float = 0.05,
                  warmup_fraction: float = 0.05, final_lr_fraction: float = 0.01, width_chunks: int = 1,
-                 kl_weight: float = 0.0, temperature: float = 2.0, teacher: FrozenTeacher | None = None) -> None:
+                 kl_weight: float = 0.0, temperature: float = 2.0, teacher: FrozenTeacher | None = None,
+                 frozen_stages: int = 0) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["teacher"])
         if kl_weight < 0 or temperature <= 0:
@@ -148,6 +163,7 @@ class RecognizerModule(L.LightningModule):
         self.recognizer_config = RecognizerConfig(**recognizer)
         self.charset = self.recognizer_config.charset_obj
         self.model = build_from_config(self.recognizer_config)
+        self.frozen = frozen_parts(self.model, frozen_stages)
         self.ctc_loss = nn.CTCLoss(blank=0, reduction="mean", zero_infinity=True)
         self.skipped: Counter[str] = Counter()
         # edit distance, ground-truth characters, exact reads, lines
@@ -156,6 +172,12 @@ class RecognizerModule(L.LightningModule):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """CTC logits ``[N, T, C]`` of images ``[N, 1, H, W]``."""
         return self.model(images)
+
+    def train(self, mode: bool = True) -> RecognizerModule:
+        super().train(mode)
+        for part in getattr(self, "frozen", []):  # frozen stages keep their batch-norm statistics and run without dropout
+            part.eval()
+        return self
 
     def _losses(self, images: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor,
                 target_lengths: torch.Tensor, distil: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:

@@ -29,9 +29,11 @@ from edgeocr.data.datasets import (
     render_synthetic,
 )
 from edgeocr.models.export import export_onnx
-from edgeocr.models.factory import available_architectures, default_config
-from edgeocr.models.weights import load_weights, save_weights, weights_path
-from edgeocr.train.module import VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, RecognizerModule
+from edgeocr.models.factory import available_architectures, build_from_config, default_config, is_imported
+from edgeocr.models.pretrained import load_init
+from edgeocr.models.weights import save_weights, weights_path
+from edgeocr.train.module import VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS, FrozenTeacher, RecognizerModule
+from edgeocr.train.report_eval import REPORT_FILE, ReportEvaluation
 from edgeocr.train.run import (
     HELD_OUT_SEED_OFFSET,
     MODEL_FILE,
@@ -79,9 +81,38 @@ class TrainConfig(RunSettings):
     num_nodes: int = Field(default=1, ge=1, description="Machines for multi-node DDP.")
     init: Path | None = Field(
         default=None,
-        description="Start from these weights (a model.pt written beside an exported model, or a training "
-        "checkpoint) instead of a random initialisation; architecture, charset and input size must match.",
+        description="Start from these weights instead of a random initialisation: 'pretrained' (the imported "
+        "architecture's source weights, e.g. PP-OCRv6 small's for ppocrv6_small), a source name ('ppocrv6'), an "
+        ".onnx exported from an imported architecture, a model.pt written beside an exported model, or a "
+        "training checkpoint; architecture, charset and input height must match.",
     )
+    distill_weight: float = Field(
+        default=0.0, ge=0,
+        description="Weight of a frame-KL term toward the frozen starting model (init) on the same batch, added to "
+        "CTC: the model keeps what it read well before (real photos for a pretrained init). 0: plain CTC.",
+    )
+    distill_temperature: float = Field(default=2.0, gt=0, description="Softening temperature of the frame KL.")
+    freeze_stages: int = Field(
+        default=0, ge=0,
+        description="Keep the first N stages of the network frozen (weights and batch-norm statistics); imported "
+        "architectures have 8: stem, five backbone stages, sequence encoder, head.",
+    )
+    report_data: tuple[Path, ...] = Field(
+        default=(),
+        description="Labelled crop folders read every report_every_n_steps for the record only (report_eval.jsonl): "
+        "never trained on, never used to choose a checkpoint.",
+    )
+    report_every_n_steps: int = Field(default=500, ge=1, description="Steps between two report_data readings.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _architecture_defaults(cls, data: Any) -> Any:
+        # Input height and width limit default to the architecture's own (PP-OCR reads 48 px lines).
+        if isinstance(data, dict) and data.get("arch") in available_architectures():
+            arch_cfg = default_config(data["arch"])
+            data = {**data, **{name: getattr(arch_cfg, name) for name in ("input_height", "max_width")
+                               if data.get(name) is None}}
+        return data
 
     @field_validator("arch")
     @classmethod
@@ -89,6 +120,12 @@ class TrainConfig(RunSettings):
         if value not in available_architectures():
             raise ValueError(f"unknown architecture {value!r}; choose one of {', '.join(available_architectures())}")
         return value
+
+    @model_validator(mode="after")
+    def _distillation_needs_init(self) -> TrainConfig:
+        if self.distill_weight > 0 and self.init is None:
+            raise ValueError("distill_weight keeps the starting model's reads: it needs init")
+        return self
 
     @model_validator(mode="after")
     def _has_training_data(self) -> TrainConfig:
@@ -168,37 +205,49 @@ class _Run(TrainingRun):
         # Validation keeps lines too long for their width: they count as misreads, not as skipped.
         self.val_loader = _loader(self.val_set, LineCollator(self.recognizer_cfg, drop_too_long=False), cfg,
                                   shuffle=False, pin=self.pin_memory)
+        state = load_init(cfg.init, self.recognizer_cfg) if cfg.init is not None else None
+        teacher = None
+        if cfg.distill_weight > 0 and state is not None:
+            # The starting weights, frozen: the student keeps their frame posteriors where CTC lets it.
+            teacher_network = build_from_config(self.recognizer_cfg)
+            self._load_state(teacher_network, state)
+            teacher = FrozenTeacher(teacher_network)
         self.module = RecognizerModule(self.recognizer_cfg.model_dump(mode="json"), lr=cfg.lr,
                                        weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction,
-                                       width_chunks=cfg.width_chunks)
-        if cfg.init is not None:
-            self._load_init(cfg.init)
+                                       width_chunks=cfg.width_chunks, kl_weight=cfg.distill_weight,
+                                       temperature=cfg.distill_temperature, teacher=teacher,
+                                       frozen_stages=cfg.freeze_stages)
+        if state is not None:
+            self._load_state(self.module.model, state)
         self._set_up(monitor=VAL_CHAR_ACC)
 
-    def _load_init(self, path: Path) -> None:
-        init_cfg, state = load_weights(path)
-        ours = self.recognizer_cfg
-        different = [name for name in ("arch", "input_height", "max_width") if getattr(init_cfg, name) != getattr(ours, name)]
-        if init_cfg.charset != ours.charset:
-            different.append("charset")
-        if different:
-            raise EdgeOCRError(f"cannot start from {path}: its {', '.join(different)} differ from this run's "
-                               f"({', '.join(f'{n}={getattr(init_cfg, n)!r}' for n in different)})")
+    def _load_state(self, network: Any, state: dict[str, Any]) -> None:
         try:
-            self.module.model.load_state_dict(state)
+            network.load_state_dict(state)
         except RuntimeError as exc:
-            raise EdgeOCRError(f"cannot start from {path}: its weights do not fit {ours.arch} ({exc})") from exc
+            raise EdgeOCRError(f"cannot start from {self.cfg.init}: its weights do not fit "
+                               f"{self.recognizer_cfg.arch} ({exc})") from exc
+
+    def _callbacks(self) -> list[Any]:
+        callbacks = super()._callbacks()
+        if self.cfg.report_data:
+            callbacks.append(ReportEvaluation(self.cfg.report_data, self.cfg.report_every_n_steps,
+                                              self.out / REPORT_FILE, self.recognizer_cfg))
+        return callbacks
 
     def export(self) -> Path:
-        """``model.onnx`` with its sidecar, and ``model.pt`` (weights to fine-tune from)."""
+        """``model.onnx`` with its sidecar, and ``model.pt`` (weights to fine-tune from) unless the
+        architecture is imported: its ``.onnx`` is what fine-tuning starts from."""
         network = copy.deepcopy(self.module.model).cpu().float()
         path = export_onnx(network, self.recognizer_cfg, self.out / MODEL_FILE)
-        save_weights(network, self.recognizer_cfg, weights_path(path))
+        if not is_imported(self.recognizer_cfg.arch):
+            save_weights(network, self.recognizer_cfg, weights_path(path))
         return path
 
     def run_metrics(self, final: dict[str, float | None]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         validation = {key: final.get(key) for key in (VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS)}
         details = {"init": str(self.cfg.init) if self.cfg.init else None,
+                   "distill_weight": self.cfg.distill_weight, "freeze_stages": self.cfg.freeze_stages,
                    "train_samples_per_epoch": len(self.train_set),  # type: ignore[arg-type]
                    "val_samples": len(self.val_set)}  # type: ignore[arg-type]
         return validation, details, _skipped_reasons([self.train_set, self.val_set], self.module)
