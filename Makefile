@@ -28,13 +28,14 @@ chromium:
 demo: $(STAMP) fonts
 	$(BIN)/edgeocr read samples/lines --model default --threads 2 --json build/demo/reads.json --draw build/demo/drawn
 	$(BIN)/edgeocr eval --data samples/lines --model default --threads 2 --json build/demo/samples-eval.json
+	$(BIN)/edgeocr read samples/lines --model accurate --threads 2 --json build/demo/reads-accurate.json
 	$(BIN)/edgeocr read samples/scenes/images --mode detector --detector default --threads 2 \
 		--json build/demo/scene-reads.json --draw build/demo/scenes-drawn
 	$(BIN)/edgeocr synth lines --count 60 --seed 0 --workers 2 --out build/demo/lines --overwrite \
 		--preview build/demo/lines-sheet.png --quiet
 	$(BIN)/edgeocr synth scenes --count 6 --seed 0 --workers 2 --out build/demo/scenes --overwrite \
 		--preview build/demo/scenes-sheet.png --quiet
-	@echo "demo: reads in build/demo/reads.json and build/demo/drawn/, whole scenes in build/demo/scene-reads.json and build/demo/scenes-drawn/; synthetic sheets in build/demo/*-sheet.png"
+	@echo "demo: reads in build/demo/reads.json (accurate: build/demo/reads-accurate.json) and build/demo/drawn/, whole scenes in build/demo/scene-reads.json and build/demo/scenes-drawn/; synthetic sheets in build/demo/*-sheet.png"
 
 test: $(STAMP) fonts chromium
 	$(BIN)/python -m pytest
