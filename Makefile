@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test fonts chromium install peers bench-synth clean
+.PHONY: demo test lint wheel fonts chromium install peers bench-synth clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,15 +37,27 @@ demo: $(STAMP) fonts
 		--preview build/demo/scenes-sheet.png --quiet
 	@echo "demo: reads in build/demo/reads.json (accurate: build/demo/reads-accurate.json) and build/demo/drawn/, whole scenes in build/demo/scene-reads.json and build/demo/scenes-drawn/; synthetic sheets in build/demo/*-sheet.png"
 
-test: $(STAMP) fonts chromium
+test: $(STAMP) fonts chromium lint
 	$(BIN)/python -m pytest
+
+# ruff: lint and format (check only; `ruff format src tests scripts` fixes). Import layers: tests/test_layers.py.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests scripts
+	$(BIN)/ruff format --check src tests scripts
+
+# The wheel users install, in dist/: models with their sidecars and licences, no .pt training weights
+# (tests/test_wheel.py builds, installs and reads with it). build/lib goes first: setuptools would put
+# files an earlier build left there into the wheel.
+wheel: $(STAMP)
+	rm -rf build/lib build/bdist.*
+	$(BIN)/python -m pip wheel --no-deps -w dist .
 
 # EasyOCR, PP-OCRv4/v6 (RapidOCR) and Tesseract, offline, for edgeocr bench --peers.
 peers: $(STAMP)
 	scripts/install-peers.sh
 
 bench-synth: $(STAMP) fonts
-	$(BIN)/python -m edgeocr.bench.synth_speed --workers 2 --count 6000 --repeats 3
+	$(BIN)/edgeocr study synth-speed --workers 2 --count 6000 --repeats 3
 
 clean:
-	rm -rf $(VENV) build .pytest_cache
+	rm -rf $(VENV) build dist .pytest_cache

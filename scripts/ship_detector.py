@@ -24,13 +24,35 @@ from shipping import ROOT, edgeocr, ship_parser
 ASSETS = ROOT / "src" / "edgeocr" / "assets" / "detectors"
 # Far from the training seeds (0 and its validation seed 1000003) and from the recogniser's test seed.
 TEST_SEED = 20261122
-KEYS = ("n", "precision", "recall", "hmean", "char_accuracy", "exact_match", "char_accuracy_relaxed",
-        "exact_match_relaxed", "latency_ms_p50", "latency_ms_p95")
+KEYS = (
+    "n",
+    "precision",
+    "recall",
+    "hmean",
+    "char_accuracy",
+    "exact_match",
+    "char_accuracy_relaxed",
+    "exact_match_relaxed",
+    "latency_ms_p50",
+    "latency_ms_p95",
+)
 
 
 def score(data: Path, detector: str, out: Path, threads: int) -> dict:
-    edgeocr("eval", "--mode", "e2e", "--data", str(data), "--detector", detector, "--threads", str(threads),
-            "--json", str(out), "--quiet")
+    edgeocr(
+        "eval",
+        "--mode",
+        "e2e",
+        "--data",
+        str(data),
+        "--detector",
+        detector,
+        "--threads",
+        str(threads),
+        "--json",
+        str(out),
+        "--quiet",
+    )
     result = json.loads(out.read_text())
     return {k: result[k] for k in KEYS if k in result}
 
@@ -49,37 +71,70 @@ def set_runtime(sidecar_file: Path, **settings: float | None) -> None:
 def main() -> None:
     parser = ship_parser(__doc__)
     parser.add_argument("--test-scenes", type=int, default=300)
-    parser.add_argument("--max-side", type=int, help="long side the runtime resizes images to, written into the "
-                        "shipped sidecar (default: the run's, i.e. its training input size)")
-    parser.add_argument("--binary-threshold", type=float, help="probability a pixel needs to be text (default: "
-                        "the run's); choose it on validation scenes, never on the test scenes")
-    parser.add_argument("--box-threshold", type=float, help="mean probability a box needs to be kept (default: "
-                        "the run's); same rule")
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        help="long side the runtime resizes images to, written into the "
+        "shipped sidecar (default: the run's, i.e. its training input size)",
+    )
+    parser.add_argument(
+        "--binary-threshold",
+        type=float,
+        help="probability a pixel needs to be text (default: "
+        "the run's); choose it on validation scenes, never on the test scenes",
+    )
+    parser.add_argument(
+        "--box-threshold", type=float, help="mean probability a box needs to be kept (default: the run's); same rule"
+    )
     args = parser.parse_args()
 
     ASSETS.mkdir(parents=True, exist_ok=True)
     for suffix in (".onnx", ".json"):
         shutil.copyfile(args.run / f"model{suffix}", ASSETS / f"{args.name}{suffix}")
     shipped = ASSETS / f"{args.name}.onnx"
-    set_runtime(shipped.with_suffix(".json"), max_side=args.max_side, binary_threshold=args.binary_threshold,
-                box_threshold=args.box_threshold)
+    set_runtime(
+        shipped.with_suffix(".json"),
+        max_side=args.max_side,
+        binary_threshold=args.binary_threshold,
+        box_threshold=args.box_threshold,
+    )
     out = ROOT / "build" / "ship" / f"detector-{args.name}"
     out.mkdir(parents=True, exist_ok=True)
 
     test_dir = ROOT / "build" / f"synth-scenes-test-{TEST_SEED}-{args.test_scenes}"
     if not (test_dir / "annotations.jsonl").is_file():
-        edgeocr("synth", "scenes", "--count", str(args.test_scenes), "--seed", str(TEST_SEED), "--workers", "2",
-                "--out", str(test_dir), "--overwrite", "--quiet")
+        edgeocr(
+            "synth",
+            "scenes",
+            "--count",
+            str(args.test_scenes),
+            "--seed",
+            str(TEST_SEED),
+            "--workers",
+            "2",
+            "--out",
+            str(test_dir),
+            "--overwrite",
+            "--quiet",
+        )
     sets = {"synthetic_test": test_dir}
     if (args.realdev / "scenes" / "annotations.jsonl").is_file():
         sets["realdev_scenes"] = args.realdev / "scenes"
-    report = {"model": str(shipped.relative_to(ROOT)), "onnx_bytes": shipped.stat().st_size,
-              "runtime": {k: json.loads(shipped.with_suffix(".json").read_text())["config"][k]
-                          for k in ("max_side", "binary_threshold", "box_threshold")},
-              "training": json.loads((args.run / "metrics.json").read_text()), "test_seed": TEST_SEED}
+    report = {
+        "model": str(shipped.relative_to(ROOT)),
+        "onnx_bytes": shipped.stat().st_size,
+        "runtime": {
+            k: json.loads(shipped.with_suffix(".json").read_text())["config"][k]
+            for k in ("max_side", "binary_threshold", "box_threshold")
+        },
+        "training": json.loads((args.run / "metrics.json").read_text()),
+        "test_seed": TEST_SEED,
+    }
     for name, data in sets.items():
-        report[name] = {"ours": score(data, str(shipped), out / f"{name}.json", args.threads),
-                        "ppocrv4-det": score(data, "rapidocr", out / f"{name}.ppocrv4-det.json", args.threads)}
+        report[name] = {
+            "ours": score(data, str(shipped), out / f"{name}.json", args.threads),
+            "ppocrv4-det": score(data, "rapidocr", out / f"{name}.ppocrv4-det.json", args.threads),
+        }
     (out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "training"}, indent=1))
 

@@ -29,8 +29,10 @@ KEYS = ("n", "char_accuracy", "exact_match", "char_accuracy_relaxed", "exact_mat
 
 
 def summary(result: dict) -> dict:
-    return {"all": {k: result[k] for k in KEYS},
-            "per_category": {c: {k: r[k] for k in KEYS} for c, r in result["per_category"].items()}}
+    return {
+        "all": {k: result[k] for k in KEYS},
+        "per_category": {c: {k: r[k] for k in KEYS} for c, r in result["per_category"].items()},
+    }
 
 
 def peers_table(peers_md: Path) -> dict[str, dict[str, str]]:
@@ -55,10 +57,15 @@ def comparison_markdown(name: str, ours: dict, peers: dict[str, dict[str, str]])
     categories = [*sorted(ours["per_category"]), "ALL"]
     for category in categories:
         r = ours["all"] if category == "ALL" else ours["per_category"][category]
-        mine = (f"{100 * r['char_accuracy']:.1f} / {100 * r['char_accuracy_relaxed']:.1f} / "
-                f"{100 * r['exact_match_relaxed']:.0f}")
-        lines.append(f"| {category} | {r['n']} | {mine} | " +
-                     " | ".join(peers.get(category, {}).get(n, "-") for n in names) + " |")
+        mine = (
+            f"{100 * r['char_accuracy']:.1f} / {100 * r['char_accuracy_relaxed']:.1f} / "
+            f"{100 * r['exact_match_relaxed']:.0f}"
+        )
+        lines.append(
+            f"| {category} | {r['n']} | {mine} | "
+            + " | ".join(peers.get(category, {}).get(n, "-") for n in names)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -80,17 +87,51 @@ def main() -> None:
 
     test_dir = ROOT / "build" / f"synth-test-{TEST_SEED}-{args.test_lines}"
     if not (test_dir / "labels.tsv").is_file():
-        edgeocr("synth", "lines", "--count", str(args.test_lines), "--seed", str(TEST_SEED), "--workers", "2",
-                "--out", str(test_dir), "--overwrite", "--quiet")
-    edgeocr("eval", "--data", str(test_dir), "--model", str(shipped), "--threads", str(args.threads),
-            "--json", str(out / "synthetic_test.json"), "--quiet")
-    report = {"model": str(shipped.relative_to(ROOT)), "onnx_bytes": shipped.stat().st_size,
-              "training": json.loads((args.run / "metrics.json").read_text()),
-              "synthetic_test": {"seed": TEST_SEED, **summary(json.loads((out / "synthetic_test.json").read_text()))}}
+        edgeocr(
+            "synth",
+            "lines",
+            "--count",
+            str(args.test_lines),
+            "--seed",
+            str(TEST_SEED),
+            "--workers",
+            "2",
+            "--out",
+            str(test_dir),
+            "--overwrite",
+            "--quiet",
+        )
+    edgeocr(
+        "eval",
+        "--data",
+        str(test_dir),
+        "--model",
+        str(shipped),
+        "--threads",
+        str(args.threads),
+        "--json",
+        str(out / "synthetic_test.json"),
+        "--quiet",
+    )
+    report = {
+        "model": str(shipped.relative_to(ROOT)),
+        "onnx_bytes": shipped.stat().st_size,
+        "training": json.loads((args.run / "metrics.json").read_text()),
+        "synthetic_test": {"seed": TEST_SEED, **summary(json.loads((out / "synthetic_test.json").read_text()))},
+    }
     industrial = args.realdev / "industrial"
     if (industrial / "labels.tsv").is_file():
-        edgeocr("eval", "--data", str(industrial), "--model", str(shipped), "--threads", str(args.threads),
-                "--json", str(out / "realdev_industrial.json"))
+        edgeocr(
+            "eval",
+            "--data",
+            str(industrial),
+            "--model",
+            str(shipped),
+            "--threads",
+            str(args.threads),
+            "--json",
+            str(out / "realdev_industrial.json"),
+        )
         report["realdev_industrial"] = summary(json.loads((out / "realdev_industrial.json").read_text()))
         if (args.realdev / "PEERS.md").is_file():
             table = comparison_markdown(args.name, report["realdev_industrial"], peers_table(args.realdev / "PEERS.md"))
@@ -98,8 +139,17 @@ def main() -> None:
             print(table)
     words = args.realdev / "words"
     if (words / "labels.tsv").is_file():
-        edgeocr("eval", "--data", str(words), "--model", str(shipped), "--threads", str(args.threads),
-                "--json", str(out / "realdev_words.json"))
+        edgeocr(
+            "eval",
+            "--data",
+            str(words),
+            "--model",
+            str(shipped),
+            "--threads",
+            str(args.threads),
+            "--json",
+            str(out / "realdev_words.json"),
+        )
         report["realdev_words"] = summary(json.loads((out / "realdev_words.json").read_text()))
     (out / "summary.json").write_text(json.dumps(report, indent=1) + "\n")
     print(json.dumps({k: v for k, v in report.items() if k != "training"}, indent=1))

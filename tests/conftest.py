@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parents[1]
 def run_cli(*args: str, env: dict | None = None, timeout: float = 240, **kwargs) -> subprocess.CompletedProcess:
     """Run the installed ``edgeocr`` command line in a subprocess (as a user would)."""
     full_env = {**os.environ, **(env or {})}
-    return subprocess.run([sys.executable, "-m", "edgeocr.cli", *args], capture_output=True, text=True,
-                          env=full_env, timeout=timeout, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-m", "edgeocr.cli", *args],
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        **kwargs,
+    )
 
 
 @pytest.fixture
@@ -64,8 +70,9 @@ def kill_at_first_checkpoint(script: str, config_file: Path, out: Path, timeout:
     import torch
 
     env = {**os.environ, "PYTHONPATH": str(REPO / "src") + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    process = subprocess.Popen([sys.executable, "-c", script, str(config_file)], env=env,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", script, str(config_file)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
     last = out / "checkpoints" / "last.ckpt"
     deadline = time.monotonic() + timeout
     try:

@@ -70,8 +70,10 @@ def test_reader_feeds_the_preprocessed_crop_to_the_recogniser(tiny_model, monkey
 
 
 def test_regions_can_name_their_own_preprocessing(tiny_model) -> None:
-    regions = (Region(name="left", rect=(0, 0, 80, 40)),
-               Region(name="right", rect=(80, 0, 80, 40), preprocess="gray|invert"))
+    regions = (
+        Region(name="left", rect=(0, 0, 80, 40)),
+        Region(name="right", rect=(80, 0, 80, 40), preprocess="gray|invert"),
+    )
     reader = Reader(ReaderConfig(model=tiny_model, engine=ENGINE, mode="roi", regions=regions, preprocess="gray"))
     image = code_image(1)
     left, right = reader.read(image, options=CROPS)
@@ -95,8 +97,10 @@ def test_bad_preprocessing_is_refused_when_the_config_is_built() -> None:
 def test_cli_refuses_a_bad_preprocess_option_in_one_line(cli, tmp_path) -> None:
     image = tmp_path / "a.png"
     cv2.imwrite(str(image), code_image())
-    for args in (["read", str(image), "--preprocess", "sharpen"],
-                 ["eval", "--data", str(tmp_path), "--preprocess", "sharpen"]):
+    for args in (
+        ["read", str(image), "--preprocess", "sharpen"],
+        ["eval", "--data", str(tmp_path), "--preprocess", "sharpen"],
+    ):
         done = cli(*args)
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: ") and "unknown operation 'sharpen'" in done.stderr
@@ -109,8 +113,19 @@ def test_cli_read_applies_the_preprocess_option(cli, tmp_path, tiny_model) -> No
     outputs = {}
     for preset in ("none", "invert"):
         out = tmp_path / f"{preset}.json"
-        done = cli("read", str(image), "--model", tiny_model, "--preprocess", preset, "--threads", "1",
-                   "--json", str(out), "-q")
+        done = cli(
+            "read",
+            str(image),
+            "--model",
+            tiny_model,
+            "--preprocess",
+            preset,
+            "--threads",
+            "1",
+            "--json",
+            str(out),
+            "-q",
+        )
         assert done.returncode == 0, done.stderr
         outputs[preset] = json.loads(out.read_text())["results"][0]["lines"][0]
     reader = Reader(ReaderConfig(model=tiny_model, engine=ENGINE, preprocess="invert"))
@@ -151,16 +166,24 @@ def labelled_folder(root: Path, rows: list[tuple[str, str, int]]) -> Path:
 
 
 def test_ablation_scores_each_category_under_its_rule(tmp_path) -> None:
-    data = labelled_folder(tmp_path / "industrial", [
-        ("container/a.png", "CSQU3054383", 10),
-        ("dotmatrix_medicine/b.png", "EXP 10/27", 20),
-        ("sroie_lines/c.png", "TOTAL 5.00", 30),
-    ])
-    engine = FakeEngine({
-        (10, 3): "CSQU 305438 3", (10, 2): "CSQU305438",    # relaxed: exact, then one character missing
-        (20, 3): "EXP 10/27", (20, 2): "EXP 1O/27",         # strict: exact, then one substitution
-        (30, 3): "total 5.00", (30, 2): "TOTAL 5.00",       # case-insensitive: exact both times
-    })
+    data = labelled_folder(
+        tmp_path / "industrial",
+        [
+            ("container/a.png", "CSQU3054383", 10),
+            ("dotmatrix_medicine/b.png", "EXP 10/27", 20),
+            ("sroie_lines/c.png", "TOTAL 5.00", 30),
+        ],
+    )
+    engine = FakeEngine(
+        {
+            (10, 3): "CSQU 305438 3",
+            (10, 2): "CSQU305438",  # relaxed: exact, then one character missing
+            (20, 3): "EXP 10/27",
+            (20, 2): "EXP 1O/27",  # strict: exact, then one substitution
+            (30, 3): "total 5.00",
+            (30, 2): "TOTAL 5.00",  # case-insensitive: exact both times
+        }
+    )
     pipelines = ablation.build_pipelines(ablation.split_presets("none,gray"))
     result = ablation.run_ablation(ablation.load_datasets([data]), [engine], pipelines, threads=1)
     (record,) = result["engines"]
@@ -168,16 +191,23 @@ def test_ablation_scores_each_category_under_its_rule(tmp_path) -> None:
     assert none["scored"] == {"char_accuracy": 1.0, "exact_match": 1.0}
     assert gray["scored"] == {"char_accuracy": round(28 / 30, 6), "exact_match": round(1 / 3, 6)}
     assert gray["per_category"]["container"]["scored"] == {"char_accuracy": round(10 / 11, 6), "exact_match": 0.0}
-    assert gray["per_category"]["dotmatrix_medicine"]["scored"] == {"char_accuracy": round(8 / 9, 6),
-                                                                    "exact_match": 0.0}
+    assert gray["per_category"]["dotmatrix_medicine"]["scored"] == {
+        "char_accuracy": round(8 / 9, 6),
+        "exact_match": 0.0,
+    }
     assert gray["per_category"]["sroie_lines"]["scored"] == {"char_accuracy": 1.0, "exact_match": 1.0}
     # eval's strict and relaxed figures stay beside the rule's score: the spaced container read is 2 edits strict.
     assert none["per_category"]["container"]["char_accuracy"] == round(1 - 2 / 11, 6)
     assert none["per_category"]["container"]["exact_match_relaxed"] == 1.0
     assert none["per_category"]["sroie_lines"]["exact_match"] == 0.0
     assert none["predictions"] == ["CSQU 305438 3", "EXP 10/27", "total 5.00"]
-    assert record["best"] == {"industrial/container": ["none"], "industrial/dotmatrix_medicine": ["none"],
-                              "industrial/sroie_lines": ["none", "gray"], "industrial/ALL": ["none"], "MEAN": ["none"]}
+    assert record["best"] == {
+        "industrial/container": ["none"],
+        "industrial/dotmatrix_medicine": ["none"],
+        "industrial/sroie_lines": ["none", "gray"],
+        "industrial/ALL": ["none"],
+        "MEAN": ["none"],
+    }
     assert set(result["pipelines"]) == {"none", "gray"} and result["pipelines"]["none"]["spec"] == "none"
 
     paths = ablation.write_outputs(result, tmp_path / "out")
@@ -197,12 +227,16 @@ def test_ablation_reports_a_missing_engine_and_parses_presets(tmp_path) -> None:
             raise EngineNotInstalled("not here")
 
     data = labelled_folder(tmp_path / "d", [("container/a.png", "AB", 10)])
-    result = ablation.run_ablation(ablation.load_datasets([data]), [Missing({})],
-                                   ablation.build_pipelines(["none"]), threads=1)
+    result = ablation.run_ablation(
+        ablation.load_datasets([data]), [Missing({})], ablation.build_pipelines(["none"]), threads=1
+    )
     assert result["engines"] == [{"name": "missing", "status": "not installed", "reason": "not here"}]
     assert "not installed: not here" in ablation.markdown(result)
     assert ablation.split_presets(["none,gray|clahe:clip=3,tile=4", "binarize"]) == [
-        "none", "gray|clahe:clip=3,tile=4", "binarize"]
+        "none",
+        "gray|clahe:clip=3,tile=4",
+        "binarize",
+    ]
     with pytest.raises(EdgeOCRError, match="more than once"):
         ablation.split_presets("none,none")
     with pytest.raises(EdgeOCRError, match="unknown operation 'sharpen'"):
@@ -216,12 +250,18 @@ def test_ablation_reports_a_missing_engine_and_parses_presets(tmp_path) -> None:
 
 def test_format_gain_runs_on_a_tiny_folder(tmp_path, tiny_model, capsys) -> None:
     data = tmp_path / "industrial"
-    for rel, seed in (("container/a.png", 1), ("container/b.png", 2), ("dotmatrix_medicine/c.png", 3),
-                      ("plate_eu/d.png", 4)):
+    for rel, seed in (
+        ("container/a.png", 1),
+        ("container/b.png", 2),
+        ("dotmatrix_medicine/c.png", 3),
+        ("plate_eu/d.png", 4),
+    ):
         (data / rel).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(data / rel), code_image(seed))
-    (data / "labels.tsv").write_text("container/a.png\tCSQU3054383\ncontainer/b.png\t22G1\n"
-                                     "dotmatrix_medicine/c.png\tEXP 10/2027\nplate_eu/d.png\tAB123\n")
+    (data / "labels.tsv").write_text(
+        "container/a.png\tCSQU3054383\ncontainer/b.png\t22G1\n"
+        "dotmatrix_medicine/c.png\tEXP 10/2027\nplate_eu/d.png\tAB123\n"
+    )
     result = format_gain.run_format_gain(data, tiny_model, threads=1, repeats=1)
     names = [s["name"] for s in result["scenarios"]]
     assert names == [s.name for s in format_gain.SCENARIOS]
@@ -236,8 +276,10 @@ def test_format_gain_runs_on_a_tiny_folder(tmp_path, tiny_model, capsys) -> None
         assert all(r["formats"] == "" for r in reads if r["format"] is None)  # 'no valid read': empty text
         assert formats["decode_ms_p50"] > 0 and scenario["rows"]["ALL"]["free"]["decode_ms_p50"] > 0
     assert all(r["format"] in (None, "iso6346") for r in iso["reads"])
-    assert format_gain.main(["--data", str(data), "--model", tiny_model, "--repeats", "1",
-                             "--out", str(tmp_path / "out")]) == 0
+    assert (
+        format_gain.main(["--data", str(data), "--model", tiny_model, "--repeats", "1", "--out", str(tmp_path / "out")])
+        == 0
+    )
     assert "| container: iso6346 | container (relaxed) | 2 |" in capsys.readouterr().out
     assert json.loads((tmp_path / "out" / format_gain.FORMAT_GAIN_JSON).read_text())["model"] == tiny_model
 

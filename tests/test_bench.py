@@ -12,13 +12,14 @@ import numpy as np
 import pytest
 
 from edgeocr.bench import peers as peers_module
-from edgeocr.bench.evaluate import evaluate_rec
-from edgeocr.bench.harness import bench_command, measure_throughput, parse_batches, run_rec_benchmark
-from edgeocr.bench.metrics import accuracy
+from edgeocr.bench.harness import bench_command, run_rec_benchmark
 from edgeocr.bench.peers import PEERS, EdgeOcrEngine, EngineNotInstalled, _import, _parse_tsv, make_engines, one_line
 from edgeocr.bench.report import pareto_front
-from edgeocr.bench.resources import ResourceSampler, environment
 from edgeocr.core.errors import DataError, EdgeOCRError, ModelError
+from edgeocr.measure.evaluate import evaluate_rec
+from edgeocr.measure.metrics import accuracy
+from edgeocr.measure.resources import ResourceSampler, environment
+from edgeocr.measure.timing import measure_throughput, parse_batches
 
 SCORE_KEYS = ("n", "char_accuracy", "exact_match", "char_accuracy_relaxed", "exact_match_relaxed")
 
@@ -97,8 +98,19 @@ def test_results_agree_with_eval_and_reports_are_written(tiny_model, crops, tmp_
     assert sum(result["categories"].values()) == 10
     (record,) = result["engines"]
     assert record["status"] == "ok" and record["name"] == "edgeocr:tiny" and record["threads"] == 1
-    for key in (*SCORE_KEYS, "latency_ms_p50", "latency_ms_p95", "latency_ms_p99", "per_category", "predictions",
-                "throughput_ips", "resources", "load_s", "model_size_bytes", "version"):
+    for key in (
+        *SCORE_KEYS,
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "latency_ms_p99",
+        "per_category",
+        "predictions",
+        "throughput_ips",
+        "resources",
+        "load_s",
+        "model_size_bytes",
+        "version",
+    ):
         assert key in record, key
     assert record["model_size_bytes"] == tiny_model.stat().st_size
     assert record["latency_ms_p50"] <= record["latency_ms_p95"] <= record["latency_ms_p99"]
@@ -122,8 +134,9 @@ def test_results_agree_with_eval_and_reports_are_written(tiny_model, crops, tmp_
     for category, scores in reference["per_category"].items():
         assert record["per_category"][category]["char_accuracy"] == scores["char_accuracy"]
     preds = record["predictions"]
-    assert accuracy([p["label"] for p in preds], [p["prediction"] for p in preds])["char_accuracy"] == \
-        pytest.approx(record["char_accuracy"], abs=1e-6)
+    assert accuracy([p["label"] for p in preds], [p["prediction"] for p in preds])["char_accuracy"] == pytest.approx(
+        record["char_accuracy"], abs=1e-6
+    )
 
     # The reports: JSON as returned, markdown tables, self-contained HTML, PNG plots.
     saved = json.loads((out / "results.json").read_text(encoding="utf-8"))
@@ -140,8 +153,7 @@ def test_results_agree_with_eval_and_reports_are_written(tiny_model, crops, tmp_
 
 
 def test_two_runs_give_identical_accuracy(tiny_model, crops):
-    runs = [run_rec_benchmark(crops, [EdgeOcrEngine(tiny_model, threads=1)], batches=(1,), threads=1)
-            for _ in range(2)]
+    runs = [run_rec_benchmark(crops, [EdgeOcrEngine(tiny_model, threads=1)], batches=(1,), threads=1) for _ in range(2)]
     first, second = (r["engines"][0] for r in runs)
     for key in SCORE_KEYS:
         assert first[key] == second[key]
@@ -245,10 +257,12 @@ def test_a_peer_that_is_not_installed_is_reported_not_scored(tmp_path):
 
 def test_peer_text_normalisation_and_tesseract_tsv():
     assert one_line("  SEGU   137157\u30007 ") == "SEGU 137157 7"
-    tsv = ("level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n"
-           "1\t1\t0\t0\t0\t0\t0\t0\t100\t20\t-1\t\n"
-           "5\t1\t1\t1\t1\t1\t0\t0\t40\t20\t90\tLOT\n"
-           "5\t1\t1\t1\t1\t2\t50\t0\t40\t20\t70\t123\n")
+    tsv = (
+        "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n"
+        "1\t1\t0\t0\t0\t0\t0\t0\t100\t20\t-1\t\n"
+        "5\t1\t1\t1\t1\t1\t0\t0\t40\t20\t90\tLOT\n"
+        "5\t1\t1\t1\t1\t2\t50\t0\t40\t20\t70\t123\n"
+    )
     text, confidence = _parse_tsv(tsv)
     assert text == "LOT 123" and confidence == pytest.approx(0.8)
     assert _parse_tsv(tsv.splitlines()[0]) == ("", 0.0)
@@ -326,8 +340,17 @@ def test_installed_pipeline_finds_and_reads_a_clean_scene(peer, tmp_path):
     assert engine.model_size_bytes > 0 and engine.batches is False
     image, truths = clean_scene()
     reads = engine.read_scene(image)
-    item = AnnotatedImage(path=tmp_path / "x.png", file="x.png", line=1, annotations=tmp_path / "a.jsonl",
-                          category="", exhaustive=True, width=480, height=220, lines=tuple(truths))
+    item = AnnotatedImage(
+        path=tmp_path / "x.png",
+        file="x.png",
+        line=1,
+        annotations=tmp_path / "a.jsonl",
+        category="",
+        exhaustive=True,
+        width=480,
+        height=220,
+        lines=tuple(truths),
+    )
     score = score_image(item, reads)
     assert score.counts.tp >= 1, [(r.text, r.poly.tolist()) for r in reads]
     texts = [score.reads[i].text if i is not None else "" for i in score.matched]
@@ -336,6 +359,7 @@ def test_installed_pipeline_finds_and_reads_a_clean_scene(peer, tmp_path):
 
 def test_our_pipeline_reads_whole_images_with_the_pp_ocr_detector(tiny_model):
     import rapidocr_onnxruntime  # noqa: F401 -- make test installs it; its absence must fail, not skip
+
     from edgeocr.bench.peers import EdgeOcrPipeline
 
     engine = EdgeOcrPipeline(tiny_model, threads=1)
@@ -343,19 +367,24 @@ def test_our_pipeline_reads_whole_images_with_the_pp_ocr_detector(tiny_model):
     engine.load()
     image, _ = clean_scene()
     reads = engine.read_scene(image)
-    assert len(reads) == 2 and all(r.poly.shape == (4, 2) for r in reads)  # the tiny model reads nonsense; boxes are real
+    assert len(reads) == 2 and all(
+        r.poly.shape == (4, 2) for r in reads
+    )  # the tiny model reads nonsense; boxes are real
     assert engine.model_size_bytes > tiny_model.stat().st_size and "PP-OCRv4 det" in engine.version
 
 
 def test_reader_speed_script_measures_and_reports(tiny_model, tmp_path, capsys):
     import rapidocr_onnxruntime  # noqa: F401 -- make test installs it; its absence must fail, not skip
+
     from edgeocr.bench import reader_speed
 
     frames, crops, lines = reader_speed.make_frames(3, seed=0)
     assert all(f.shape == (480, 640, 3) for f in frames) and all(1 <= n <= 3 for n in lines)
     assert len(crops) == sum(lines)
     out = tmp_path / "speed.json"
-    assert reader_speed.main(["--frames", "2", "--repeats", "1", "--warmup", "1", "--peers", "", "--out", str(out)]) == 0
+    assert (
+        reader_speed.main(["--frames", "2", "--repeats", "1", "--warmup", "1", "--peers", "", "--out", str(out)]) == 0
+    )
     result = json.loads(out.read_text())
     assert result["settings"]["detectors"] == ["default", "rapidocr"] and result["settings"]["models"] == ["default"]
     for ours in result["ours_frames"]:  # our shipped detector, then PP-OCRv4's
@@ -373,11 +402,33 @@ def test_reader_speed_script_measures_and_reports(tiny_model, tmp_path, capsys):
     assert f"{reference['start_ms']:.3f} ms at the start" in md
 
     # Several recognisers side by side: each with every detector, each on the crops, each judged.
-    assert reader_speed.main(["--frames", "1", "--repeats", "1", "--warmup", "0", "--peers", "", "--detectors",
-                              "default", "--models", f"default,{tiny_model}", "--out", str(out)]) == 0
+    assert (
+        reader_speed.main(
+            [
+                "--frames",
+                "1",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--peers",
+                "",
+                "--detectors",
+                "default",
+                "--models",
+                f"default,{tiny_model}",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     result = json.loads(out.read_text())
-    assert [r["model"] for r in result["ours_frames"]] == [r["model"] for r in result["ours_crops"]] == [
-        "default", str(tiny_model)]
+    assert (
+        [r["model"] for r in result["ours_frames"]]
+        == [r["model"] for r in result["ours_crops"]]
+        == ["default", str(tiny_model)]
+    )
     assert set(result["targets"]) == {"default", str(tiny_model)}
     assert out.with_suffix(".md").read_text().count("(same recogniser)") == 0  # one row per model here
     assert reader_speed.main(["--peers", "nope", "--frames", "1", "--out", str(tmp_path / "x.json")]) == 2
@@ -389,8 +440,25 @@ def test_core_layouts_measures_every_model_in_both_layouts(tiny_model, crops, tm
     assert core_layouts.layouts(1) == {"1x1": (1, 1)}
     assert set(core_layouts.layouts(2).values()) == {(2, 1), (1, 2)}
     out = tmp_path / "layouts.json"
-    core_layouts.main(["--models", str(tiny_model), str(tiny_model), "--data", str(crops), "--cores", "2",
-                       "--batch", "4", "--lines", "10", "--rounds", "2", "--out", str(out)])
+    core_layouts.main(
+        [
+            "--models",
+            str(tiny_model),
+            str(tiny_model),
+            "--data",
+            str(crops),
+            "--cores",
+            "2",
+            "--batch",
+            "4",
+            "--lines",
+            "10",
+            "--rounds",
+            "2",
+            "--out",
+            str(out),
+        ]
+    )
     result = json.loads(out.read_text())
     assert result["lines"] == 10 and result["rounds"] == 2
     (entry,) = result["models"].values()  # the same model twice is one entry

@@ -50,17 +50,41 @@ def inputs(tmp_path: Path) -> Path:
     return folder
 
 
-def test_reads_folders_globs_and_videos_into_json_csv_and_drawings(model_path: str, inputs: Path,
-                                                                     tmp_path: Path) -> None:
+def test_reads_folders_globs_and_videos_into_json_csv_and_drawings(
+    model_path: str, inputs: Path, tmp_path: Path
+) -> None:
     out_json, out_csv, drawn = tmp_path / "r.json", tmp_path / "r.csv", tmp_path / "drawn"
-    code = main(["read", str(inputs), str(inputs / "*.png"), "--model", model_path, "--threads", "1",
-                 "--every", "2", "--json", str(out_json), "--csv", str(out_csv), "--draw", str(drawn), "--quiet"])
+    code = main(
+        [
+            "read",
+            str(inputs),
+            str(inputs / "*.png"),
+            "--model",
+            model_path,
+            "--threads",
+            "1",
+            "--every",
+            "2",
+            "--json",
+            str(out_json),
+            "--csv",
+            str(out_csv),
+            "--draw",
+            str(drawn),
+            "--quiet",
+        ]
+    )
     assert code == 0
     results = json.loads(out_json.read_text())["results"]
     sources = [r["source"] for r in results]
     # folder (recursive, sorted): a.png, clip.avi frames 0 and 2, sub/b.jpg; then the glob: a.png again
-    assert sources == [str(inputs / "a.png"), f"{inputs / 'clip.avi'}#frame=0", f"{inputs / 'clip.avi'}#frame=2",
-                       str(inputs / "sub" / "b.jpg"), str(inputs / "a.png")]
+    assert sources == [
+        str(inputs / "a.png"),
+        f"{inputs / 'clip.avi'}#frame=0",
+        f"{inputs / 'clip.avi'}#frame=2",
+        str(inputs / "sub" / "b.jpg"),
+        str(inputs / "a.png"),
+    ]
     for result in results:
         (line,) = result["lines"]  # whole mode: one line per image
         assert len(line["poly"]) == 4 and 0.0 <= line["confidence"] <= 1.0
@@ -70,27 +94,89 @@ def test_reads_folders_globs_and_videos_into_json_csv_and_drawings(model_path: s
     assert len(list(drawn.glob("*.jpg"))) == 4  # a.png drawn twice under one name
 
 
-def test_a_bad_image_is_reported_and_the_others_are_still_read(model_path: str, inputs: Path,
-                                                               tmp_path: Path, capsys) -> None:
+def test_a_bad_image_is_reported_and_the_others_are_still_read(
+    model_path: str, inputs: Path, tmp_path: Path, capsys
+) -> None:
     (inputs / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out_json = tmp_path / "r.json"
-    assert main(["read", str(inputs / "a.png"), str(inputs / "broken.png"), "--model", model_path,
-                 "--json", str(out_json), "--quiet"]) == 1
+    assert (
+        main(
+            [
+                "read",
+                str(inputs / "a.png"),
+                str(inputs / "broken.png"),
+                "--model",
+                model_path,
+                "--json",
+                str(out_json),
+                "--quiet",
+            ]
+        )
+        == 1
+    )
     results = json.loads(out_json.read_text())["results"]
-    assert results[0]["lines"] and "error" not in results[0]
+    assert results[0]["lines"] and results[0]["error"] is None
     assert "broken.png" in results[1]["error"] and results[1]["lines"] == []
     assert "1 input(s) could not be read" in capsys.readouterr().err
 
 
 def test_a_missing_path_fails_before_any_reading(model_path: str, inputs: Path, tmp_path: Path, capsys) -> None:
     out_json = tmp_path / "r.json"
-    assert main(["read", str(inputs / "a.png"), str(inputs / "nope.png"), "--model", model_path,
-                 "--json", str(out_json), "--quiet"]) == 2
+    assert (
+        main(
+            [
+                "read",
+                str(inputs / "a.png"),
+                str(inputs / "nope.png"),
+                "--model",
+                model_path,
+                "--json",
+                str(out_json),
+                "--quiet",
+            ]
+        )
+        == 2
+    )
     assert "nope.png: no such file" in capsys.readouterr().err and not out_json.exists()
 
 
 def test_formats_and_table_output(model_path: str, inputs: Path, capsys) -> None:
-    assert main(["read", str(inputs / "a.png"), "--model", model_path, "--format", "[A-Z0-9]{1,12}",
-                 "--min-confidence", "0"]) == 0
+    assert (
+        main(
+            [
+                "read",
+                str(inputs / "a.png"),
+                "--model",
+                model_path,
+                "--format",
+                "[A-Z0-9]{1,12}",
+                "--min-confidence",
+                "0",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     assert "a.png" in out and ("[A-Z0-9]{1,12}" in out or "raw:" in out)
+
+
+def test_engine_and_device_choose_what_runs_the_model_and_refuse_what_cannot_run(
+    model_path: str, inputs: Path, tmp_path: Path, capsys
+) -> None:
+    image = str(sorted(inputs.rglob("*.png"))[0])
+    outputs = {}
+    for engine in ("onnxruntime", "openvino"):
+        out = tmp_path / f"{engine}.json"
+        assert main(["read", image, "--model", model_path, "--engine", engine, "--json", str(out), "-q"]) == 0
+        outputs[engine] = [
+            line["text"] for result in json.loads(out.read_text())["results"] for line in result["lines"]
+        ]
+    assert outputs["openvino"] == outputs["onnxruntime"] and outputs["onnxruntime"]
+    capsys.readouterr()
+    assert main(["read", image, "--model", model_path, "--engine", "tensorrt"]) == 2
+    assert "engine 'tensorrt' runs on an NVIDIA GPU" in capsys.readouterr().err
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():  # refused, never run on the CPU instead
+        assert main(["read", image, "--model", model_path, "--device", "cuda"]) == 2
+        assert "refusing rather than running on the CPU" in capsys.readouterr().err

@@ -18,8 +18,8 @@ pytest.importorskip("lightning")
 
 import torch  # noqa: E402
 
-from edgeocr.bench.detection_metrics import count_detections, match_polygons, polygon_iou  # noqa: E402
 from edgeocr.core.crops import crop_line, order_quad, quad_angle  # noqa: E402
+from edgeocr.core.detection import boxes_from_probability_map, prepare_image  # noqa: E402
 from edgeocr.core.errors import EdgeOCRError, ModelError  # noqa: E402
 from edgeocr.data.scene_dataset import (  # noqa: E402
     Augmentation,
@@ -30,15 +30,10 @@ from edgeocr.data.scene_dataset import (  # noqa: E402
     make_db_targets,
     shrink_distance,
 )
+from edgeocr.measure.detection_metrics import count_detections, match_polygons, polygon_iou  # noqa: E402
 from edgeocr.models.detector import build_detector, default_detector_config  # noqa: E402
 from edgeocr.models.detector_export import load_detector_weights  # noqa: E402
-from edgeocr.runtime.detector import (  # noqa: E402
-    DetectedLine,
-    OnnxDetector,
-    boxes_from_probability_map,
-    prepare_image,
-    reading_order,
-)
+from edgeocr.runtime.detector import DetectedLine, OnnxDetector, reading_order  # noqa: E402
 from edgeocr.synth.dataset import SynthJob, synthesize  # noqa: E402
 from edgeocr.train.detector_trainer import DetectorTrainConfig, main, run_detector_training  # noqa: E402
 
@@ -51,8 +46,20 @@ def rect(cx: float, cy: float, w: float, h: float, angle: float = 0.0) -> np.nda
 
 
 def tiny_config(out: Path, **overrides) -> DetectorTrainConfig:
-    values = dict(arch="db_tiny", input_size=128, scenes_per_epoch=8, val_scenes=4, batch_size=4, epochs=3,
-                  max_steps=3, workers=0, accelerator="cpu", checkpoint_every_n_steps=1, progress_bar=False, out=out)
+    values = dict(
+        arch="db_tiny",
+        input_size=128,
+        scenes_per_epoch=8,
+        val_scenes=4,
+        batch_size=4,
+        epochs=3,
+        max_steps=3,
+        workers=0,
+        accelerator="cpu",
+        checkpoint_every_n_steps=1,
+        progress_bar=False,
+        out=out,
+    )
     return DetectorTrainConfig(**{**values, **overrides})
 
 
@@ -125,8 +132,11 @@ def paint_core(prob: np.ndarray, line: tuple, value: float, ratio: float = 0.4) 
 
 def test_probability_map_gives_back_the_rotated_boxes_of_its_cores() -> None:
     # Centres between pixel centres, so that no pixel sits exactly on a core's edge.
-    lines = {"level": ((120.5, 40.5), (200, 24), 0.0), "tilted": ((150.5, 140.5), (160, 20), 20.0),
-             "vertical": ((330.5, 150.5), (24, 180), 0.0)}
+    lines = {
+        "level": ((120.5, 40.5), (200, 24), 0.0),
+        "tilted": ((150.5, 140.5), (160, 20), 20.0),
+        "vertical": ((330.5, 150.5), (24, 180), 0.0),
+    }
     prob = np.zeros((260, 400), np.float32)
     for line in lines.values():
         paint_core(prob, line, 0.9)
@@ -158,7 +168,11 @@ def test_lines_are_in_reading_order() -> None:
 
     ordered = reading_order([line(200, 52), line(50, 100), line(60, 48), line(300, 50)])
     assert [(float(ln.poly[:, 0].mean()), float(ln.poly[:, 1].mean())) for ln in ordered] == [
-        (60, 48), (200, 52), (300, 50), (50, 100)]
+        (60, 48),
+        (200, 52),
+        (300, 50),
+        (50, 100),
+    ]
 
 
 # --- metrics ------------------------------------------------------------------------------------
@@ -230,9 +244,16 @@ def test_scene_folders_read_both_polygon_forms_and_skip_bad_lines(tmp_path: Path
 
     cv2.imwrite(str(tmp_path / "a.jpg"), np.full((60, 80, 3), 128, np.uint8))
     records = [
-        {"file": "a.jpg", "width": 80, "height": 60, "exhaustive": False,
-         "lines": [{"text": "X", "poly": [10, 10, 50, 10, 50, 20, 10, 20], "ignore": True},
-                   {"text": "Y", "poly": [[10, 30], [50, 30], [50, 40], [10, 40]]}]},
+        {
+            "file": "a.jpg",
+            "width": 80,
+            "height": 60,
+            "exhaustive": False,
+            "lines": [
+                {"text": "X", "poly": [10, 10, 50, 10, 50, 20, 10, 20], "ignore": True},
+                {"text": "Y", "poly": [[10, 30], [50, 30], [50, 40], [10, 40]]},
+            ],
+        },
         {"file": "missing.jpg", "lines": []},
         {"file": "a.jpg", "lines": [{"poly": [1, 2, 3]}]},
     ]
@@ -262,8 +283,14 @@ def test_training_crops_move_polygons_with_the_image() -> None:
     cv2.fillPoly(image, [np.round(quad).astype(np.int32)], (0, 0, 0))
     item = SceneItem(image=image, polys=[quad], ignore=[False], exhaustive=True, source="x")
     for turn in (0.0, 1.0):
-        samples = DetectionSamples(InMemorySamples([item]), TINY, 256, "train", seed=3,
-                                   augmentation=Augmentation(scale=(0.6, 0.9), p_quarter_turn=turn))
+        samples = DetectionSamples(
+            InMemorySamples([item]),
+            TINY,
+            256,
+            "train",
+            seed=3,
+            augmentation=Augmentation(scale=(0.6, 0.9), p_quarter_turn=turn),
+        )
         for epoch in range(3):
             samples.set_epoch(epoch)
             sample = samples[0]
@@ -356,10 +383,19 @@ t.run_detector_training(t.DetectorTrainConfig.model_validate_json(Path(sys.argv[
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Path, killed_run) -> None:
     out = tmp_path / "run"
-    cfg = tiny_config(out, input_size=64, scenes_per_epoch=8, val_scenes=2, batch_size=2, epochs=3, max_steps=10,
-                      checkpoint_every_n_steps=2)
+    cfg = tiny_config(
+        out,
+        input_size=64,
+        scenes_per_epoch=8,
+        val_scenes=2,
+        batch_size=2,
+        epochs=3,
+        max_steps=10,
+        checkpoint_every_n_steps=2,
+    )
     config_file = tmp_path / "cfg.json"
     config_file.write_text(cfg.to_json())
     saved_step = killed_run(RUN_UNTIL_KILLED, config_file, out)
@@ -373,8 +409,23 @@ def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Pa
 
 def test_the_module_entry_point_builds_the_config_from_key_values(tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    assert main(["arch=db_tiny", "input_size=64", "scenes_per_epoch=2", "val_scenes=1", "batch_size=2", "max_steps=1",
-                 "workers=0", "accelerator=cpu", "progress_bar=false", f"out={out}"]) == 0
+    assert (
+        main(
+            [
+                "arch=db_tiny",
+                "input_size=64",
+                "scenes_per_epoch=2",
+                "val_scenes=1",
+                "batch_size=2",
+                "max_steps=1",
+                "workers=0",
+                "accelerator=cpu",
+                "progress_bar=false",
+                f"out={out}",
+            ]
+        )
+        == 0
+    )
     assert capsys.readouterr().out.strip() == str(out / "model.onnx")
     assert json.loads((out / "train_config.json").read_text())["input_size"] == 64
     assert main(["arch=db_tiny", "input_size=100", f"out={out}"]) == 2

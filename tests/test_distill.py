@@ -51,8 +51,10 @@ def test_frame_kl_is_zero_for_equal_posteriors_and_ignores_padding_frames() -> N
 
 def _batch(cfg) -> object:
     rng = np.random.default_rng(0)
-    items = [LineItem(rng.integers(0, 255, (32, w), dtype=np.uint8), text, "", str(i))
-             for i, (w, text) in enumerate([(60, "AB1"), (120, "LOT 77"), (90, "X9"), (200, "EXP 1/2")])]
+    items = [
+        LineItem(rng.integers(0, 255, (32, w), dtype=np.uint8), text, "", str(i))
+        for i, (w, text) in enumerate([(60, "AB1"), (120, "LOT 77"), (90, "X9"), (200, "EXP 1/2")])
+    ]
     return LineCollator(cfg)(items)
 
 
@@ -62,8 +64,9 @@ def test_a_distillation_step_adds_the_kl_term_and_no_gradient_reaches_the_teache
     teacher_before = {k: v.clone() for k, v in teacher_net.state_dict().items()}
     student_net, cfg = build_recognizer("crnn_tiny")
     hparams = cfg.model_dump(mode="json")
-    distilled = RecognizerModule(hparams, width_chunks=width_chunks, kl_weight=1.0,
-                                 teacher=FrozenTeacher(teacher_net)).train()
+    distilled = RecognizerModule(
+        hparams, width_chunks=width_chunks, kl_weight=1.0, teacher=FrozenTeacher(teacher_net)
+    ).train()
     plain = RecognizerModule(hparams, width_chunks=width_chunks, kl_weight=0.0).train()
     distilled.model.load_state_dict(student_net.state_dict())
     plain.model.load_state_dict(student_net.state_dict())
@@ -99,6 +102,7 @@ def test_the_kl_term_pulls_the_student_towards_the_teacher() -> None:
     assert kls[-1] < 0.5 * kls[0]
 
 
+@pytest.mark.slow
 def test_distill_and_its_baseline_train_the_same_student_on_the_same_data(teacher: Path, tmp_path: Path) -> None:
     before = file_hashes(teacher)
     distilled = distill("crnn_tiny", teacher, tmp_path / "distilled", steps=3, kl_weight=1.0, **FAST)

@@ -18,9 +18,9 @@ from edgeocr.bench.e2e import (
     read_annotated_images,
 )
 from edgeocr.bench.harness import bench_command, parse_devices, run_e2e_benchmark
-from edgeocr.bench.metrics import accuracy
 from edgeocr.bench.peers import SCENE_PEERS, DeviceNotSupported, EngineNotInstalled, TesseractPipeline, _tsv_lines
 from edgeocr.core.errors import DataError, EdgeOCRError, ModelError
+from edgeocr.measure.metrics import accuracy
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,22 +62,40 @@ EXP = {"text": "EXP 2027", "poly": box(10, 50, 100, 20)}
 def test_perfect_reads_score_one_everywhere(tmp_path):
     data = write_scenes(tmp_path / "s", [{"lines": [LOT, EXP]}, {"lines": [LOT]}])
     images = read_annotated_images(data)
-    read = fake_reader([[SceneRead("LOT 123", LOT["poly"], 0.9), SceneRead("EXP 2027", EXP["poly"], 0.8)],
-                        [SceneRead("LOT 123", LOT["poly"], 0.9)]])
+    read = fake_reader(
+        [
+            [SceneRead("LOT 123", LOT["poly"], 0.9), SceneRead("EXP 2027", EXP["poly"], 0.8)],
+            [SceneRead("LOT 123", LOT["poly"], 0.9)],
+        ]
+    )
     result = evaluate_scenes(read, images)
     assert (result["precision"], result["recall"], result["hmean"]) == (1.0, 1.0, 1.0)
     assert (result["tp"], result["fp"], result["fn"], result["images"], result["n"]) == (3, 0, 0, 2, 3)
     assert result["char_accuracy"] == result["exact_match"] == result["exact_match_relaxed"] == 1.0
     assert set(result["per_category"]) == {"cat0", "cat1"} and result["per_category"]["cat0"]["n"] == 2
-    assert result["per_orientation"] == {"horizontal": {"n": 3, "char_accuracy": 1.0, "exact_match": 1.0,
-                                                        "char_accuracy_relaxed": 1.0, "exact_match_relaxed": 1.0,
-                                                        "recall": 1.0}}
+    assert result["per_orientation"] == {
+        "horizontal": {
+            "n": 3,
+            "char_accuracy": 1.0,
+            "exact_match": 1.0,
+            "char_accuracy_relaxed": 1.0,
+            "exact_match_relaxed": 1.0,
+            "recall": 1.0,
+        }
+    }
     assert read.calls == [0, 1, 0, 1]  # two warm-up reads (all the images there are), then one timed read each
     assert result["latency_ms_p50"] is not None and len(result["per_image"]) == 2
     first = result["per_image"][0]
     assert first["reads"][1] == {"text": "EXP 2027", "poly": EXP["poly"], "confidence": 0.8, "line": 1}
-    assert result["predictions"][0] == {"file": "cat0/img0.png", "label": "LOT 123", "prediction": "LOT 123",
-                                        "confidence": 0.9, "iou": 1.0, "vertical": False, "category": "cat0"}
+    assert result["predictions"][0] == {
+        "file": "cat0/img0.png",
+        "label": "LOT 123",
+        "prediction": "LOT 123",
+        "confidence": 0.9,
+        "iou": 1.0,
+        "vertical": False,
+        "category": "cat0",
+    }
 
 
 def test_a_missed_line_lowers_recall_and_reads_as_empty(tmp_path):
@@ -94,10 +112,13 @@ def test_a_missed_line_lowers_recall_and_reads_as_empty(tmp_path):
 def test_false_positives_count_only_on_exhaustive_images(tmp_path):
     stray = SceneRead("NOISE", box(120, 60, 60, 30), 0.7)
     reads = [SceneRead("LOT 123", LOT["poly"], 0.9), stray]
-    exhaustive = evaluate_scenes(fake_reader([reads]),
-                                 read_annotated_images(write_scenes(tmp_path / "a", [{"lines": [LOT]}])))
-    partial = evaluate_scenes(fake_reader([reads]), read_annotated_images(
-        write_scenes(tmp_path / "b", [{"exhaustive": False, "lines": [LOT]}])))
+    exhaustive = evaluate_scenes(
+        fake_reader([reads]), read_annotated_images(write_scenes(tmp_path / "a", [{"lines": [LOT]}]))
+    )
+    partial = evaluate_scenes(
+        fake_reader([reads]),
+        read_annotated_images(write_scenes(tmp_path / "b", [{"exhaustive": False, "lines": [LOT]}])),
+    )
     assert (exhaustive["tp"], exhaustive["fp"], exhaustive["precision"]) == (1, 1, 0.5)
     assert (partial["tp"], partial["fp"], partial["precision"], partial["hmean"]) == (1, 0, 1.0, 1.0)
     assert exhaustive["char_accuracy"] == partial["char_accuracy"] == 1.0  # reading is scored on labels only
@@ -107,8 +128,11 @@ def test_ignored_lines_count_neither_way_and_are_not_scored(tmp_path):
     ignored = {"text": "###", "poly": box(10, 50, 100, 20), "ignore": True}
     unlabelled = {"poly": box(120, 10, 60, 20), "ignore": True}  # no text needed on an ignored line
     data = write_scenes(tmp_path / "s", [{"lines": [LOT, ignored, unlabelled]}])
-    reads = [SceneRead("LOT 123", LOT["poly"], 0.9), SceneRead("blurred", ignored["poly"], 0.4),
-             SceneRead("inside", box(125, 12, 40, 15), 0.4)]  # matches nothing, lies inside an ignored line
+    reads = [
+        SceneRead("LOT 123", LOT["poly"], 0.9),
+        SceneRead("blurred", ignored["poly"], 0.4),
+        SceneRead("inside", box(125, 12, 40, 15), 0.4),
+    ]  # matches nothing, lies inside an ignored line
     result = evaluate_scenes(fake_reader([reads]), read_annotated_images(data))
     assert (result["tp"], result["fp"], result["fn"], result["n"]) == (1, 0, 0, 1)
     assert [p["label"] for p in result["predictions"]] == ["LOT 123"]
@@ -118,15 +142,20 @@ def test_ignored_lines_count_neither_way_and_are_not_scored(tmp_path):
 
 def test_the_pieces_of_a_vertical_line_are_joined_top_to_bottom(tmp_path):
     column = {"text": "ABC", "poly": box(80, 5, 20, 90), "vertical": True}
-    pieces = [SceneRead("B", box(80, 35, 20, 28), 0.8), SceneRead("A", box(80, 5, 20, 28), 0.9),
-              SceneRead("C", box(80, 66, 20, 28), 0.7)]
+    pieces = [
+        SceneRead("B", box(80, 35, 20, 28), 0.8),
+        SceneRead("A", box(80, 5, 20, 28), 0.9),
+        SceneRead("C", box(80, 66, 20, 28), 0.7),
+    ]
     data = write_scenes(tmp_path / "s", [{"lines": [column]}])
     result = evaluate_scenes(fake_reader([pieces]), read_annotated_images(data))
     assert (result["tp"], result["fp"], result["fn"]) == (1, 0, 0)
     assert result["predictions"][0]["prediction"] == "ABC" and result["predictions"][0]["confidence"] == 0.7
     assert result["per_orientation"]["vertical"]["char_accuracy"] == 1.0
     # Horizontal lines get no such allowance: the same pieces stay three reads, none of them matching.
-    (truth,) = read_annotated_images(write_scenes(tmp_path / "h", [{"lines": [{**column, "vertical": False}]}]))[0].lines
+    (truth,) = read_annotated_images(write_scenes(tmp_path / "h", [{"lines": [{**column, "vertical": False}]}]))[
+        0
+    ].lines
     assert len(join_vertical_pieces([truth], pieces)) == 3
 
 
@@ -138,10 +167,14 @@ def test_bad_annotations_name_file_and_line_before_any_read(tmp_path):
         "not valid JSON": good[0] + "\n{oops\n",
         r"image .*missing.png does not exist": good[0] + "\n" + json.dumps({"file": "missing.png", "lines": []}) + "\n",
         r"lines\[0\] has no 'text'": json.dumps({"file": "cat0/img0.png", "lines": [{"poly": LOT["poly"]}]}) + "\n",
-        r"lines\[0\]: poly needs at least 3": json.dumps({"file": "cat0/img0.png",
-                                                          "lines": [{"text": "A", "poly": [1, 2, 3, 4]}]}) + "\n",
-        r"lines\[0\]: poly encloses no area": json.dumps({"file": "cat0/img0.png",
-                                             "lines": [{"text": "A", "poly": [[0, 0], [5, 5], [9, 9]]}]}) + "\n",
+        r"lines\[0\]: poly needs at least 3": json.dumps(
+            {"file": "cat0/img0.png", "lines": [{"text": "A", "poly": [1, 2, 3, 4]}]}
+        )
+        + "\n",
+        r"lines\[0\]: poly encloses no area": json.dumps(
+            {"file": "cat0/img0.png", "lines": [{"text": "A", "poly": [[0, 0], [5, 5], [9, 9]]}]}
+        )
+        + "\n",
     }
     for message, text in cases.items():
         path.write_text(text, encoding="utf-8")
@@ -149,7 +182,9 @@ def test_bad_annotations_name_file_and_line_before_any_read(tmp_path):
         with pytest.raises(DataError, match=rf"annotations.jsonl:{line}: {message}"):
             read_annotated_images(data)
     path.write_text(good[0].replace('"width": 200', '"width": 300') + "\n", encoding="utf-8")
-    with pytest.raises(DataError, match=r"annotations.jsonl:1: cat0/img0.png is 200x100 but the annotation says 300x100"):
+    with pytest.raises(
+        DataError, match=r"annotations.jsonl:1: cat0/img0.png is 200x100 but the annotation says 300x100"
+    ):
         load_scene_images(read_annotated_images(data))
     (data / "cat0" / "img0.png").write_bytes(b"not an image")
     path.write_text(good[0] + "\n", encoding="utf-8")
@@ -186,8 +221,10 @@ def test_e2e_benchmark_writes_detection_figures_and_reports(tmp_path):
     data = REPO / "samples" / "scenes"
     images = read_annotated_images(data)
     arrays = load_scene_images(images)
-    truth = {int(a.sum()): [SceneRead(t.text, t.poly, 1.0) for t in item.lines if not t.ignore]
-             for item, a in zip(images, arrays)}
+    truth = {
+        int(a.sum()): [SceneRead(t.text, t.poly, 1.0) for t in item.lines if not t.ignore]
+        for item, a in zip(images, arrays)
+    }
     result = run_e2e_benchmark(data, [SpyScenes(truth), SpyScenes(name="blind")], threads=1, out_dir=tmp_path / "o")
     perfect, blind = result["engines"]
     assert result["mode"] == "e2e" and result["images"] == len(images) and result["batches"] == [1]
@@ -236,10 +273,12 @@ def test_devices_are_parsed_and_a_missing_gpu_is_refused():
 
 def test_tesseract_lines_are_its_words_grouped_by_line_number():
     header = "level\tpage_num\tblock_num\tpar_num\tline_num\tword_num\tleft\ttop\twidth\theight\tconf\ttext\n"
-    tsv = header + ("5\t1\t1\t1\t1\t1\t10\t5\t40\t20\t90\tLOT\n"
-                    "5\t1\t1\t1\t1\t2\t60\t8\t40\t20\t70\t123\n"
-                    "5\t1\t1\t1\t2\t1\t10\t40\t50\t18\t50\tEXP\n"
-                    "5\t1\t1\t1\t2\t2\t70\t40\t5\t18\t-1\t \n")
+    tsv = header + (
+        "5\t1\t1\t1\t1\t1\t10\t5\t40\t20\t90\tLOT\n"
+        "5\t1\t1\t1\t1\t2\t60\t8\t40\t20\t70\t123\n"
+        "5\t1\t1\t1\t2\t1\t10\t40\t50\t18\t50\tEXP\n"
+        "5\t1\t1\t1\t2\t2\t70\t40\t5\t18\t-1\t \n"
+    )
     first, second = _tsv_lines(tsv)
     assert first.text == "LOT 123" and first.confidence == pytest.approx(0.8)
     assert first.poly.tolist() == box(10, 5, 90, 23)
@@ -248,9 +287,22 @@ def test_tesseract_lines_are_its_words_grouped_by_line_number():
 
 def test_eval_e2e_cli_on_the_bundled_scenes(cli, tmp_path):
     import rapidocr_onnxruntime  # noqa: F401 -- make test installs it; its absence must fail, not skip
+
     out = tmp_path / "e2e.json"
-    done = cli("eval", "--mode", "e2e", "--data", str(REPO / "samples" / "scenes"), "--detector", "rapidocr",
-               "--threads", "2", "--json", str(out), "--quiet")
+    done = cli(
+        "eval",
+        "--mode",
+        "e2e",
+        "--data",
+        str(REPO / "samples" / "scenes"),
+        "--detector",
+        "rapidocr",
+        "--threads",
+        "2",
+        "--json",
+        str(out),
+        "--quiet",
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(out.read_text(encoding="utf-8"))
     assert result["mode"] == "e2e" and result["detector"] == "rapidocr" and result["images"] == 3
@@ -267,6 +319,7 @@ def test_eval_e2e_cli_bad_input_is_one_line(cli, tmp_path):
     empty.mkdir()
     done = cli("eval", "--mode", "e2e", "--data", str(empty))
     assert done.returncode == 2 and "annotations.jsonl: no such file" in done.stderr and "Traceback" not in done.stderr
-    done = cli("eval", "--mode", "e2e", "--data", str(REPO / "samples" / "scenes"), "--detector",
-               str(tmp_path / "det.onnx"))
+    done = cli(
+        "eval", "--mode", "e2e", "--data", str(REPO / "samples" / "scenes"), "--detector", str(tmp_path / "det.onnx")
+    )
     assert done.returncode == 2 and "--detector" in done.stderr and "Traceback" not in done.stderr

@@ -7,10 +7,10 @@ import cv2
 import numpy as np
 import pytest
 
-from edgeocr.bench.evaluate import evaluate_rec
-from edgeocr.bench.metrics import accuracy, relaxed, selective_accuracy
 from edgeocr.core.errors import DataError
 from edgeocr.data.labels import read_labels
+from edgeocr.measure.evaluate import evaluate_rec
+from edgeocr.measure.metrics import accuracy, relaxed, selective_accuracy
 
 
 def test_metric_definitions():
@@ -45,7 +45,9 @@ def make_folder(root: Path, rows: list[tuple[str, str]]) -> Path:
 
 
 def test_evaluate_rec_groups_by_first_folder_and_keeps_every_prediction(tmp_path):
-    data = make_folder(tmp_path / "d", [("lot/a.png", "LOT 123"), ("lot/b.png", "LOT 456"), ("date/c.png", "EXP 10/27")])
+    data = make_folder(
+        tmp_path / "d", [("lot/a.png", "LOT 123"), ("lot/b.png", "LOT 456"), ("date/c.png", "EXP 10/27")]
+    )
     reads = {"LOT 123": "LOT 123", "LOT 456": "LOT 45", "EXP 10/27": "exp 10/27"}
     labels = {s.file: s.text for s in read_labels(data)[0]}
     result = evaluate_rec(lambda image: ("", 0.5), data)
@@ -106,12 +108,22 @@ def tiny_model(tmp_path_factory) -> Path:
 
 def test_eval_cli_writes_the_documented_json(cli, tmp_path, tiny_model):
     data = make_folder(tmp_path / "d", [("lot/a.png", "LOT 1"), ("date/b.png", "EXP 1"), ("c.png", "X")])
-    out = cli("eval", "--data", str(data), "--model", str(tiny_model), "--json", str(tmp_path / "r.json"),
-              "--threads", "1")
+    out = cli(
+        "eval", "--data", str(data), "--model", str(tiny_model), "--json", str(tmp_path / "r.json"), "--threads", "1"
+    )
     assert out.returncode == 0, out.stderr
     result = json.loads((tmp_path / "r.json").read_text())
-    for key in ("n", "char_accuracy", "exact_match", "char_accuracy_relaxed", "exact_match_relaxed",
-                "latency_ms_p50", "latency_ms_p95", "per_category", "predictions"):
+    for key in (
+        "n",
+        "char_accuracy",
+        "exact_match",
+        "char_accuracy_relaxed",
+        "exact_match_relaxed",
+        "latency_ms_p50",
+        "latency_ms_p95",
+        "per_category",
+        "predictions",
+    ):
         assert key in result
     assert result["n"] == 3 and set(result["per_category"]) == {"lot", "date", ""}
     assert set(result["predictions"][0]) == {"file", "label", "prediction", "confidence"}

@@ -81,13 +81,26 @@ def test_holdout_is_per_category_seeded_and_disjoint(user_crops: Path) -> None:
 
 
 def test_finetune_trains_from_the_init_weights_and_reports_before_and_after(
-        user_crops: Path, tiny_model: Path, tmp_path: Path) -> None:
+    user_crops: Path, tiny_model: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "ft"
     with pytest.raises(DataError, match=r"labels\.tsv:31: characters 'Ω'"):  # stops by default, naming the line
         finetune_command(init=str(tiny_model), data=user_crops, out=tmp_path / "refused", steps=4, progress=False)
-    report = finetune_command(init=str(tiny_model), data=user_crops, out=out, synthetic_ratio=0.5, holdout=0.25,
-                              steps=4, batch_size=8, lr=1e-3, workers=0, accelerator="cpu", progress=False,
-                              threads=1, skip_bad_labels=True)
+    report = finetune_command(
+        init=str(tiny_model),
+        data=user_crops,
+        out=out,
+        synthetic_ratio=0.5,
+        holdout=0.25,
+        steps=4,
+        batch_size=8,
+        lr=1e-3,
+        workers=0,
+        accelerator="cpu",
+        progress=False,
+        threads=1,
+        skip_bad_labels=True,
+    )
     # With --skip-bad-labels, the label the charset cannot spell is skipped with its file and line.
     assert any("labels.tsv:31" in r and "not in the model's charset" in r for r in report["skipped_lines"])
     assert report["holdout_samples"] + report["train_samples"] == 30
@@ -104,9 +117,22 @@ def test_finetune_trains_from_the_init_weights_and_reports_before_and_after(
 
 def test_training_starts_from_init_weights(tiny_model: Path, tmp_path: Path) -> None:
     """With a zero learning rate, a run from init weights exports exactly those weights."""
-    cfg = TrainConfig(arch="crnn_tiny", max_width=256, synthetic_per_epoch=16, val_synthetic=8, batch_size=8,
-                      lr=1e-12, epochs=1, max_steps=1, workers=0, accelerator="cpu", progress_bar=False,
-                      init=weights_path(tiny_model), export="last", out=tmp_path / "run")
+    cfg = TrainConfig(
+        arch="crnn_tiny",
+        max_width=256,
+        synthetic_per_epoch=16,
+        val_synthetic=8,
+        batch_size=8,
+        lr=1e-12,
+        epochs=1,
+        max_steps=1,
+        workers=0,
+        accelerator="cpu",
+        progress_bar=False,
+        init=weights_path(tiny_model),
+        export="last",
+        out=tmp_path / "run",
+    )
     model = run_training(cfg)
     _, start = load_weights(weights_path(tiny_model))
     _, end = load_weights(weights_path(model))
@@ -115,8 +141,17 @@ def test_training_starts_from_init_weights(tiny_model: Path, tmp_path: Path) -> 
 
 
 def test_init_from_another_charset_or_architecture_is_refused(tiny_model: Path, tmp_path: Path) -> None:
-    base = dict(synthetic_per_epoch=16, val_synthetic=8, batch_size=8, max_steps=1, workers=0,
-                accelerator="cpu", progress_bar=False, init=weights_path(tiny_model), max_width=256)
+    base = dict(
+        synthetic_per_epoch=16,
+        val_synthetic=8,
+        batch_size=8,
+        max_steps=1,
+        workers=0,
+        accelerator="cpu",
+        progress_bar=False,
+        init=weights_path(tiny_model),
+        max_width=256,
+    )
     with pytest.raises(EdgeOCRError, match="charset"):
         run_training(TrainConfig(arch="crnn_tiny", charset="0123456789", out=tmp_path / "a", **base))
     with pytest.raises(EdgeOCRError, match="arch"):
@@ -124,8 +159,10 @@ def test_init_from_another_charset_or_architecture_is_refused(tiny_model: Path, 
 
 
 def test_cli_finetune_reports_a_missing_init_in_one_line(user_crops: Path, tmp_path: Path, capsys) -> None:
-    assert main(["finetune", "--init", str(tmp_path / "nope.pt"), "--data", str(user_crops),
-                 "--out", str(tmp_path / "o")]) == 2
+    assert (
+        main(["finetune", "--init", str(tmp_path / "nope.pt"), "--data", str(user_crops), "--out", str(tmp_path / "o")])
+        == 2
+    )
     assert "does not exist" in capsys.readouterr().err
 
 
@@ -135,8 +172,10 @@ def test_width_chunks_give_the_same_loss_as_one_padded_batch() -> None:
     import numpy as np
 
     rng = np.random.default_rng(0)
-    items = [LineItem(rng.integers(0, 255, (32, 120), dtype=np.uint8), text, "", str(i))
-             for i, text in enumerate(["AB1", "C", "LOT 77", "X9", "EXP 1/2", "Q"])]
+    items = [
+        LineItem(rng.integers(0, 255, (32, 120), dtype=np.uint8), text, "", str(i))
+        for i, text in enumerate(["AB1", "C", "LOT 77", "X9", "EXP 1/2", "Q"])
+    ]
     batch = LineCollator(module.recognizer_config)(items)
     with torch.no_grad():
         full = module._log_probs_and_loss(batch)[1]
@@ -147,8 +186,19 @@ def test_width_chunks_give_the_same_loss_as_one_padded_batch() -> None:
 def test_export_command_turns_a_checkpoint_into_a_verified_model(tiny_model: Path, tmp_path: Path) -> None:
     from edgeocr.runtime.recognizer import OnnxRecognizer
 
-    cfg = TrainConfig(arch="crnn_tiny", max_width=256, synthetic_per_epoch=16, val_synthetic=8, batch_size=8,
-                      epochs=1, max_steps=2, workers=0, accelerator="cpu", progress_bar=False, out=tmp_path / "run")
+    cfg = TrainConfig(
+        arch="crnn_tiny",
+        max_width=256,
+        synthetic_per_epoch=16,
+        val_synthetic=8,
+        batch_size=8,
+        epochs=1,
+        max_steps=2,
+        workers=0,
+        accelerator="cpu",
+        progress_bar=False,
+        out=tmp_path / "run",
+    )
     run_training(cfg)
     target = tmp_path / "exported" / "m.onnx"
     assert main(["export", "--weights", str(tmp_path / "run" / "checkpoints" / "last.ckpt"), "--out", str(target)]) == 0

@@ -219,8 +219,21 @@ def test_corrupt_and_truncated_bytes_are_refused() -> None:
         (np.zeros((2, 4, 4, 3), np.uint8), "4 dimensions"),
         (np.zeros(16, np.uint8), "1 dimensions"),
     ],
-    ids=["empty-rows", "empty-cols", "complex", "object", "str", "int64-range", "negative", "float-range",
-         "nan", "2ch", "5ch", "4d", "1d"],
+    ids=[
+        "empty-rows",
+        "empty-cols",
+        "complex",
+        "object",
+        "str",
+        "int64-range",
+        "negative",
+        "float-range",
+        "nan",
+        "2ch",
+        "5ch",
+        "4d",
+        "1d",
+    ],
 )
 def test_bad_arrays_are_refused(array, expect) -> None:
     _refuses(array, expect=expect)

@@ -23,16 +23,11 @@ from edgeocr.core.sidecar import load_sidecar, sha256_hex, sidecar_path  # noqa:
 from edgeocr.data.labels import read_labels  # noqa: E402
 from edgeocr.optimize import pipeline  # noqa: E402
 from edgeocr.optimize.calibration import network_batches  # noqa: E402
-from edgeocr.optimize.engines import (  # noqa: E402
-    EngineUnavailable,
-    OpenVinoRecognizer,
-    check_session_providers,
-    convert_to_openvino,
-    require_providers,
-    write_openvino_sidecar,
-)
+from edgeocr.optimize.engines import convert_to_openvino, write_openvino_sidecar  # noqa: E402
 from edgeocr.optimize.pipeline import optimize_command, settings_from_cli  # noqa: E402
 from edgeocr.optimize.report import headline  # noqa: E402
+from edgeocr.runtime.engines import OpenVinoRecognizer  # noqa: E402
+from edgeocr.runtime.providers import EngineUnavailable, check_session_providers, require_providers  # noqa: E402
 from edgeocr.runtime.reader import Reader, ReaderConfig  # noqa: E402
 from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer  # noqa: E402
 from edgeocr.synth.dataset import SynthJob, synthesize  # noqa: E402
@@ -59,10 +54,16 @@ def _settings(model: Path, out: Path, lines: Path, **extra) -> pipeline.Optimize
     return settings_from_cli(**{**values, **extra})
 
 
-def test_int8_writes_a_model_the_reader_loads_and_a_report_card(tiny: Path, lines: Path, tmp_path: Path) -> None:
+def test_int8_writes_a_model_the_reader_loads_and_a_report_card(
+    tiny: Path, lines: Path, tmp_path: Path, monkeypatch
+) -> None:
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
     before = _digests(tiny)
     card = optimize_command(_settings(tiny, tmp_path / "out", lines))
     out = tmp_path / "out"
+    assert not list(cwd.iterdir())  # nothing of the quantiser's lands in the working directory
     assert _digests(tiny) == before  # the source is never touched
     sidecar = load_sidecar(out / "model.json")
     assert sidecar.onnx_sha256 == sha256_hex((out / "model.onnx").read_bytes())
@@ -73,7 +74,7 @@ def test_int8_writes_a_model_the_reader_loads_and_a_report_card(tiny: Path, line
 
     # The normal Reader reads with it, unchanged, and it agrees with the float model on most frames.
     image = read_image(read_labels(lines)[0][0].path)
-    assert isinstance(Reader(ReaderConfig(model=str(out / "model.onnx"))).read(image), list)
+    assert len(Reader(ReaderConfig(model=str(out / "model.onnx"))).read(image)) == 1
     batch = network_batches([image], sidecar.config)
     int8_probs = OnnxRecognizer(out / "model.onnx").recognize_probs([image])[0]
     float_probs = OnnxRecognizer(tiny).recognize_probs([image])[0]
@@ -97,14 +98,63 @@ def test_int8_writes_a_model_the_reader_loads_and_a_report_card(tiny: Path, line
     assert card["headline"]["verdict"] in (out / "report.md").read_text()
 
 
+def _unfinishable_shapes_model(path: Path) -> Path:
+    """A graph ONNX Runtime's symbolic shape inference cannot finish: Add of [a, 32] and [b, 32] with a != b.
+    Its 4 KiB weight is above onnx's 1 KiB external-data threshold, so the partial model ORT saves on
+    failure comes with a ``<uuid>.data`` file, as the stray files once committed at the repo root did."""
+    weight = onnx.numpy_helper.from_array(np.ones((32, 32), np.float32), "w")
+    graph = onnx.helper.make_graph(
+        [onnx.helper.make_node("Add", ["x", "y"], ["s"]), onnx.helper.make_node("MatMul", ["s", "w"], ["z"])],
+        "unfinishable",
+        [
+            onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["a", 32]),
+            onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, ["b", 32]),
+        ],
+        [onnx.helper.make_tensor_value_info("z", onnx.TensorProto.FLOAT, ["a", 32])],
+        initializer=[weight],
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save(onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)]), str(path))
+    return path
+
+
+def test_quantisation_prep_leaves_nothing_in_the_working_directory(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """quant_pre_process's symbolic shape inference saves sym_shape_infer_temp.onnx + <uuid>.data into the
+    working directory when it fails (the accurate model's SVTR blocks do); preparation runs in a scratch one."""
+    from edgeocr.optimize.quantize import prepare_for_quantisation
+
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    monkeypatch.chdir(cwd)
+    bad = _unfinishable_shapes_model(tmp_path / "models" / "unfinishable.onnx")
+    with pytest.raises(ModelError, match="cannot prepare .*unfinishable.onnx.*Incomplete symbolic shape inference"):
+        prepare_for_quantisation(bad, tmp_path / "out" / "bad.onnx")
+    assert Path.cwd() == cwd.resolve()
+    assert not list(cwd.iterdir()), f"left in the working directory: {sorted(p.name for p in cwd.iterdir())}"
+
+    # Relative paths still mean the caller's working directory (they are resolved before the switch).
+    shutil.copyfile(tiny, tmp_path / "models" / "tiny.onnx")
+    (tmp_path / "out").mkdir()
+    prepared = prepare_for_quantisation(Path("../models/tiny.onnx"), Path("../out/prepared.onnx"))
+    assert prepared == Path("../out/prepared.onnx") and (tmp_path / "out" / "prepared.onnx").is_file()
+    assert Path.cwd() == cwd.resolve() and not list(cwd.iterdir())
+
+
 def test_int8_settings_per_engine(tiny: Path, lines: Path, tmp_path: Path) -> None:
     ort_settings = pipeline.int8_settings(_settings(tiny, tmp_path, lines))
-    assert (ort_settings.quant_format, ort_settings.activations, ort_settings.quantize_lstm) == ("qoperator", "uint8",
-                                                                                                  True)
+    assert (ort_settings.quant_format, ort_settings.activations, ort_settings.quantize_lstm) == (
+        "qoperator",
+        "uint8",
+        True,
+    )
     assert pipeline.int8_settings(_settings(tiny, tmp_path, lines, quant_format="qdq")).activations == "int8"
     trt = pipeline.int8_settings(_settings(tiny, tmp_path, lines, engine="tensorrt"))
-    assert (trt.quant_format, trt.activations, trt.symmetric_activations, trt.quantize_lstm) == ("qdq", "int8", True,
-                                                                                                  False)
+    assert (trt.quant_format, trt.activations, trt.symmetric_activations, trt.quantize_lstm) == (
+        "qdq",
+        "int8",
+        True,
+        False,
+    )
     with pytest.raises(EdgeOCRError, match="only QDQ"):
         pipeline.int8_settings(_settings(tiny, tmp_path, lines, engine="tensorrt", quant_format="qoperator"))
 
@@ -122,9 +172,15 @@ def test_int8_settings_describe_the_recurrent_layers_the_model_has() -> None:
 
 def test_headline_figures_and_checks() -> None:
     def figures(size: int, rate64: float, acc: float) -> dict:
-        return {"size_bytes": size, "latency_ms_p50": 2.0, "throughput_ips": {"1": 10.0, "64": rate64},
-                "accuracy": {"a": {"n": 5, "char_accuracy": acc, "exact_match": 0.5},
-                             "b": {"n": 5, "char_accuracy": 0.9, "exact_match": 0.5}}}
+        return {
+            "size_bytes": size,
+            "latency_ms_p50": 2.0,
+            "throughput_ips": {"1": 10.0, "64": rate64},
+            "accuracy": {
+                "a": {"n": 5, "char_accuracy": acc, "exact_match": 0.5},
+                "b": {"n": 5, "char_accuracy": 0.9, "exact_match": 0.5},
+            },
+        }
 
     h = headline(figures(4000, 100.0, 0.90), figures(1000, 250.0, 0.894), batch=64)
     assert h["speedup"] == 2.5 and h["size_reduction"] == 0.75 and h["size_ratio"] == 4.0
@@ -136,15 +192,33 @@ def test_headline_figures_and_checks() -> None:
 def test_the_gate_refuses_and_writes_only_the_report(tiny: Path, lines: Path, tmp_path: Path, capsys) -> None:
     before = _digests(tiny)
     out = tmp_path / "refused"
-    code = main(["optimize", str(tiny), "--int8", "--calib", str(lines), "--eval", str(lines), "--max-drop-pt", "-1",
-                 "--threads", "1", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "optimize",
+            str(tiny),
+            "--int8",
+            "--calib",
+            str(lines),
+            "--eval",
+            str(lines),
+            "--max-drop-pt",
+            "-1",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 2
     assert "int8 costs" in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ["report.json", "report.md"]
     card = json.loads((out / "report.json").read_text())
     assert card["status"] == "refused" and card["steps"][-1]["status"] == "refused"
     attempts = card["steps"][-1]["gate"]
-    assert len(attempts) > 1 and len(attempts[-1]["kept_float"]) == len(attempts) - 1  # layers kept in float, one per round
+    assert (
+        len(attempts) > 1 and len(attempts[-1]["kept_float"]) == len(attempts) - 1
+    )  # layers kept in float, one per round
     assert [r["node"] for r in card["steps"][-1]["sensitivity"]][: len(attempts) - 1] == attempts[-1]["kept_float"]
     assert "Refused" in (out / "report.md").read_text()
     assert _digests(tiny) == before
@@ -231,6 +305,15 @@ def test_openvino_int8_through_the_command(tiny: Path, lines: Path, tmp_path: Pa
     assert note.steps == ("openvino",) and note.details["inference_precision"] == "bf16"
     assert card["optimized"]["size_bytes"] == (out / "model.xml").stat().st_size + (out / "model.bin").stat().st_size
     assert OpenVinoRecognizer(out / "model.xml").precision == "bf16"
+    # What optimize wrote is read by --model like any model: the folder, or its model.xml.
+    images = [read_image(p) for p in sorted(lines.rglob("*.png"))[:4]]
+    by_folder = Reader(model=out, detector=None).read_batch(images)
+    assert type(Reader(model=out, detector=None).recognizer).__name__ == "OpenVinoRecognizer"
+    assert by_folder == Reader(model=out / "model.xml", detector=None).read_batch(images)
+    # The source .onnx on OpenVINO reads as it does on ONNX Runtime.
+    assert [r.texts for r in Reader(model=tiny, detector=None, engine="openvino").read_batch(images)] == [
+        r.texts for r in Reader(model=tiny, detector=None).read_batch(images)
+    ]
 
 
 def test_fp16_conversion_runs(tiny: Path, tmp_path: Path) -> None:
@@ -267,12 +350,22 @@ def test_steps_compose_distill_prune_int8(tiny: Path, lines: Path, tmp_path: Pat
             for suffix in (".onnx", ".json", ".pt"):
                 shutil.copy(model.with_suffix(suffix), out_dir / f"model{suffix}")
             return pruning_module.PruneResult(out_dir / "model.onnx", {"fake": name})
+
         return run
 
     monkeypatch.setattr(distill_module, "distill", fake("distill"))
     monkeypatch.setattr(pruning_module, "prune", fake("prune"))
-    card = optimize_command(_settings(Path("crnn_s"), tmp_path / "all", lines, distill_from=str(tiny), prune=0.3,
-                                      prune_method="structured", distill_steps=7))
+    card = optimize_command(
+        _settings(
+            Path("crnn_s"),
+            tmp_path / "all",
+            lines,
+            distill_from=str(tiny),
+            prune=0.3,
+            prune_method="structured",
+            distill_steps=7,
+        )
+    )
     assert [c[0] for c in calls] == ["distill", "prune"]
     assert calls[0][1] == "crnn_s" and calls[0][2]["steps"] == 7
     assert calls[1][1].endswith("01-distill/model.onnx")
@@ -332,9 +425,10 @@ def test_gpu_script_refuses_without_cuda(tmp_path: Path, capsys) -> None:
 
 def test_quantisation_aware_fine_tuning_then_int8(tiny: Path, lines: Path, tmp_path: Path) -> None:
     pytest.importorskip("lightning")
-    from edgeocr.optimize.qat import add_fake_quantisers, fold_batch_norms, remove_fake_quantisers
-    from edgeocr.models.factory import build_recognizer
     import torch
+
+    from edgeocr.models.factory import build_recognizer
+    from edgeocr.optimize.qat import add_fake_quantisers, fold_batch_norms, remove_fake_quantisers
 
     network, _ = build_recognizer("crnn_tiny", max_width=256)
     network.eval()

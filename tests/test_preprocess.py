@@ -331,8 +331,9 @@ def test_core_preprocess_imports_without_torch() -> None:
         "import edgeocr.core.preprocess as p\n"
         "print(p.preset('binarize').spec())"
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                            env={"PYTHONPATH": str(SRC)})
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env={"PYTHONPATH": str(SRC)}
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "gray|polarity|otsu"
 
@@ -341,14 +342,31 @@ def test_core_preprocess_imports_without_torch() -> None:
 
 # Ops whose torch version must give exactly OpenCV's pixels.
 EXACT_SPECS = [
-    "gray", "invert", "median", "median:ksize=5", "median:ksize=9", "median:ksize=11",
-    "equalize", "otsu", "otsu:invert=true",
-    "adaptive", "adaptive:block=11,c=2.5,invert=true", "adaptive:block=15,c=-3",
-    "morph", "morph:mode=open,ksize=4,shape=ellipse", "morph:mode=dilate,ksize=5,ksize_y=2,iterations=2",
-    "morph:mode=erode,ksize=5,shape=cross,foreground=light,iterations=3", "polarity",
+    "gray",
+    "invert",
+    "median",
+    "median:ksize=5",
+    "median:ksize=9",
+    "median:ksize=11",
+    "equalize",
+    "otsu",
+    "otsu:invert=true",
+    "adaptive",
+    "adaptive:block=11,c=2.5,invert=true",
+    "adaptive:block=15,c=-3",
+    "morph",
+    "morph:mode=open,ksize=4,shape=ellipse",
+    "morph:mode=dilate,ksize=5,ksize_y=2,iterations=2",
+    "morph:mode=erode,ksize=5,shape=cross,foreground=light,iterations=3",
+    "polarity",
     # Through OpenCV (fallbacks): identical by construction, checked for the plumbing.
-    "clahe", "deskew", "adaptive:method=gaussian",
-    "binarize", "uneven_light", "dotmatrix", "low_contrast",
+    "clahe",
+    "deskew",
+    "adaptive:method=gaussian",
+    "binarize",
+    "uneven_light",
+    "dotmatrix",
+    "low_contrast",
 ]
 # The Gaussian blur reproduces OpenCV's uint8 fixed-point path and is exact with OpenCV 5.0; a
 # future OpenCV may round differently, so one gray level is allowed on at most 0.5 % of the pixels
@@ -357,8 +375,12 @@ GAUSSIAN_SPECS = ["gaussian", "gaussian:ksize=5,sigma=1.3", "gaussian:ksize=9", 
 # Resize: when enlarging, OpenCV's INTER_LINEAR on uint8 uses 11-bit fixed-point weights with
 # intermediate truncation while torch interpolates in float32 and rounds once: up to one gray
 # level apart (about 6 % of pixels). Shrinking (area) agrees to float rounding. Padding is exact.
-RESIZE_SPECS = ["resize:width=100,height=32", "resize:width=320,height=320", "resize:width=333,height=90",
-                "resize:width=64,height=64,align=start,pad=0"]
+RESIZE_SPECS = [
+    "resize:width=100,height=32",
+    "resize:width=320,height=320",
+    "resize:width=333,height=90",
+    "resize:width=64,height=64,align=start,pad=0",
+]
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not CUDA, reason="torch.cuda.is_available() is False"))]
 
@@ -368,8 +390,15 @@ def parity_images() -> list[np.ndarray]:
     crop = text_crop(seed=1)
     shaded = (crop * np.linspace(1.0, 0.5, crop.shape[1])[None]).astype(np.uint8)
     two_level = np.where(rng.random((40, 90)) < 0.3, 60, 190).astype(np.uint8)
-    return [crop, 255 - crop, shaded, colour(crop), two_level, rng.integers(0, 256, (37, 53), dtype=np.uint8),
-            np.full((20, 30), 128, np.uint8)]
+    return [
+        crop,
+        255 - crop,
+        shaded,
+        colour(crop),
+        two_level,
+        rng.integers(0, 256, (37, 53), dtype=np.uint8),
+        np.full((20, 30), 128, np.uint8),
+    ]
 
 
 def mismatches(specs: list[str], device: str, max_diff: float, max_fraction: float) -> list[str]:

@@ -117,7 +117,7 @@ def test_mapped_module_matches_the_package_onnx_on_the_sample_crops(imported, so
     lines = _sample_lines(cfg)
     assert len(lines) == 10
     worst = 0.0
-    for text, line in lines:
+    for _text, line in lines:
         with torch.no_grad():
             ours = torch.softmax(network(torch.from_numpy(line)), -1).numpy()[0]
         theirs = _source_probs(source_session, line)[:, keep]
@@ -127,8 +127,10 @@ def test_mapped_module_matches_the_package_onnx_on_the_sample_crops(imported, so
     assert worst <= PARITY_TOLERANCE
 
 
+@pytest.mark.slow
 def test_mapped_model_reads_as_the_source_wherever_the_source_read_fits_the_charset(
-        imported, source_session, classes) -> None:
+    imported, source_session, classes
+) -> None:
     """Before training: every crop whose source read uses only our characters is read the same."""
     network, cfg, _ = imported
     crops = [line for _, line in _sample_lines(cfg)]
@@ -151,7 +153,10 @@ def test_charset_mapping_keeps_source_rows_and_adds_new_ones(classes) -> None:
     assert mapping.rows[3] is None and mapping.new_chars == "\ue000" and mapping.kept == 3
     assert map_charset(classes, " ").rows == (0, len(classes) - 1)  # the space is the source's last class
     rng = np.random.default_rng(0)
-    weight, bias = rng.normal(size=(len(classes), 8)).astype(np.float32), rng.normal(size=len(classes)).astype(np.float32)
+    weight, bias = (
+        rng.normal(size=(len(classes), 8)).astype(np.float32),
+        rng.normal(size=len(classes)).astype(np.float32),
+    )
     out_w, out_b = mapped_head(weight, bias, mapping)
     assert np.array_equal(out_w[1], weight[classes.index("A")]) and out_b[2] == bias[classes.index("1")]
     assert out_b[3] == min(bias[r] for r in mapping.rows if r is not None)  # a new character starts unlikely
@@ -209,15 +214,31 @@ def tiny_crops(tmp_path_factory) -> Path:
 def finetuned(tiny_crops: Path, tmp_path_factory) -> Path:
     """Two steps of the imported architecture from its pretrained weights (one, then one more on resume)."""
     out = tmp_path_factory.mktemp("run") / "run"
-    base = dict(arch="ppocrv6_small", init=Path("pretrained"), data=(tiny_crops,), val=tiny_crops, batch_size=4,
-                epochs=100, lr=1e-5, workers=0, accelerator="cpu", progress_bar=False, distill_weight=1.0,
-                freeze_stages=3, report_data=(tiny_crops,), report_every_n_steps=1, checkpoint_every_n_steps=1,
-                early_stopping_patience=None, out=out)
+    base = dict(
+        arch="ppocrv6_small",
+        init=Path("pretrained"),
+        data=(tiny_crops,),
+        val=tiny_crops,
+        batch_size=4,
+        epochs=100,
+        lr=1e-5,
+        workers=0,
+        accelerator="cpu",
+        progress_bar=False,
+        distill_weight=1.0,
+        freeze_stages=3,
+        report_data=(tiny_crops,),
+        report_every_n_steps=1,
+        checkpoint_every_n_steps=1,
+        early_stopping_patience=None,
+        out=out,
+    )
     run_training(TrainConfig(max_steps=1, **base))
     run_training(TrainConfig(max_steps=2, **base), resume=True)
     return out / "model.onnx"
 
 
+@pytest.mark.slow
 def test_two_step_finetune_exports_a_model_the_runtime_reads(finetuned: Path, tiny_crops: Path) -> None:
     metrics = json.loads((finetuned.parent / "metrics.json").read_text())
     assert metrics["steps"] == 2 and metrics["resumed_from_step"] == 1 and metrics["init"] == "pretrained"
@@ -239,6 +260,7 @@ def test_two_step_finetune_exports_a_model_the_runtime_reads(finetuned: Path, ti
     assert all(0 <= r["sets"][str(tiny_crops)]["ALL"]["char_accuracy"] <= 100 for r in readings)
 
 
+@pytest.mark.slow
 def test_frozen_stages_do_not_move(finetuned: Path) -> None:
     start, _, _ = load_source("ppocrv6")
     after, _ = load_exported(finetuned)
@@ -248,6 +270,7 @@ def test_frozen_stages_do_not_move(finetuned: Path) -> None:
     assert not torch.equal(start.state_dict()[head], after.state_dict()[head])
 
 
+@pytest.mark.slow
 def test_finetune_starts_from_an_exported_model_through_the_importer(finetuned: Path) -> None:
     start = starting_model(str(finetuned))
     assert start.init == finetuned and start.cfg.arch == "ppocrv6_small"
@@ -274,11 +297,41 @@ def test_user_labels_outside_the_charset_are_named_by_file_and_line(tiny_crops: 
     assert starting_model("ppocrv6", add_chars="Ω").cfg.charset == ASCII_CHARSET + "Ω"
 
 
+@pytest.mark.slow
 def test_finetune_from_the_pretrained_source_in_one_command(tiny_crops: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "ft"
-    assert main(["finetune", "--init", "ppocrv6", "--data", str(tiny_crops), "--out", str(out), "--steps", "1",
-                 "--batch-size", "4", "--lr", "1e-6", "--holdout", "0.25", "--freeze-stages", "6", "--workers", "0",
-                 "--accelerator", "cpu", "--threads", "1", "--val-lines", "8", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--init",
+                "ppocrv6",
+                "--data",
+                str(tiny_crops),
+                "--out",
+                str(out),
+                "--steps",
+                "1",
+                "--batch-size",
+                "4",
+                "--lr",
+                "1e-6",
+                "--holdout",
+                "0.25",
+                "--freeze-stages",
+                "6",
+                "--workers",
+                "0",
+                "--accelerator",
+                "cpu",
+                "--threads",
+                "1",
+                "--val-lines",
+                "8",
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     report = json.loads((out / "finetune_report.json").read_text())
     assert f"held-out {report['holdout_samples']} crops" in printed and "synthetic validation" in printed

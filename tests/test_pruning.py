@@ -44,8 +44,9 @@ def lines() -> list[np.ndarray]:
     return [rng.integers(0, 255, (32, width), dtype=np.uint8) for width in (40, 120, 200)]
 
 
-def test_magnitude_pruning_reaches_the_sparsity_and_the_model_runs_in_the_runtime(tiny_model: Path,
-                                                                                   tmp_path: Path) -> None:
+def test_magnitude_pruning_reaches_the_sparsity_and_the_model_runs_in_the_runtime(
+    tiny_model: Path, tmp_path: Path
+) -> None:
     before = file_hashes(tiny_model)
     result = prune(tiny_model, 0.6, "magnitude", tmp_path / "out", **FAST)
     stats = result.stats
@@ -64,11 +65,11 @@ def test_magnitude_pruning_reaches_the_sparsity_and_the_model_runs_in_the_runtim
     assert file_hashes(tiny_model) == before
 
 
-def test_structured_pruning_removes_channels_and_the_onnx_runs_with_the_right_shape(tiny_model: Path,
-                                                                                   tmp_path: Path) -> None:
+def test_structured_pruning_removes_channels_and_the_onnx_runs_with_the_right_shape(
+    tiny_model: Path, tmp_path: Path
+) -> None:
     before = file_hashes(tiny_model)
-    result = prune(tiny_model, 0.5, "structured", tmp_path / "out", channel_multiple=2, recovery_kl_weight=1.0,
-                   **FAST)
+    result = prune(tiny_model, 0.5, "structured", tmp_path / "out", channel_multiple=2, recovery_kl_weight=1.0, **FAST)
     stats = result.stats
     assert stats["finetune_steps"] == 2 and stats["finetune_losses"][0]["kl"] > 0  # the unpruned model taught it
     assert stats["params_after"] < stats["params_before"] and stats["macs_after"] < stats["macs_before"]
@@ -88,10 +89,13 @@ def test_structured_pruning_removes_channels_and_the_onnx_runs_with_the_right_sh
     assert file_hashes(tiny_model) == before
 
 
-@pytest.mark.parametrize(("arch", "kept"), [
-    ("crnn_s", [8, 16, 32, 32, 48, 48, 96]),  # GRU: the last conv feeds it whole
-    ("crnn_m", [16, 32, 48, 48, 64, 64, 64]),  # LSTM: the last conv is pruned with the LSTM's input columns
-])
+@pytest.mark.parametrize(
+    ("arch", "kept"),
+    [
+        ("crnn_s", [8, 16, 32, 32, 48, 48, 96]),  # GRU: the last conv feeds it whole
+        ("crnn_m", [16, 32, 48, 48, 64, 64, 64]),  # LSTM: the last conv is pruned with the LSTM's input columns
+    ],
+)
 def test_structured_pruning_removes_dead_channels_without_changing_the_output(arch: str, kept: list[int]) -> None:
     """Every other channel of each prunable conv is made dead (zero conv rows and batch norm, zero inputs
     of whatever reads it): the pruner must pick exactly those and cut the matching inputs of the next
@@ -110,8 +114,11 @@ def test_structured_pruning_removes_dead_channels_without_changing_the_output(ar
             dead = torch.arange(0, conv.out_channels, 2)
             conv.weight[dead] = 0
             norm.weight[dead], norm.bias[dead] = 0, 0
-            readers = ([network.sequence.weight_ih_l0, network.sequence.weight_ih_l0_reverse] if last
-                       else [convs[index + 1].weight])
+            readers = (
+                [network.sequence.weight_ih_l0, network.sequence.weight_ih_l0_reverse]
+                if last
+                else [convs[index + 1].weight]
+            )
             for weight in readers:
                 weight[:, dead] = 0
         images = torch.randn(2, 1, 32, 64)

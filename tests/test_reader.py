@@ -16,6 +16,7 @@ import pytest
 from pydantic import ValidationError
 
 from edgeocr.core.charset import Charset
+from edgeocr.core.crops import crop_line
 from edgeocr.core.errors import EdgeOCRError, ImageError
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.runtime.reader import (
@@ -26,7 +27,6 @@ from edgeocr.runtime.reader import (
     ReaderConfig,
     ReadOptions,
     Region,
-    _crop_quad,
 )
 from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 
@@ -196,7 +196,9 @@ def test_roi_quads_are_warped_upright(model_path) -> None:
 
 def test_roi_outside_the_image_is_an_image_error(model_path) -> None:
     reader = Reader(
-        ReaderConfig(model=model_path, engine=ENGINE, mode="roi", regions=(Region(name="far", rect=(300, 10, 100, 30)),))
+        ReaderConfig(
+            model=model_path, engine=ENGINE, mode="roi", regions=(Region(name="far", rect=(300, 10, 100, 30)),)
+        )
     )
     with pytest.raises(ImageError, match="far"):
         reader.read(scene())
@@ -244,7 +246,11 @@ def test_whole_mode_reads_the_image_as_one_line(model_path) -> None:
     assert line.poly == ((0.0, 0.0), (320.0, 0.0), (320.0, 40.0), (0.0, 40.0))
     np.testing.assert_array_equal(line.crop, img)
     (direct,) = OnnxRecognizer(model_path, ENGINE).recognize([img])
-    assert (line.text, line.confidence, line.char_confidences) == (direct.text, direct.confidence, direct.char_confidences)
+    assert (line.text, line.confidence, line.char_confidences) == (
+        direct.text,
+        direct.confidence,
+        direct.char_confidences,
+    )
     assert line.raw_text == line.text and line.region is None
     assert line.valid == bool(line.text)
 
@@ -292,9 +298,9 @@ def test_detected_line_validates_its_polygon() -> None:
 def test_crop_quad_turns_rotated_lines_exactly() -> None:
     rng = np.random.default_rng(0)
     line = rng.integers(0, 256, (20, 60), dtype=np.uint8)
-    np.testing.assert_array_equal(_crop_quad(np.rot90(line), np.array([[0, 60], [0, 0], [20, 0], [20, 60]])), line)
-    np.testing.assert_array_equal(_crop_quad(np.rot90(line, 2), np.array([[60, 20], [0, 20], [0, 0], [60, 0]])), line)
-    assert _crop_quad(line, np.array([[5.5, 2], [30.5, 2], [30.5, 12], [5.5, 12]])).shape == (10, 25)
+    np.testing.assert_array_equal(crop_line(np.rot90(line), np.array([[0, 60], [0, 0], [20, 0], [20, 60]])), line)
+    np.testing.assert_array_equal(crop_line(np.rot90(line, 2), np.array([[60, 20], [0, 20], [0, 0], [60, 0]])), line)
+    assert crop_line(line, np.array([[5.5, 2], [30.5, 2], [30.5, 12], [5.5, 12]])).shape == (10, 25)
 
 
 # --- batching, threads, options ------------------------------------------------------------------
@@ -403,8 +409,11 @@ def test_a_format_matcher_gets_probabilities_and_the_formats_in_play(model_path)
     config = ReaderConfig(model=model_path, engine=ENGINE, mode="roi", regions=regions, formats=("lot", "date"))
     matcher = UpperMatcher()
     reader = Reader(config, format_matcher=matcher)
-    free = Reader(config.model_copy(update={"formats": (), "regions": (
-        regions[0].model_copy(update={"format": None}), regions[1])}))
+    free = Reader(
+        config.model_copy(
+            update={"formats": (), "regions": (regions[0].model_copy(update={"format": None}), regions[1])}
+        )
+    )
     img = scene(9)
     expected_free = free.read(img)
     lines = reader.read(img)
@@ -430,8 +439,14 @@ def test_declared_formats_constrain_the_read(model_path) -> None:
     import re
 
     regions = (Region(name="top", rect=(10, 16, 300, 32)), Region(name="bottom", rect=(10, 66, 140, 32)))
-    config = ReaderConfig(model=model_path, engine=ENGINE, mode="roi", regions=regions,
-                          formats=("[A-Z0-9]{2,6}", "iso6346"), min_confidence=0.0)
+    config = ReaderConfig(
+        model=model_path,
+        engine=ENGINE,
+        mode="roi",
+        regions=regions,
+        formats=("[A-Z0-9]{2,6}", "iso6346"),
+        min_confidence=0.0,
+    )
     reader = Reader(config)
     free = Reader(config.model_copy(update={"formats": ()}))
     for seed in (9, 10, 11):
@@ -463,6 +478,7 @@ def printed_scene() -> np.ndarray:
 @pytest.fixture(scope="module")
 def rapidocr_detector():
     import rapidocr_onnxruntime  # noqa: F401 -- make test installs it; its absence must fail, not skip
+
     from edgeocr.runtime.rapidocr_detector import RapidOCRDetector, RapidOCRDetectorConfig
 
     return RapidOCRDetector(RapidOCRDetectorConfig(intra_op_threads=1, inter_op_threads=1))
@@ -521,8 +537,7 @@ def test_rapidocr_detector_keeps_a_tilted_vertical_box_tall(rapidocr_detector, m
     # corner order starts at the leftmost corner, which makes the long side the "top": the crop would
     # come out sideways. Ours starts at the flattest left-to-right edge.
     tilted = np.array([[922, 888], [970, 171], [1016, 174], [968, 891]], np.float32)
-    monkeypatch.setattr(rapidocr_detector._detector, "postprocess_op",
-                        lambda prediction, size: ([tilted], [0.9]))
+    monkeypatch.setattr(rapidocr_detector._detector, "postprocess_op", lambda prediction, size: ([tilted], [0.9]))
     (line,) = rapidocr_detector.detect(np.full((1080, 1920, 3), 200, np.uint8))
     np.testing.assert_array_equal(line.poly, tilted[[1, 2, 3, 0]])
     width, height = np.linalg.norm(line.poly[1] - line.poly[0]), np.linalg.norm(line.poly[3] - line.poly[0])

@@ -120,9 +120,7 @@ def test_prepare_line_reads_vertical_crops_as_lines() -> None:
 
 def test_prepare_line_accepts_gray_and_bgr_and_refuses_other_images() -> None:
     gray = line_image(64)
-    np.testing.assert_allclose(
-        prepare_line(gray, CFG), prepare_line(line_image(64, channels=3), CFG), atol=1e-6
-    )
+    np.testing.assert_allclose(prepare_line(gray, CFG), prepare_line(line_image(64, channels=3), CFG), atol=1e-6)
     np.testing.assert_allclose(prepare_line(gray, CFG), prepare_line(gray[:, :, None], CFG))
     for bad in (gray.astype(np.float32), np.zeros((4, 4, 2), np.uint8), np.zeros((0, 5), np.uint8)):
         with pytest.raises(ImageError):
@@ -136,6 +134,7 @@ def test_prepare_line_accepts_gray_and_bgr_and_refuses_other_images() -> None:
 def exported(tmp_path_factory) -> tuple[Path, object]:
     """A crnn_tiny exported to ONNX, with a sharpened head so that argmax ties cannot occur."""
     import torch  # the training side makes the model; make test installs it, so no skip
+
     from edgeocr.models import build_from_config, export_onnx
 
     torch.manual_seed(0)
@@ -269,9 +268,7 @@ def test_refuses_a_missing_model_file(exported, tmp_path) -> None:
         lambda text: json.dumps({k: v for k, v in json.loads(text).items() if k != "onnx_sha256"}),
         lambda text: json.dumps({**json.loads(text), "onnx_sha256": "not-a-hash"}),
         lambda text: json.dumps({**json.loads(text), "charset_fingerprint": "0000000000000000"}),
-        lambda text: json.dumps(
-            {**json.loads(text), "config": {**json.loads(text)["config"], "input_height": 33}}
-        ),
+        lambda text: json.dumps({**json.loads(text), "config": {**json.loads(text)["config"], "input_height": 33}}),
         lambda text: json.dumps({**json.loads(text), "format_version": 99}),
     ],
     ids=[

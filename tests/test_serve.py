@@ -38,8 +38,14 @@ LOT_FORMAT = "P[0-9]{6} {MM}/{YY}"
 MAX_BODY = 2 * 2**20
 MAX_PIXELS = 4_000_000
 BATCH_MAX = 4
-SETTINGS = ServeSettings(detector="rapidocr", engine_threads=1, max_body_bytes=MAX_BODY, max_pixels=MAX_PIXELS,
-                         batch_max_images=BATCH_MAX, formats=("iso6346", LOT_FORMAT))
+SETTINGS = ServeSettings(
+    detector="rapidocr",
+    engine_threads=1,
+    max_body_bytes=MAX_BODY,
+    max_pixels=MAX_PIXELS,
+    batch_max_images=BATCH_MAX,
+    formats=("iso6346", LOT_FORMAT),
+)
 
 
 @pytest.fixture(scope="module")
@@ -85,9 +91,11 @@ def good_read_works(client: TestClient) -> None:
 def test_multipart_and_base64_reads_equal_the_reader(client, reader, path) -> None:
     expected = dicts(reader.read(path))
     image = cv2.imread(str(path))
-    for response in (client.post("/v1/read", files=[upload(path)]),
-                     client.post("/v1/read", json={"image": b64(path)}),
-                     client.post("/v1/read", json={"image": "data:image/png;base64," + b64(path)})):
+    for response in (
+        client.post("/v1/read", files=[upload(path)]),
+        client.post("/v1/read", json={"image": b64(path)}),
+        client.post("/v1/read", json={"image": "data:image/png;base64," + b64(path)}),
+    ):
         assert response.status_code == 200, response.text
         body = response.json()
         assert body["lines"] == expected  # text, raw_text, confidences, poly, format, valid: all of it
@@ -152,8 +160,10 @@ def test_formats_per_request(client) -> None:
 def test_regions_of_interest(client) -> None:
     rect, quad = (546, 273, 122, 38), ((524, 136), (672, 160), (666, 196), (520, 171))
     # A pixel rectangle is read exactly as the Reader's own ROI mode reads it.
-    alone = client.post("/v1/read", json={"image": b64(SCENE), "options": {"regions": [
-        {"name": "time", "rect": list(rect)}], "formats": []}})
+    alone = client.post(
+        "/v1/read",
+        json={"image": b64(SCENE), "options": {"regions": [{"name": "time", "rect": list(rect)}], "formats": []}},
+    )
     assert alone.status_code == 200, alone.text
     roi = Reader(ReaderConfig(engine=ENGINE, mode="roi", regions=(Region(name="time", rect=rect),)))
     assert alone.json()["mode"] == "regions" and alone.json()["lines"] == dicts(roi.read(SCENE))
@@ -166,10 +176,27 @@ def test_regions_of_interest(client) -> None:
     assert lines[1]["poly"] == [list(map(float, p)) for p in quad] and lines[1]["raw_text"]
     # The same rectangle in relative units, with an expected format of its own.
     relative = [rect[0] / 800, rect[1] / 600, rect[2] / 800, rect[3] / 600]
-    options = {"regions": [{"name": "time", "rect": relative, "units": "relative", "format": "{HH}:{mm}"}],
-               "formats": ["{HH}:{mm}"]}
+    options = {
+        "regions": [{"name": "time", "rect": relative, "units": "relative", "format": "{HH}:{mm}"}],
+        "formats": ["{HH}:{mm}"],
+    }
     timed = client.post("/v1/read", json={"image": b64(SCENE), "options": options}).json()["lines"]
     assert timed[0]["poly"] == lines[0]["poly"] and timed[0]["format"] == "{HH}:{mm}" and timed[0]["valid"]
+
+
+def test_a_region_request_reads_what_the_readers_roi_mode_reads(client) -> None:
+    # One region path (Reader.read_regions): a quad, a fractional rectangle and a relative one give the
+    # service the very lines, polygons and confidences of a Reader configured with those regions.
+    regions = [
+        {"name": "code", "quad": [[524, 136], [672, 160], [666, 196], [520, 171]]},
+        {"name": "time", "rect": [545.6, 272.7, 122.5, 38.4]},
+        {"name": "half", "rect": [0.1, 0.2, 0.5, 0.1], "units": "relative"},
+    ]
+    served = client.post("/v1/read", json={"image": b64(SCENE), "options": {"regions": regions, "formats": []}})
+    assert served.status_code == 200, served.text
+    roi = Reader(ReaderConfig(engine=ENGINE, mode="roi", regions=tuple(Region(**r) for r in regions)))
+    assert served.json()["lines"] == dicts(roi.read(SCENE))
+    assert [line["region"] for line in served.json()["lines"]] == ["code", "time", "half"]
 
 
 def test_concurrent_requests_all_read_the_same(client) -> None:
@@ -179,8 +206,7 @@ def test_concurrent_requests_all_read_the_same(client) -> None:
     async def fire() -> list[httpx.Response]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
-            return await asyncio.gather(*(http.post("/v1/read", files={"image": ("c.png", data)})
-                                          for _ in range(12)))
+            return await asyncio.gather(*(http.post("/v1/read", files={"image": ("c.png", data)}) for _ in range(12)))
 
     responses = asyncio.run(fire())
     assert {r.status_code for r in responses} == {200}
@@ -213,12 +239,20 @@ def test_metrics_count_requests_lines_and_errors(client) -> None:
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
     ok = dict(name="edgeocr_http_requests_total", endpoint="/v1/read", method="POST", status="200")
     bad = dict(ok, status="415")
-    before = (metric(client, **ok), metric(client, **bad), metric(client, "edgeocr_lines_read_total"),
-              metric(client, "edgeocr_http_request_duration_seconds_count", endpoint="/v1/read"))
+    before = (
+        metric(client, **ok),
+        metric(client, **bad),
+        metric(client, "edgeocr_lines_read_total"),
+        metric(client, "edgeocr_http_request_duration_seconds_count", endpoint="/v1/read"),
+    )
     lines = len(client.post("/v1/read", files=[upload(SCENE)], data={"options": '{"detector": true}'}).json()["lines"])
     client.post("/v1/read", content=b"x", headers={"content-type": "text/plain"})
-    after = (metric(client, **ok), metric(client, **bad), metric(client, "edgeocr_lines_read_total"),
-             metric(client, "edgeocr_http_request_duration_seconds_count", endpoint="/v1/read"))
+    after = (
+        metric(client, **ok),
+        metric(client, **bad),
+        metric(client, "edgeocr_lines_read_total"),
+        metric(client, "edgeocr_http_request_duration_seconds_count", endpoint="/v1/read"),
+    )
     assert after == (before[0] + 1, before[1] + 1, before[2] + lines, before[3] + 2)
     assert metric(client, "edgeocr_read_requests_in_flight") == 0
     # Metrics are per app: a second app starts from zero.
@@ -273,45 +307,79 @@ BAD_REQUESTS = {
     "garbage bytes (multipart)": (dict(files={"image": ("x.png", GARBAGE, "image/png")}), 400, "bad_image"),
     "garbage bytes (base64)": (dict(json={"image": base64.b64encode(GARBAGE).decode()}), 400, "bad_image"),
     "empty upload": (dict(files={"image": ("x.png", b"", "image/png")}), 400, "bad_image"),
-    "truncated PNG": (dict(files={"image": ("x.png", LINE_SAMPLES[0].read_bytes()[:200], "image/png")}), 400,
-                      "bad_image"),
+    "truncated PNG": (
+        dict(files={"image": ("x.png", LINE_SAMPLES[0].read_bytes()[:200], "image/png")}),
+        400,
+        "bad_image",
+    ),
     "invalid base64": (dict(json={"image": "%%% not base64 %%%"}), 400, "bad_base64"),
     "malformed JSON": (dict(content=b'{"image": ', headers={"content-type": "application/json"}), 400, "bad_json"),
-    "bomb header": (dict(files={"image": ("bomb.png", png_header(100_000, 100_000), "image/png")}), 413,
-                    "image_too_large"),
+    "bomb header": (
+        dict(files={"image": ("bomb.png", png_header(100_000, 100_000), "image/png")}),
+        413,
+        "image_too_large",
+    ),
     "too many pixels": (dict(files={"image": ("big.png", big_png(), "image/png")}), 413, "image_too_large"),
-    "body too large": (dict(files={"image": ("x.png", b"\0" * (MAX_BODY + 1), "image/png")}), 413,
-                       "payload_too_large"),
-    "streamed body too large": (dict(content=chunks(MAX_BODY), headers={"content-type": "application/json"}), 413,
-                                "payload_too_large"),
-    "wrong content type": (dict(content=LINE_SAMPLES[0].read_bytes(), headers={"content-type": "image/png"}), 415,
-                           "unsupported_media_type"),
+    "body too large": (dict(files={"image": ("x.png", b"\0" * (MAX_BODY + 1), "image/png")}), 413, "payload_too_large"),
+    "streamed body too large": (
+        dict(content=chunks(MAX_BODY), headers={"content-type": "application/json"}),
+        413,
+        "payload_too_large",
+    ),
+    "wrong content type": (
+        dict(content=LINE_SAMPLES[0].read_bytes(), headers={"content-type": "image/png"}),
+        415,
+        "unsupported_media_type",
+    ),
     "no content type": (dict(content=b"abc"), 415, "unsupported_media_type"),
-    "missing image field (multipart)": (dict(data={"options": "{}"}, files={"other": ("x", b"x")}), 422,
-                                        "invalid_request"),
+    "missing image field (multipart)": (
+        dict(data={"options": "{}"}, files={"other": ("x", b"x")}),
+        422,
+        "invalid_request",
+    ),
     "only options (multipart)": (dict(files={"options": (None, "{}")}), 422, "missing_field"),
     "missing image field (JSON)": (dict(json={"options": {}}), 422, "missing_field"),
     "image as text field": (dict(files={"image": (None, "abc")}), 422, "invalid_request"),
     "JSON not an object": (dict(json=["abc"]), 422, "invalid_request"),
-    "options not JSON": (dict(files={"image": ("x.png", b"x")}, data={"options": "{detector"}), 422,
-                         "invalid_options"),
+    "options not JSON": (dict(files={"image": ("x.png", b"x")}, data={"options": "{detector"}), 422, "invalid_options"),
     "unknown option": (dict(json={"image": LOT_B64, "options": {"colour": "red"}}), 422, "invalid_options"),
-    "unknown option (multipart)": (dict(files={"image": ("x.png", b"x")}, data={"options": '{"colour": 1}'}), 422,
-                                   "invalid_options"),
+    "unknown option (multipart)": (
+        dict(files={"image": ("x.png", b"x")}, data={"options": '{"colour": 1}'}),
+        422,
+        "invalid_options",
+    ),
     "unknown top-level field": (dict(json={"image": LOT_B64, "colour": "red"}), 422, "invalid_request"),
-    "confidence out of range": (dict(json={"image": LOT_B64, "options": {"min_confidence": 2}}), 422,
-                                "invalid_options"),
+    "confidence out of range": (
+        dict(json={"image": LOT_B64, "options": {"min_confidence": 2}}),
+        422,
+        "invalid_options",
+    ),
     "bad format spec": (dict(json={"image": LOT_B64, "options": {"formats": ["LOT [A-Z"]}}), 422, "invalid_options"),
-    "detector with regions": (dict(json={"image": LOT_B64, "options": {"detector": True, "regions": [
-        {"rect": [0, 0, 10, 10]}]}}), 422, "invalid_options"),
-    "region outside the image": (dict(json={"image": LOT_B64, "options": {"regions": [{"rect": [150, 0, 100, 30]}]}}),
-                                 422, "invalid_options"),
-    "region with a format not in play": (dict(json={"image": LOT_B64, "options": {"regions": [
-        {"rect": [0, 0, 10, 10], "format": "gtin13"}]}}), 422, "invalid_options"),
-    "region without geometry": (dict(json={"image": LOT_B64, "options": {"regions": [{"name": "a"}]}}), 422,
-                                "invalid_options"),
-    "region with a missing corner": (dict(json={"image": LOT_B64, "options": {"regions": [
-        {"quad": [[0, 0], [5, 0], [5, 5]]}]}}), 422, "invalid_options"),
+    "detector with regions": (
+        dict(json={"image": LOT_B64, "options": {"detector": True, "regions": [{"rect": [0, 0, 10, 10]}]}}),
+        422,
+        "invalid_options",
+    ),
+    "region outside the image": (
+        dict(json={"image": LOT_B64, "options": {"regions": [{"rect": [150, 0, 100, 30]}]}}),
+        422,
+        "invalid_options",
+    ),
+    "region with a format not in play": (
+        dict(json={"image": LOT_B64, "options": {"regions": [{"rect": [0, 0, 10, 10], "format": "gtin13"}]}}),
+        422,
+        "invalid_options",
+    ),
+    "region without geometry": (
+        dict(json={"image": LOT_B64, "options": {"regions": [{"name": "a"}]}}),
+        422,
+        "invalid_options",
+    ),
+    "region with a missing corner": (
+        dict(json={"image": LOT_B64, "options": {"regions": [{"quad": [[0, 0], [5, 0], [5, 5]]}]}}),
+        422,
+        "invalid_options",
+    ),
 }
 
 
@@ -331,8 +399,11 @@ def test_bad_batches_and_routes(client) -> None:
         (client.post("/v1/read/batch", files=too_many), 413, "too_many_images"),
         (client.post("/v1/read/batch", json={"images": [LOT_B64] * (BATCH_MAX + 1)}), 413, "too_many_images"),
         (client.post("/v1/read/batch", json={"images": []}), 422, "invalid_request"),
-        (client.post("/v1/read/batch", json={"images": [LOT_B64, base64.b64encode(GARBAGE).decode()]}), 400,
-         "bad_image"),
+        (
+            client.post("/v1/read/batch", json={"images": [LOT_B64, base64.b64encode(GARBAGE).decode()]}),
+            400,
+            "bad_image",
+        ),
         (client.post("/v1/read/batch", files=[upload(LINE_SAMPLES[0])]), 422, "invalid_request"),  # field 'image'
         (client.get("/v1/read"), 405, "method_not_allowed"),
         (client.get("/nowhere"), 404, "not_found"),
@@ -438,8 +509,9 @@ print(response.json()["lines"][0]["text"])
 
 def test_the_service_runs_without_torch() -> None:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    result = subprocess.run([sys.executable, "-c", _NO_TORCH, str(LINE_SAMPLES[0])], capture_output=True, text=True,
-                            env=env, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", _NO_TORCH, str(LINE_SAMPLES[0])], capture_output=True, text=True, env=env, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "P502781 05/28"
 
@@ -449,8 +521,24 @@ def test_the_load_benchmark_runs_end_to_end(tmp_path) -> None:
     from edgeocr.bench.load import main
 
     out = tmp_path / "load.json"
-    code = main(["--clients", "3", "--duration", "1.5", "--warmup", "0.2", "--threads", "1", "--rss-every", "0.3",
-                 "--baseline-s", "0.5", "--out", str(out)])
+    code = main(
+        [
+            "--clients",
+            "3",
+            "--duration",
+            "1.5",
+            "--warmup",
+            "0.2",
+            "--threads",
+            "1",
+            "--rss-every",
+            "0.3",
+            "--baseline-s",
+            "0.5",
+            "--out",
+            str(out),
+        ]
+    )
     result = json.loads(out.read_text())
     assert code == 0 and result["errors"] == 0 and result["ok"] == result["requests"] > 0
     assert result["expected_text"] == "P502781 05/28"

@@ -24,9 +24,18 @@ SCENE = REPO / "samples" / "scenes" / "images" / "00000000.jpg"
 CHROMIUM, CHROMEDRIVER = Path("/usr/bin/chromium"), Path("/usr/bin/chromedriver")
 BOX_COLOURS = {True: (0, 200, 83), False: (230, 20, 60)}  # valid, invalid (RGB), as in static/index.html
 SCREENSHOT = os.environ.get("EDGEOCR_PAGE_SCREENSHOT")  # a PNG of the page, to look at by eye
-FLAGS = ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         "--disable-dev-shm-usage", "--window-size=1200,1000")
+FLAGS = (
+    "--headless=new",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--window-size=1200,1000",
+)
 
 
 def free_port() -> int:
@@ -55,8 +64,10 @@ def server_url():
 def browser(tmp_path_factory):
     missing = [str(p) for p in (CHROMIUM, CHROMEDRIVER) if not p.exists()]
     if missing:
-        pytest.fail(f"{' and '.join(missing)} missing: run `make chromium` (scripts/ensure-chromium.sh) to install "
-                    "Debian's Chromium and ChromeDriver for the web-page test")
+        pytest.fail(
+            f"{' and '.join(missing)} missing: run `make chromium` (scripts/ensure-chromium.sh) to install "
+            "Debian's Chromium and ChromeDriver for the web-page test"
+        )
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
@@ -84,8 +95,11 @@ return {width: canvas.width, height: canvas.height,
 def edge_points(poly: list[list[float]]) -> list[tuple[int, int]]:
     """Points on the four edges of a polygon (a quarter, half and three quarters along each)."""
     corners = np.asarray(poly, np.float64)
-    return [tuple(int(v) for v in np.floor(corners[i] + t * (corners[(i + 1) % 4] - corners[i])))
-            for i in range(4) for t in (0.25, 0.5, 0.75)]
+    return [
+        tuple(int(v) for v in np.floor(corners[i] + t * (corners[(i + 1) % 4] - corners[i])))
+        for i in range(4)
+        for t in (0.25, 0.5, 0.75)
+    ]
 
 
 def near(pixel, colour, tolerance: int = 12) -> bool:
@@ -96,15 +110,17 @@ def test_the_page_reads_an_upload_and_draws_the_boxes(server_url, browser) -> No
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import WebDriverWait
 
-    api = httpx.post(f"{server_url}/v1/read", files={"image": (SCENE.name, SCENE.read_bytes(), "image/jpeg")},
-                     timeout=60).json()
+    api = httpx.post(
+        f"{server_url}/v1/read", files={"image": (SCENE.name, SCENE.read_bytes(), "image/jpeg")}, timeout=60
+    ).json()
     assert len(api["lines"]) >= 2  # several boxes to find on the canvas
 
     browser.get(server_url + "/")
     assert browser.find_element(By.ID, "detector-choice").is_displayed()  # the service has a detector
     browser.find_element(By.ID, "file").send_keys(str(SCENE))
-    WebDriverWait(browser, 60).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state")
-                                     in ("done", "error"))
+    WebDriverWait(browser, 60).until(
+        lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-state") in ("done", "error")
+    )
     status = browser.find_element(By.ID, "status").text
     assert browser.find_element(By.TAG_NAME, "body").get_attribute("data-state") == "done", status
     assert f"{len(api['lines'])} line(s) in 800\u00d7600" in status and "server" in status and " ms" in status

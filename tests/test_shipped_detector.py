@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from edgeocr.bench.detection_metrics import DetectionCounts, count_detections
 from edgeocr.core.errors import ModelError
 from edgeocr.core.images import load_image
 from edgeocr.data.scene_annotations import read_scene_annotations
+from edgeocr.measure.detection_metrics import DetectionCounts, count_detections
 from edgeocr.runtime.detector import OnnxDetector
 from edgeocr.runtime.models import resolve_detector, shipped_detectors
 
@@ -59,10 +59,11 @@ def test_the_cli_reads_a_scene_with_the_shipped_detector_without_torch(tmp_path:
         "app()\n"
     )
     image = ROOT / "samples" / "scenes" / "images" / "00000000.jpg"
-    out = subprocess.run([sys.executable, "-c", code, str(image), str(tmp_path / "reads.json")],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(image), str(tmp_path / "reads.json")], capture_output=True, text=True
+    )
     assert out.returncode == 0, out.stderr
     (result,) = json.loads((tmp_path / "reads.json").read_text())["results"]
-    assert "error" not in result and result["lines"]
+    assert result["error"] is None and result["lines"]
     assert all(len(line["poly"]) == 4 for line in result["lines"])
     assert any(line["text"] for line in result["lines"])

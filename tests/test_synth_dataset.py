@@ -17,17 +17,34 @@ from edgeocr.core.checkdigits import iso6346_is_valid
 
 
 def tree_digest(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_lines_folder_layout_and_determinism_across_worker_counts(cli, tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
-    out = cli("synth", "lines", "--count", "40", "--seed", "3", "--workers", "2", "--out", str(a),
-              "--preview", str(tmp_path / "sheet.png"), "-q")
+    out = cli(
+        "synth",
+        "lines",
+        "--count",
+        "40",
+        "--seed",
+        "3",
+        "--workers",
+        "2",
+        "--out",
+        str(a),
+        "--preview",
+        str(tmp_path / "sheet.png"),
+    )
     assert out.returncode == 0, out.stderr
     assert "wrote 40 line crops" in out.stdout
-    assert cli("synth", "lines", "--count", "40", "--seed", "3", "--workers", "1", "--out", str(b), "-q").returncode == 0
+    assert (
+        cli("synth", "lines", "--count", "40", "--seed", "3", "--workers", "1", "--out", str(b), "-q").returncode == 0
+    )
     assert tree_digest(a) == tree_digest(b)  # byte for byte, whatever the worker count
 
     rows = (a / "labels.tsv").read_text(encoding="utf-8").splitlines()
@@ -50,8 +67,21 @@ def test_lines_folder_layout_and_determinism_across_worker_counts(cli, tmp_path)
 
 
 def test_scenes_annotations(cli, tmp_path):
-    out = cli("synth", "scenes", "--count", "3", "--seed", "1", "--workers", "1", "--out", str(tmp_path / "s"),
-              "--preview", str(tmp_path / "s.png"), "-q")
+    out = cli(
+        "synth",
+        "scenes",
+        "--count",
+        "3",
+        "--seed",
+        "1",
+        "--workers",
+        "1",
+        "--out",
+        str(tmp_path / "s"),
+        "--preview",
+        str(tmp_path / "s.png"),
+        "-q",
+    )
     assert out.returncode == 0, out.stderr
     records = [json.loads(line) for line in (tmp_path / "s" / "annotations.jsonl").read_text().splitlines()]
     assert len(records) == 3
@@ -73,8 +103,21 @@ def read_lmdb(path: Path) -> dict[bytes, bytes]:
 
 def test_lmdb_layout_of_the_scene_text_repos(cli, tmp_path):
     for name in ("x", "y"):
-        out = cli("synth", "lines", "--count", "25", "--seed", "2", "--workers", "2", "--format", "lmdb",
-                  "--out", str(tmp_path / name), "-q")
+        out = cli(
+            "synth",
+            "lines",
+            "--count",
+            "25",
+            "--seed",
+            "2",
+            "--workers",
+            "2",
+            "--format",
+            "lmdb",
+            "--out",
+            str(tmp_path / name),
+            "-q",
+        )
         assert out.returncode == 0, out.stderr
     x = read_lmdb(tmp_path / "x")
     assert x[b"num-samples"] == b"25"
@@ -93,8 +136,20 @@ def test_lmdb_layout_of_the_scene_text_repos(cli, tmp_path):
 def test_user_templates_drive_the_output(cli, tmp_path):
     templates = tmp_path / "mine.yaml"
     templates.write_text("templates: [{name: boxes, category: container, lines: ['{iso6346:compact}']}]\n")
-    out = cli("synth", "lines", "--count", "10", "--workers", "1", "--templates", str(templates),
-              "--no-default-templates", "--out", str(tmp_path / "o"), "-q")
+    out = cli(
+        "synth",
+        "lines",
+        "--count",
+        "10",
+        "--workers",
+        "1",
+        "--templates",
+        str(templates),
+        "--no-default-templates",
+        "--out",
+        str(tmp_path / "o"),
+        "-q",
+    )
     assert out.returncode == 0, out.stderr
     texts = [r.split("\t")[1] for r in (tmp_path / "o" / "labels.tsv").read_text().splitlines()]
     assert len(texts) == 10 and all(iso6346_is_valid(t) for t in texts)
@@ -145,9 +200,28 @@ def _limit_file_size():
 
 @pytest.mark.parametrize("fmt", ["folder", "lmdb"])
 def test_full_disk_leaves_no_dataset(tmp_path, fmt):
-    out = subprocess.run([sys.executable, "-m", "edgeocr.cli", "synth", "lines", "--count", "400", "--workers", "1",
-                          "--format", fmt, "--out", str(tmp_path / "o"), "-q"],
-                         capture_output=True, text=True, timeout=240, preexec_fn=_limit_file_size)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgeocr.cli",
+            "synth",
+            "lines",
+            "--count",
+            "400",
+            "--workers",
+            "1",
+            "--format",
+            fmt,
+            "--out",
+            str(tmp_path / "o"),
+            "-q",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=240,
+        preexec_fn=_limit_file_size,
+    )
     assert out.returncode == 2, out.stderr
     assert "cannot write" in out.stderr and "Traceback" not in out.stderr
     assert not (tmp_path / "o").exists() and no_partials(tmp_path)
@@ -155,9 +229,25 @@ def test_full_disk_leaves_no_dataset(tmp_path, fmt):
 
 def _start_long_run(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen, Path]:
     out = tmp_path / "big"
-    proc = subprocess.Popen([sys.executable, "-m", "edgeocr.cli", "synth", "lines", "--count", "200000",
-                             "--workers", str(workers), "--out", str(out), "-q"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edgeocr.cli",
+            "synth",
+            "lines",
+            "--count",
+            "200000",
+            "--workers",
+            str(workers),
+            "--out",
+            str(out),
+            "-q",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.time() + 120
     while time.time() < deadline:
         partial = [p for p in tmp_path.iterdir() if ".partial-" in p.name]

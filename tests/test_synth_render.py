@@ -54,8 +54,9 @@ def test_a_printer_style_picks_one_design_per_character(fonts):
 
 def test_dot_matrix_draws_separate_dots_and_missing_dots_remove_ink(fonts):
     rng = np.random.default_rng(0)
-    base = DotParams(grid=(5, 7), pitch=4.0, radius=1.2, p_missing=0.0, jitter=0.0, speed_wobble=0.0, slant=0.0,
-                     char_gap=1)
+    base = DotParams(
+        grid=(5, 7), pitch=4.0, radius=1.2, p_missing=0.0, jitter=0.0, speed_wobble=0.0, slant=0.0, char_gap=1
+    )
     full = dot_matrix_mask("8", base, rng, fonts.mono[0])
     # Every dot of the 5x7 "8" is a blob of its own.
     n_blobs = cv2.connectedComponents((full > 0.3).astype(np.uint8))[0] - 1
@@ -130,7 +131,7 @@ def test_curved_and_warped_lines_are_cropped_around_all_their_ink(fonts):
 
 def test_faint_inkjet_drops_count_as_ink_of_the_crop_box():
     # Small drops rarely reach half coverage: a box around solid ink alone cut a dot-matrix
-    # "BB 2027-11-21" down to "B 2027-11-2" in the session-7 test set.
+    # "BB 2027-11-21" down to "B 2027-11-2" in the gen3 synthetic test set (2026-11-21).
     ink = np.zeros((20, 100), np.uint8)
     ink[5:15, 30:40] = 255  # one solid stroke
     ink[8, 5] = ink[12, 90] = 90  # faint drops at both ends of the line
@@ -139,8 +140,9 @@ def test_faint_inkjet_drops_count_as_ink_of_the_crop_box():
 
 
 def test_wide_margins_leave_bare_surface_on_every_side(fonts):
-    synth = _InkProbe(load_catalogue(), fonts, seed=3, config=LineSynthConfig(wide_margin_p=1.0, capture_p=0.0,
-                                                                              cylinder_p=0.0))
+    synth = _InkProbe(
+        load_catalogue(), fonts, seed=3, config=LineSynthConfig(wide_margin_p=1.0, capture_p=0.0, cylinder_p=0.0)
+    )
     for i in range(8):
         synth.sample(i)
         ys, xs = np.nonzero(synth.ink > 32)
@@ -153,7 +155,7 @@ def test_local_contrast_finds_a_washed_out_stretch():
     gray = np.full((30, 300), 200, np.uint8)
     ink = np.zeros((30, 300), np.uint8)
     for x in range(20, 280, 20):  # ten strokes, 6 px wide
-        ink[8:22, x:x + 6] = 255
+        ink[8:22, x : x + 6] = 255
     gray[ink > 0] = 60
     assert min_local_contrast(gray, ink, cap=14, vertical=False) > 100
     assert min_local_contrast(gray.T.copy(), ink.T.copy(), cap=14, vertical=True) > 100
@@ -178,8 +180,10 @@ def test_line_samples_are_deterministic_and_order_free(fonts):
 
 def test_vertical_codes_render_as_tall_crops(tmp_path, fonts):
     path = tmp_path / "v.yaml"
-    path.write_text("templates: [{name: v, category: container, lines: ['{iso6346:compact}'], "
-                    "processes: [painted], vertical: 1.0}]\n")
+    path.write_text(
+        "templates: [{name: v, category: container, lines: ['{iso6346:compact}'], "
+        "processes: [painted], vertical: 1.0}]\n"
+    )
     synth = LineSynthesizer(load_catalogue([path], include_default=False), fonts, seed=0)
     for i in range(5):
         s = synth.sample(i)

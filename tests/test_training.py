@@ -51,9 +51,20 @@ def folder(tmp_path_factory) -> Path:
 
 
 def tiny_config(out: Path, **overrides) -> TrainConfig:
-    values = dict(arch="crnn_tiny", synthetic_per_epoch=32, val_synthetic=16, batch_size=8, lr=3e-3, epochs=3,
-                  max_steps=6, workers=0, accelerator="cpu", checkpoint_every_n_steps=2, progress_bar=False,
-                  out=out)
+    values = dict(
+        arch="crnn_tiny",
+        synthetic_per_epoch=32,
+        val_synthetic=16,
+        batch_size=8,
+        lr=3e-3,
+        epochs=3,
+        max_steps=6,
+        workers=0,
+        accelerator="cpu",
+        checkpoint_every_n_steps=2,
+        progress_bar=False,
+        out=out,
+    )
     return TrainConfig(**{**values, **overrides})
 
 
@@ -151,9 +162,24 @@ def test_lmdb_lines_open_lazily_in_each_worker(tmp_path: Path) -> None:
 def test_trains_on_synthetic_and_a_folder_and_exports_the_best_model(folder: Path, tmp_path: Path) -> None:
     out = tmp_path / "run"
     model_path = train_command(
-        arch="crnn_tiny", data=[folder], val=None, synthetic=32, epochs=2, batch_size=8, lr=3e-3, workers=2,
-        precision="auto", accelerator="cpu", devices="1", out=out, resume=False, seed=0, max_steps=10,
-        val_synthetic=16, checkpoint_every_n_steps=3, progress=False,
+        arch="crnn_tiny",
+        data=[folder],
+        val=None,
+        synthetic=32,
+        epochs=2,
+        batch_size=8,
+        lr=3e-3,
+        workers=2,
+        precision="auto",
+        accelerator="cpu",
+        devices="1",
+        out=out,
+        resume=False,
+        seed=0,
+        max_steps=10,
+        val_synthetic=16,
+        checkpoint_every_n_steps=3,
+        progress=False,
     )
     assert model_path == out / "model.onnx"
     assert (out / "checkpoints" / "last.ckpt").is_file() and (out / "checkpoints" / "best.ckpt").is_file()
@@ -199,6 +225,7 @@ trainer.run_training(cfg, resume=False)
 """
 
 
+@pytest.mark.slow
 def test_a_run_killed_with_sigkill_resumes_from_its_last_checkpoint(tmp_path: Path, killed_run) -> None:
     out = tmp_path / "run"
     cfg = tiny_config(out, arch="svtr_tiny", epochs=5, max_steps=14, checkpoint_every_n_steps=2)
@@ -225,8 +252,14 @@ def test_bad_samples_are_skipped_and_counted(folder: Path, tmp_path: Path) -> No
         shutil.copy(folder / line.split("\t")[0], target)
     (data / "junk").mkdir()
     (data / "junk" / "garbage.png").write_bytes(b"this is not an image" * 10)
-    lines = [good[0], "no-tab-on-this-line", *good[1:4], f"{good[4].split(chr(9))[0]}\tLOT Ä1", *good[5:],
-             "junk/garbage.png\tABC123"]
+    lines = [
+        good[0],
+        "no-tab-on-this-line",
+        *good[1:4],
+        f"{good[4].split(chr(9))[0]}\tLOT Ä1",
+        *good[5:],
+        "junk/garbage.png\tABC123",
+    ]
     (data / "labels.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     out = tmp_path / "run"
@@ -250,22 +283,75 @@ def test_an_empty_labels_file_is_a_data_error_naming_it(tmp_path: Path) -> None:
 
 def test_resume_without_a_checkpoint_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(EdgeOCRError, match="cannot resume: no checkpoint at .*last.ckpt"):
-        train_command(arch="crnn_tiny", data=[], val=None, synthetic=8, epochs=1, batch_size=4, lr=1e-3, workers=0,
-                      precision="auto", accelerator="cpu", devices=1, out=tmp_path / "run", resume=True)
+        train_command(
+            arch="crnn_tiny",
+            data=[],
+            val=None,
+            synthetic=8,
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            workers=0,
+            precision="auto",
+            accelerator="cpu",
+            devices=1,
+            out=tmp_path / "run",
+            resume=True,
+        )
 
 
 def test_invalid_settings_are_reported_with_the_field(tmp_path: Path) -> None:
     with pytest.raises(EdgeOCRError, match="arch.*unknown architecture"):
-        train_command(arch="resnet", data=[], val=None, synthetic=8, epochs=1, batch_size=4, lr=1e-3, workers=0,
-                      precision="auto", accelerator="cpu", devices=1, out=tmp_path, resume=False)
+        train_command(
+            arch="resnet",
+            data=[],
+            val=None,
+            synthetic=8,
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            workers=0,
+            precision="auto",
+            accelerator="cpu",
+            devices=1,
+            out=tmp_path,
+            resume=False,
+        )
     with pytest.raises(EdgeOCRError, match="nothing to train on"):
-        train_command(arch="crnn_tiny", data=[], val=None, synthetic=0, epochs=1, batch_size=4, lr=1e-3, workers=0,
-                      precision="auto", accelerator="cpu", devices=1, out=tmp_path, resume=False)
+        train_command(
+            arch="crnn_tiny",
+            data=[],
+            val=None,
+            synthetic=0,
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            workers=0,
+            precision="auto",
+            accelerator="cpu",
+            devices=1,
+            out=tmp_path,
+            resume=False,
+        )
     with pytest.raises(EdgeOCRError, match="16-mixed needs a CUDA GPU"):
-        train_command(arch="crnn_tiny", data=[], val=None, synthetic=8, epochs=1, batch_size=4, lr=1e-3, workers=0,
-                      precision="16-mixed", accelerator="cpu", devices=1, out=tmp_path / "run", resume=False)
+        train_command(
+            arch="crnn_tiny",
+            data=[],
+            val=None,
+            synthetic=8,
+            epochs=1,
+            batch_size=4,
+            lr=1e-3,
+            workers=0,
+            precision="16-mixed",
+            accelerator="cpu",
+            devices=1,
+            out=tmp_path / "run",
+            resume=False,
+        )
 
 
+@pytest.mark.slow
 def test_a_resume_on_another_validation_set_chooses_the_best_again(tmp_path: Path) -> None:
     # Scores of two validation sets cannot be compared: a best score kept from the old set once made
     # a resumed run export weights 5000 steps older than its last ones.

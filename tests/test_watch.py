@@ -24,11 +24,27 @@ REPO = Path(__file__).resolve().parents[1]
 LINES = REPO / "samples" / "lines"
 
 
-def line(text: str, x: float = 10.0, y: float = 10.0, confidence: float = 0.9, valid: bool = True,
-         region: str | None = None, width: float = 100.0, height: float = 20.0) -> LineRead:
+def line(
+    text: str,
+    x: float = 10.0,
+    y: float = 10.0,
+    confidence: float = 0.9,
+    valid: bool = True,
+    region: str | None = None,
+    width: float = 100.0,
+    height: float = 20.0,
+) -> LineRead:
     poly = ((x, y), (x + width, y), (x + width, y + height), (x, y + height))
-    return LineRead(text=text, confidence=confidence, char_confidences=(confidence,) * len(text), poly=poly,
-                    format=None, valid=valid, raw_text=text, region=region)
+    return LineRead(
+        text=text,
+        confidence=confidence,
+        char_confidences=(confidence,) * len(text),
+        poly=poly,
+        format=None,
+        valid=valid,
+        raw_text=text,
+        region=region,
+    )
 
 
 def run(tracker: CodeTracker, frames: list[list[LineRead]], start: int = 0):
@@ -57,8 +73,10 @@ def test_text_and_polygon_measures() -> None:
 def test_jittered_reads_of_one_code_merge_into_one_report_with_the_majority_text() -> None:
     rng = np.random.default_rng(0)
     texts = ["LOT 12345", "LOT 12345", "L0T 12345", "LOT 12345", "LOT 1234", "LOT 12345"]
-    frames = [[line(text, x=10 + rng.uniform(-4, 4), y=10 + rng.uniform(-3, 3), confidence=0.8 + 0.02 * i)]
-              for i, text in enumerate(texts)]
+    frames = [
+        [line(text, x=10 + rng.uniform(-4, 4), y=10 + rng.uniform(-3, 3), confidence=0.8 + 0.02 * i)]
+        for i, text in enumerate(texts)
+    ]
     (code,) = run(CodeTracker(TrackerConfig(min_frames=3)), frames, start=100)
     assert code.text == "LOT 12345" and code.readings == 3
     assert (code.first_frame, code.last_frame, code.frames) == (100, 105, 6)
@@ -71,14 +89,25 @@ def test_jittered_reads_of_one_code_merge_into_one_report_with_the_majority_text
 def test_neighbouring_codes_regions_and_a_new_code_in_the_same_place_stay_apart() -> None:
     tracker = CodeTracker(TrackerConfig(min_frames=2, max_gap=0))
     # Two similar codes one above the other (no overlap), and a region pair sharing a polygon.
-    frames = [[line("LOT 123", y=0), line("LOT 124", y=40), line("A1", region="left", x=300),
-               line("A1", region="right", x=300)] for _ in range(3)]
+    frames = [
+        [
+            line("LOT 123", y=0),
+            line("LOT 124", y=40),
+            line("A1", region="left", x=300),
+            line("A1", region="right", x=300),
+        ]
+        for _ in range(3)
+    ]
     # The product changes: another code where the first one was.
     frames += [[line("EXP 2029", y=0)] for _ in range(3)]
     codes = sorted(run(tracker, frames), key=lambda c: (c.first_frame, c.track_id))
     assert [(c.text, c.region, c.first_frame, c.last_frame) for c in codes] == [
-        ("LOT 123", None, 0, 2), ("LOT 124", None, 0, 2), ("A1", "left", 0, 2), ("A1", "right", 0, 2),
-        ("EXP 2029", None, 3, 5)]
+        ("LOT 123", None, 0, 2),
+        ("LOT 124", None, 0, 2),
+        ("A1", "left", 0, 2),
+        ("A1", "right", 0, 2),
+        ("EXP 2029", None, 3, 5),
+    ]
 
 
 def test_a_moving_code_is_followed_while_its_boxes_overlap() -> None:
@@ -117,8 +146,14 @@ def test_frames_must_come_in_order() -> None:
 
 # --- the command on a video ----------------------------------------------------------------------
 
-SAMPLES = ["block/00000019.png", "date/00000004.png", "gtin/00000003.png", "lot/00000009.png",
-           "lot/00000000.png", "container/00000001.png"]
+SAMPLES = [
+    "block/00000019.png",
+    "date/00000004.png",
+    "gtin/00000003.png",
+    "lot/00000009.png",
+    "lot/00000000.png",
+    "container/00000001.png",
+]
 BLANK, SHOWN = 2, 5  # each crop: 2 empty frames, then 5 jittered noisy frames
 WIDTH, HEIGHT = 320, 64
 
@@ -226,13 +261,49 @@ def test_watch_reports_each_code_of_a_video_once_with_its_frames(video: Path, tm
 
 def test_watch_every_other_frame_and_max_frames(video: Path, tmp_path: Path) -> None:
     out = tmp_path / "codes.jsonl"
-    assert main(["watch", str(video), "--threads", "1", "--min-confidence", "0.3", "--every", "2",
-                 "--min-frames", "2", "--json", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "watch",
+                str(video),
+                "--threads",
+                "1",
+                "--min-confidence",
+                "0.3",
+                "--every",
+                "2",
+                "--min-frames",
+                "2",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     codes = [json.loads(row) for row in out.read_text(encoding="utf-8").splitlines()]
-    assert [(c["text"], c["first_frame"], c["last_frame"], c["frames"]) for c in codes] == expected_spans(video, every=2)
+    assert [(c["text"], c["first_frame"], c["last_frame"], c["frames"]) for c in codes] == expected_spans(
+        video, every=2
+    )
     # Ten frames read: the first code (frames 2-6) is complete, the second (from 9) has one frame only.
-    assert main(["watch", str(video), "--threads", "1", "--min-confidence", "0.3", "--max-frames", "10",
-                 "--json", str(out), "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "watch",
+                str(video),
+                "--threads",
+                "1",
+                "--min-confidence",
+                "0.3",
+                "--max-frames",
+                "10",
+                "--json",
+                str(out),
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     codes = [json.loads(row) for row in out.read_text(encoding="utf-8").splitlines()]
     assert [(c["text"], c["first_frame"], c["last_frame"]) for c in codes] == [expected_spans(video)[0][:3]]
 

@@ -10,17 +10,186 @@ import os
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Optional
+from typing import Any
 
 import typer
 
 from edgeocr import __version__
 from edgeocr.core.errors import EdgeOCRError, Interrupted
 
-app = typer.Typer(name="edgeocr", help="Read printed industrial codes in real time.", no_args_is_help=True,
-                  add_completion=False, pretty_exceptions_enable=False)
-synth_app = typer.Typer(help="Generate synthetic industrial-code data.", no_args_is_help=True)
+# -h is --help on every command (click hands the setting down to the subcommands' contexts).
+_CONTEXT = {"help_option_names": ["-h", "--help"]}
+
+app = typer.Typer(
+    name="edgeocr",
+    help="Read printed industrial codes in real time.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings=_CONTEXT,
+)
+synth_app = typer.Typer(
+    help="Generate synthetic industrial-code data.", no_args_is_help=True, context_settings=_CONTEXT
+)
 app.add_typer(synth_app, name="synth")
+
+
+def _show_version(value: bool) -> None:
+    if value:
+        typer.echo(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_show_version, help="Print the edgeocr version and exit."
+    ),
+) -> None:
+    """Read printed industrial codes in real time."""
+
+
+# --- shared plumbing: quiet, outputs to files or stdout, --format misuse, --config files ---------
+
+
+def _quiet(help_text: str) -> Any:
+    """``-q``/``--quiet``: no progress bar and nothing on stdout but the outputs asked for; errors still go
+    to stderr. ``help_text`` says exactly what it silences on that command."""
+    return typer.Option(False, "--quiet", "-q", help=help_text)
+
+
+STDOUT = "-"
+
+
+def _to_stdout(path: Path | None) -> bool:
+    """``-`` given as an output file: write to stdout."""
+    return path is not None and str(path) == STDOUT
+
+
+def _stdout_output(**outputs: Path | None) -> str | None:
+    """The option (``--json`` etc.) that writes to stdout, if any; more than one is refused."""
+    names = [f"--{name}" for name, path in outputs.items() if _to_stdout(path)]
+    if len(names) > 1:
+        raise EdgeOCRError(f"only one output can go to stdout ('-'), got {' and '.join(names)}")
+    return names[0] if names else None
+
+
+class _Output:
+    """Text for an output option: to stdout as it comes (``-``), or to a file written whole, atomically, at
+    :meth:`close` (:mod:`edgeocr.core.atomic`)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path, self.stdout, self._parts = path, _to_stdout(path), []
+
+    def write(self, text: str) -> None:
+        if self.path is None:
+            return
+        if self.stdout:
+            typer.echo(text, nl=False)
+        else:
+            self._parts.append(text)
+
+    def close(self) -> None:
+        if self.path is not None and not self.stdout:
+            from edgeocr.core.atomic import atomic_write_bytes
+
+            atomic_write_bytes(self.path, "".join(self._parts).encode("utf-8"))
+
+
+_OUTPUT_WORDS = ("json", "jsonl", "csv", "parquet")
+
+
+def _check_formats(formats: list[str], hints: dict[str, str]) -> None:
+    """Refuse a ``--format`` that names an output file format (``--format json``): ``--format`` is the expected
+    code format. ``hints``: what to use instead, per word."""
+    for value in formats:
+        word = value.strip().lower()
+        if word in _OUTPUT_WORDS:
+            raise EdgeOCRError(
+                f"--format {value!r}: --format is the expected code format, e.g. 'LOT [A-Z0-9]{{7}}'; {hints[word]}"
+            )
+
+
+def _config_keys(command: Any, skip: str) -> dict[str, Any]:
+    """The keys a ``--config`` file may hold: every option's long name without its dashes, mapped to the
+    (click) parameter. Arguments stay on the command line."""
+    keys: dict[str, Any] = {}
+    for param in command.params:
+        if param.name != skip and param.param_type_name == "option":
+            for opt in param.opts:
+                if opt.startswith("--"):
+                    keys[opt[2:]] = param
+    return keys
+
+
+def _as_typed(value: Any) -> Any:
+    """A YAML scalar as the command line would give it: text (numbers, dates...); booleans and null kept."""
+    return value if value is None or isinstance(value, bool) else str(value)
+
+
+def _load_config(ctx: typer.Context, param: typer.CallbackParam, value: Path | None) -> Path | None:
+    """``--config FILE.yaml``: the file's values become the command's defaults (``ctx.default_map``), so that
+    options given on the command line win. Unknown keys, values of the wrong type and unreadable files are
+    one-line errors naming the file."""
+    if value is None or ctx.resilient_parsing:
+        return value
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise EdgeOCRError(f"{value}: cannot read the config file ({exc.strerror or exc})") from None
+    except UnicodeDecodeError:
+        raise EdgeOCRError(f"{value}: the config file is not UTF-8 text") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or str(exc).strip().splitlines()[0]
+        raise EdgeOCRError(f"{value}: not valid YAML ({problem}{where})") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise EdgeOCRError(f"{value}: expected 'option: value' pairs (a YAML mapping), got a {type(raw).__name__}")
+    keys = _config_keys(ctx.command, skip=param.name or "config")
+    defaults: dict[str, Any] = {}
+    for key, setting in raw.items():
+        name = str(key).strip().lstrip("-").replace("_", "-")
+        target = keys.get(name)
+        if target is None:
+            raise EdgeOCRError(
+                f"{value}: unknown option {str(key)!r} for 'edgeocr {ctx.info_name}'; valid keys: "
+                f"{', '.join(sorted(keys))}"
+            )
+        if target.name in defaults:
+            raise EdgeOCRError(f"{value}: {name} is given twice")
+        if target.multiple or target.nargs != 1:
+            setting = [_as_typed(item) for item in (setting if isinstance(setting, list) else [setting])]
+        elif isinstance(setting, (list, dict)):
+            raise EdgeOCRError(f"{value}: {name}: expected one value, got a {type(setting).__name__}")
+        else:
+            setting = _as_typed(setting)
+        try:
+            target.process_value(ctx, setting)  # the option's own conversion, tried here to name the file
+        except (typer.BadParameter, ValueError, TypeError) as exc:
+            message = exc.format_message() if isinstance(exc, typer.BadParameter) else str(exc)
+            raise EdgeOCRError(f"{value}: {name}: {message}") from None
+        defaults[target.name] = setting
+    ctx.default_map = {**(ctx.default_map or {}), **defaults}
+    return value
+
+
+def _config_option(command: str, example: str) -> Any:
+    return typer.Option(
+        None,
+        "--config",
+        metavar="FILE.yaml",
+        is_eager=True,
+        callback=_load_config,
+        help=f"YAML file of {command} options, keys being the option names with dashes or "
+        f"underscores ({example}; a repeatable option takes a list); options given on the command "
+        "line win over the file; unknown keys are refused; paths in it are relative to the current "
+        "directory.",
+    )
 
 
 class DatasetFormat(str, Enum):
@@ -35,18 +204,44 @@ def _need(extra: str, module: str) -> None:
         raise EdgeOCRError(f"this command needs the '{extra}' extra: pip install 'edgeocr[{extra}]' ({exc})") from exc
 
 
-def _synth(kind: str, count: int, seed: int, workers: int, out: Path, fmt: DatasetFormat, preview: Optional[Path],
-           templates: list[Path], no_default_templates: bool, fonts: list[Path], overwrite: bool, quiet: bool) -> None:
+def _synth(
+    kind: str,
+    count: int,
+    seed: int,
+    workers: int,
+    out: Path,
+    fmt: DatasetFormat,
+    preview: Path | None,
+    templates: list[Path],
+    no_default_templates: bool,
+    fonts: list[Path],
+    overwrite: bool,
+    quiet: bool,
+) -> None:
     _need("synth", "albumentations")
     from edgeocr.synth.dataset import SynthJob, synthesize
 
-    job = SynthJob(kind=kind, count=count, seed=seed, out=out, workers=workers, format=fmt.value, preview=preview,
-                   template_files=tuple(str(t) for t in templates), include_default_templates=not no_default_templates,
-                   font_dirs=tuple(str(f) for f in fonts), overwrite=overwrite)
+    job = SynthJob(
+        kind=kind,
+        count=count,
+        seed=seed,
+        out=out,
+        workers=workers,
+        format=fmt.value,
+        preview=preview,
+        template_files=tuple(str(t) for t in templates),
+        include_default_templates=not no_default_templates,
+        font_dirs=tuple(str(f) for f in fonts),
+        overwrite=overwrite,
+    )
     result = synthesize(job, progress=not quiet)
+    if quiet:
+        return
     noun = "line crops" if kind == "lines" else "scenes"
-    typer.echo(f"wrote {result.count} {noun} to {result.out} in {result.seconds:.1f} s "
-               f"({result.rate:.0f} {noun}/s with {workers} worker{'s' if workers > 1 else ''})")
+    typer.echo(
+        f"wrote {result.count} {noun} to {result.out} in {result.seconds:.1f} s "
+        f"({result.rate:.0f} {noun}/s with {workers} worker{'s' if workers > 1 else ''})"
+    )
     if result.preview:
         typer.echo(f"preview: {result.preview}")
 
@@ -61,18 +256,28 @@ _TEMPLATES = typer.Option([], "--templates", help="Extra YAML catalogue of code 
 _NO_DEFAULT = typer.Option(False, "--no-default-templates", help="Use only the --templates files.")
 _FONTS = typer.Option([], "--fonts", help="Extra font directory (repeatable).")
 _OVERWRITE = typer.Option(False, "--overwrite", help="Replace an existing output directory.")
-_QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+_QUIET_SYNTH = _quiet("No progress bar and no summary lines: nothing on stdout; errors still go to stderr.")
 
 
 def _register_synth(kind: str, help_text: str) -> None:
     """``edgeocr synth lines`` and ``edgeocr synth scenes`` take the same options."""
 
-    def command(count: int = _COUNT, seed: int = _SEED, workers: int = _WORKERS, out: Path = _OUT,
-                format: DatasetFormat = _FORMAT, preview: Optional[Path] = _PREVIEW,
-                templates: list[Path] = _TEMPLATES, no_default_templates: bool = _NO_DEFAULT,
-                fonts: list[Path] = _FONTS, overwrite: bool = _OVERWRITE, quiet: bool = _QUIET) -> None:
-        _synth(kind, count, seed, workers, out, format, preview, templates, no_default_templates, fonts,
-               overwrite, quiet)
+    def command(
+        count: int = _COUNT,
+        seed: int = _SEED,
+        workers: int = _WORKERS,
+        out: Path = _OUT,
+        format: DatasetFormat = _FORMAT,
+        preview: Path | None = _PREVIEW,
+        templates: list[Path] = _TEMPLATES,
+        no_default_templates: bool = _NO_DEFAULT,
+        fonts: list[Path] = _FONTS,
+        overwrite: bool = _OVERWRITE,
+        quiet: bool = _QUIET_SYNTH,
+    ) -> None:
+        _synth(
+            kind, count, seed, workers, out, format, preview, templates, no_default_templates, fonts, overwrite, quiet
+        )
 
     synth_app.command(kind, help=help_text)(command)
 
@@ -81,68 +286,155 @@ _register_synth("lines", "Line crops of printed codes, labelled in labels.tsv (r
 _register_synth("scenes", "Whole product scenes with several code blocks, one polygon per line in annotations.jsonl.")
 
 
-_DISTILL_WEIGHT_TRAIN = typer.Option(0.0, "--distill-weight", help="Weight of a frame-KL term toward the frozen "
-                                     "--init model (keeps what it read well); 0: plain CTC.")
+# Options that train, train-detector and finetune share: declared once, so that they read the same in every
+# command's help. Those whose default differs per command are made by a function with that default.
+_MAX_STEPS = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps.")
+_ACCELERATOR = typer.Option("auto", "--accelerator", help="auto, cpu or gpu.")
+_PRECISION = typer.Option("auto", "--precision", help="auto, 32, bf16-mixed or 16-mixed.")
+_CHECKPOINT_EVERY = typer.Option(500, "--checkpoint-every", help="Save last.ckpt every N steps.")
+_RESUME = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt.")
+_RUN_OUT = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics, model.onnx.")
+_QUIET_TRAIN = _quiet(
+    "No progress bar, model summary or closing lines (model path, scores): nothing on stdout; "
+    "warnings and errors still go to stderr."
+)
+
+
+def _epochs(default: int) -> Any:
+    return typer.Option(default, "--epochs", help="Most passes over the training data.")
+
+
+def _batch_size(default: int) -> Any:
+    return typer.Option(default, "--batch-size", help="Samples per batch (per device).")
+
+
+def _lr(default: float, note: str = "") -> Any:
+    return typer.Option(default, "--lr", help=f"Peak learning rate (warm-up, then cosine decay){note}.")
+
+
+def _loader_workers(default: int) -> Any:
+    return typer.Option(default, "--workers", help="Data loader processes (0: in the main process).")
+
+
+def _distill_weight(default: float) -> Any:
+    return typer.Option(
+        default,
+        "--distill-weight",
+        help="Weight of a frame-KL term toward the frozen starting "
+        "model (--init): keeps what it read well (0: plain CTC).",
+    )
+
+
 _DISTILL_TEMPERATURE = typer.Option(2.0, "--distill-temperature", help="Softening temperature of that KL term.")
-_FREEZE_STAGES = typer.Option(0, "--freeze-stages", help="Keep the first N stages frozen (imported architectures: "
-                              "stem, 5 backbone stages, encoder, head).")
-_REPORT_DATA = typer.Option([], "--report-data", help="Labelled crop folder read every --report-every steps for "
-                            "the record only (report_eval.jsonl; never trains or picks checkpoints; repeatable).")
+_FREEZE_STAGES = typer.Option(
+    0,
+    "--freeze-stages",
+    help="Keep the first N stages frozen (imported architectures: stem, 5 backbone stages, encoder, head).",
+)
+_REPORT_DATA = typer.Option(
+    [],
+    "--report-data",
+    help="Labelled crop folder read every --report-every steps for "
+    "the record only (report_eval.jsonl; never trains or picks checkpoints; repeatable).",
+)
 _REPORT_EVERY = typer.Option(500, "--report-every", help="Steps between two --report-data readings.")
 
 
 @app.command("train")
 def train(
-    arch: str = typer.Option("crnn_m", "--arch", help="Architecture: crnn_s, crnn_m, crnn_l, svtr_s, or "
-                             "ppocrv6_small (imported: PP-OCRv6 small, start it with --init pretrained)."),
-    charset: str = typer.Option("default", "--charset", help="default (digits, letters, space, -/:.,#()+*&%) or "
-                                "ascii (every printable ASCII character)."),
+    config: Path | None = _config_option("train", "max-steps: 4000, batch_size: 128"),
+    arch: str = typer.Option(
+        "crnn_m",
+        "--arch",
+        help="Architecture: crnn_s, crnn_m, crnn_l, svtr_s, or "
+        "ppocrv6_small (imported: PP-OCRv6 small, start it with --init pretrained).",
+    ),
+    charset: str = typer.Option(
+        "default",
+        "--charset",
+        help="default (digits, letters, space, -/:.,#()+*&%) or ascii (every printable ASCII character).",
+    ),
     data: list[Path] = typer.Option([], "--data", help="labels.tsv folder or LMDB directory (repeatable)."),
-    val: Optional[Path] = typer.Option(None, "--val", help="Validation set; default: held-out synthetic lines."),
-    synthetic: int = typer.Option(20000, "--synthetic", help="Synthetic lines rendered on the fly per epoch (0: none)."),
-    synthetic_ratio: Optional[float] = typer.Option(None, "--synthetic-ratio",
-                                                    help="Share of synthetic lines when mixing with --data."),
-    epochs: int = typer.Option(20, "--epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after this many optimiser steps."),
-    batch_size: int = typer.Option(64, "--batch-size"),
-    lr: float = typer.Option(1e-3, "--lr"),
+    val: Path | None = typer.Option(None, "--val", help="Validation set; default: held-out synthetic lines."),
+    synthetic: int = typer.Option(
+        20000, "--synthetic", help="Synthetic lines rendered on the fly per epoch (0: none)."
+    ),
+    synthetic_ratio: float | None = typer.Option(
+        None, "--synthetic-ratio", help="Share of synthetic lines when mixing with --data."
+    ),
+    epochs: int = _epochs(20),
+    max_steps: int | None = _MAX_STEPS,
+    batch_size: int = _batch_size(64),
+    lr: float = _lr(1e-3),
     warmup: float = typer.Option(0.05, "--warmup", help="Share of the planned steps spent warming up the LR."),
-    width_chunks: int = typer.Option(4, "--width-chunks",
-                                     help="Run each batch in this many width-sorted chunks (less padding)."),
-    workers: int = typer.Option(2, "--workers", help="Data loader processes."),
-    precision: str = typer.Option("auto", "--precision", help="auto, 32, bf16-mixed or 16-mixed."),
-    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
+    width_chunks: int = typer.Option(
+        4, "--width-chunks", help="Run each batch in this many width-sorted chunks (less padding)."
+    ),
+    workers: int = _loader_workers(2),
+    precision: str = _PRECISION,
+    accelerator: str = _ACCELERATOR,
     devices: str = typer.Option("auto", "--devices", help="Devices per node (Lightning's meaning)."),
     num_nodes: int = typer.Option(1, "--num-nodes"),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every", help="Save last.ckpt every N steps."),
+    checkpoint_every: int = _CHECKPOINT_EVERY,
     patience: int = typer.Option(5, "--patience", help="Early stopping: epochs without improvement."),
     templates: list[Path] = _TEMPLATES,
     fonts: list[Path] = _FONTS,
     seed: int = _SEED,
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics, model.onnx."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
-    init: Optional[str] = typer.Option(None, "--init", help="Start from: 'pretrained' (an imported architecture's "
-                                       "source weights), an .onnx of an imported architecture, a model.pt or .ckpt."),
-    distill_weight: float = _DISTILL_WEIGHT_TRAIN,
+    out: Path = _RUN_OUT,
+    resume: bool = _RESUME,
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="Start from: 'pretrained' (an imported architecture's "
+        "source weights), an .onnx of an imported architecture, a model.pt or .ckpt.",
+    ),
+    distill_weight: float = _distill_weight(0.0),
     distill_temperature: float = _DISTILL_TEMPERATURE,
     freeze_stages: int = _FREEZE_STAGES,
     report_data: list[Path] = _REPORT_DATA,
     report_every: int = _REPORT_EVERY,
-    quiet: bool = _QUIET,
+    quiet: bool = _QUIET_TRAIN,
 ) -> None:
-    """Train a recogniser on synthetic lines and/or datasets; exports OUT/model.onnx with its sidecar."""
+    """Train a recogniser on synthetic lines and/or datasets; exports OUT/model.onnx with its sidecar.
+
+    Every option can come from a YAML file (--config run.yaml), the command line overriding it."""
     from edgeocr.train.command import train_command
 
-    model = train_command(arch=arch, data=data, val=val, synthetic=synthetic, synthetic_ratio=synthetic_ratio,
-                          epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, workers=workers,
-                          precision=precision, accelerator=accelerator, devices=devices, num_nodes=num_nodes,
-                          checkpoint_every_n_steps=checkpoint_every, early_stopping_patience=patience,
-                          templates=templates, fonts=fonts, seed=seed, out=out, resume=resume, progress=not quiet,
-                          warmup_fraction=warmup, width_chunks=width_chunks, init=init,
-                          distill_weight=distill_weight, distill_temperature=distill_temperature,
-                          freeze_stages=freeze_stages, report_data=report_data, report_every_n_steps=report_every,
-                          charset=charset)
-    typer.echo(f"model: {model}")
+    model = train_command(
+        arch=arch,
+        data=data,
+        val=val,
+        synthetic=synthetic,
+        synthetic_ratio=synthetic_ratio,
+        epochs=epochs,
+        max_steps=max_steps,
+        batch_size=batch_size,
+        lr=lr,
+        workers=workers,
+        precision=precision,
+        accelerator=accelerator,
+        devices=devices,
+        num_nodes=num_nodes,
+        checkpoint_every_n_steps=checkpoint_every,
+        early_stopping_patience=patience,
+        templates=templates,
+        fonts=fonts,
+        seed=seed,
+        out=out,
+        resume=resume,
+        progress=not quiet,
+        warmup_fraction=warmup,
+        width_chunks=width_chunks,
+        init=init,
+        distill_weight=distill_weight,
+        distill_temperature=distill_temperature,
+        freeze_stages=freeze_stages,
+        report_data=report_data,
+        report_every_n_steps=report_every,
+        charset=charset,
+    )
+    if not quiet:
+        typer.echo(f"model: {model}")
 
 
 @app.command("train-detector")
@@ -153,18 +445,18 @@ def train_detector(
     val_scenes: int = typer.Option(300, "--val-scenes", help="Held-out synthetic validation scenes."),
     input_size: int = typer.Option(640, "--input-size", help="Training crop side in pixels (multiple of 32)."),
     shrink_ratio: float = typer.Option(0.4, "--shrink-ratio", help="DB shrink ratio of the targets."),
-    epochs: int = typer.Option(60, "--epochs"),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps"),
-    batch_size: int = typer.Option(16, "--batch-size"),
-    lr: float = typer.Option(2e-3, "--lr"),
-    workers: int = typer.Option(4, "--workers"),
-    accelerator: str = typer.Option("auto", "--accelerator"),
-    precision: str = typer.Option("auto", "--precision"),
-    checkpoint_every: int = typer.Option(500, "--checkpoint-every"),
+    epochs: int = _epochs(60),
+    max_steps: int | None = _MAX_STEPS,
+    batch_size: int = _batch_size(16),
+    lr: float = _lr(2e-3),
+    workers: int = _loader_workers(4),
+    accelerator: str = _ACCELERATOR,
+    precision: str = _PRECISION,
+    checkpoint_every: int = _CHECKPOINT_EVERY,
     seed: int = _SEED,
-    out: Path = typer.Option(..., "--out", "-o", help="Run directory: checkpoints, metrics, model.onnx."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
-    quiet: bool = _QUIET,
+    out: Path = _RUN_OUT,
+    resume: bool = _RESUME,
+    quiet: bool = _QUIET_TRAIN,
 ) -> None:
     """Train the DB text-line detector on synthetic scenes (and/or annotated folders); exports OUT/model.onnx."""
     from edgeocr.train.command import require_train_extra
@@ -176,14 +468,33 @@ def train_detector(
 
     try:
         cfg = DetectorTrainConfig(
-            arch=arch, scenes_per_epoch=scenes, data=tuple(data), val_scenes=val_scenes, input_size=input_size,
-            shrink_ratio=shrink_ratio, epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr,
-            workers=workers, accelerator=accelerator, precision=precision, checkpoint_every_n_steps=checkpoint_every,
-            seed=seed, synthetic_seed=seed, out=out, resume=resume, progress_bar=not quiet)
+            arch=arch,
+            scenes_per_epoch=scenes,
+            data=tuple(data),
+            val_scenes=val_scenes,
+            input_size=input_size,
+            shrink_ratio=shrink_ratio,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            lr=lr,
+            workers=workers,
+            accelerator=accelerator,
+            precision=precision,
+            checkpoint_every_n_steps=checkpoint_every,
+            seed=seed,
+            synthetic_seed=seed,
+            out=out,
+            resume=resume,
+            progress_bar=not quiet,
+        )
     except ValidationError as exc:
-        raise EdgeOCRError(f"invalid detector training settings: {exc.errors()[0]['loc']}: "
-                           f"{exc.errors()[0]['msg']}") from None
-    typer.echo(f"model: {run_detector_training(cfg)}")
+        raise EdgeOCRError(
+            f"invalid detector training settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}"
+        ) from None
+    model = run_detector_training(cfg)
+    if not quiet:
+        typer.echo(f"model: {model}")
 
 
 @app.command("export")
@@ -202,60 +513,97 @@ def export(
 
 @app.command("finetune")
 def finetune(
-    init: str = typer.Option("default", "--init", help="Start from: a pretrained source ('ppocrv6': PP-OCRv6 small "
-                             "from the rapidocr package), a shipped model name, an .onnx (with its model.pt "
-                             "beside it, or of an imported architecture), a model.pt, or a training checkpoint."),
-    data: Optional[Path] = typer.Option(None, "--data", help="Your labelled crops: folder with labels.tsv. "
-                                        "Without it: synthetic lines only."),
+    init: str = typer.Option(
+        "default",
+        "--init",
+        help="Start from: a pretrained source ('ppocrv6': PP-OCRv6 small "
+        "from the rapidocr package), a shipped model name, an .onnx (with its model.pt "
+        "beside it, or of an imported architecture), a model.pt, or a training checkpoint.",
+    ),
+    data: Path | None = typer.Option(
+        None, "--data", help="Your labelled crops: folder with labels.tsv. Without it: synthetic lines only."
+    ),
     out: Path = typer.Option(..., "--out", "-o", help="Run directory: split, checkpoints, model.onnx, report."),
-    synthetic_ratio: float = typer.Option(0.5, "--synthetic-ratio", help="Share of synthetic lines in training "
-                                          "(0: your crops only)."),
+    synthetic_ratio: float = typer.Option(
+        0.5, "--synthetic-ratio", help="Share of synthetic lines in training (0: your crops only)."
+    ),
     synthetic: int = typer.Option(20000, "--synthetic", help="Without --data: synthetic lines per epoch."),
     val_lines: int = typer.Option(500, "--val-lines", help="Held-out synthetic validation lines."),
     holdout: float = typer.Option(0.2, "--holdout", help="Share of your crops held out for the before/after report."),
     steps: int = typer.Option(1000, "--steps", help="Optimiser steps."),
-    batch_size: int = typer.Option(32, "--batch-size"),
-    lr: float = typer.Option(3e-4, "--lr", help="Peak learning rate (lower than training from scratch)."),
-    distill_weight: float = typer.Option(1.0, "--distill-weight", help="Weight of a frame-KL term toward the "
-                                         "frozen starting model: keeps what it read well (0: plain CTC)."),
+    batch_size: int = _batch_size(32),
+    lr: float = _lr(3e-4, "; lower than training from scratch"),
+    distill_weight: float = _distill_weight(1.0),
     distill_temperature: float = _DISTILL_TEMPERATURE,
     freeze_stages: int = _FREEZE_STAGES,
-    skip_bad_labels: bool = typer.Option(False, "--skip-bad-labels", help="Train without the labels the "
-                                         "charset cannot spell instead of stopping."),
-    add_chars: str = typer.Option("", "--add-chars", help="With a pretrained source: characters to read besides "
-                                  "the default charset (the source's own rows where it has them)."),
-    workers: int = typer.Option(1, "--workers", help="Data loader processes."),
-    accelerator: str = typer.Option("auto", "--accelerator", help="auto, cpu or gpu."),
-    precision: str = typer.Option("auto", "--precision", help="auto, 32, bf16-mixed or 16-mixed."),
+    skip_bad_labels: bool = typer.Option(
+        False, "--skip-bad-labels", help="Train without the labels the charset cannot spell instead of stopping."
+    ),
+    add_chars: str = typer.Option(
+        "",
+        "--add-chars",
+        help="With a pretrained source: characters to read besides "
+        "the default charset (the source's own rows where it has them).",
+    ),
+    workers: int = _loader_workers(1),
+    accelerator: str = _ACCELERATOR,
+    precision: str = _PRECISION,
     templates: list[Path] = _TEMPLATES,
     fonts: list[Path] = _FONTS,
     report_data: list[Path] = _REPORT_DATA,
     report_every: int = _REPORT_EVERY,
     seed: int = _SEED,
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads for the before/after scoring."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/checkpoints/last.ckpt."),
-    quiet: bool = _QUIET,
+    resume: bool = _RESUME,
+    quiet: bool = _QUIET_TRAIN,
 ) -> None:
     """Fine-tune a model (or pretrained weights) on your own crops mixed with synthetic lines, keeping what it
     read well; reports before/after on a held-out share of your crops."""
     from edgeocr.train.finetune import REPORT_MD, finetune_command
 
-    report = finetune_command(init=init, data=data, out=out, synthetic_ratio=synthetic_ratio, holdout=holdout,
-                              steps=steps, batch_size=batch_size, lr=lr, workers=workers, seed=seed,
-                              accelerator=accelerator, precision=precision, templates=templates, fonts=fonts,
-                              threads=threads, resume=resume, progress=not quiet, distill_weight=distill_weight,
-                              distill_temperature=distill_temperature, freeze_stages=freeze_stages,
-                              skip_bad_labels=skip_bad_labels, add_chars=add_chars, synthetic_lines=synthetic,
-                              report_data=report_data, report_every_n_steps=report_every, val_lines=val_lines)
+    report = finetune_command(
+        init=init,
+        data=data,
+        out=out,
+        synthetic_ratio=synthetic_ratio,
+        holdout=holdout,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        workers=workers,
+        seed=seed,
+        accelerator=accelerator,
+        precision=precision,
+        templates=templates,
+        fonts=fonts,
+        threads=threads,
+        resume=resume,
+        progress=not quiet,
+        distill_weight=distill_weight,
+        distill_temperature=distill_temperature,
+        freeze_stages=freeze_stages,
+        skip_bad_labels=skip_bad_labels,
+        add_chars=add_chars,
+        synthetic_lines=synthetic,
+        report_data=report_data,
+        report_every_n_steps=report_every,
+        val_lines=val_lines,
+    )
+    if quiet:
+        return
     before, after = report["before"], report["after"]
     if before is not None and after is not None:
-        typer.echo(f"held-out {after['n']} crops: char accuracy {100 * before['char_accuracy']:.1f}% -> "
-                   f"{100 * after['char_accuracy']:.1f}%, exact {100 * before['exact_match']:.1f}% -> "
-                   f"{100 * after['exact_match']:.1f}%")
+        typer.echo(
+            f"held-out {after['n']} crops: char accuracy {100 * before['char_accuracy']:.1f}% -> "
+            f"{100 * after['char_accuracy']:.1f}%, exact {100 * before['exact_match']:.1f}% -> "
+            f"{100 * after['exact_match']:.1f}%"
+        )
     validation = report["synthetic_validation"]
     if validation.get("val_char_acc") is not None:
-        typer.echo(f"synthetic validation: char accuracy {100 * validation['val_char_acc']:.1f}%, "
-                   f"exact {100 * (validation['val_exact'] or 0):.1f}%")
+        typer.echo(
+            f"synthetic validation: char accuracy {100 * validation['val_char_acc']:.1f}%, "
+            f"exact {100 * (validation['val_exact'] or 0):.1f}%"
+        )
     typer.echo(f"model: {report['model']}\nreport: {out / REPORT_MD}")
 
 
@@ -265,14 +613,24 @@ class ReadMode(str, Enum):
     detector = "detector"
 
 
-def _build_reader(model: str, mode: ReadMode, detector: Optional[str], regions: Optional[Path],
-                  formats: list[str], min_confidence: float, threads: int, preprocess: str = "none"):
+def _build_reader(
+    model: str,
+    mode: ReadMode,
+    detector: str | None,
+    regions: Path | None,
+    formats: list[str],
+    min_confidence: float,
+    threads: int,
+    preprocess: str = "none",
+    device: str = "cpu",
+    engine: str = "onnxruntime",
+):
     import yaml
 
     from edgeocr.runtime.reader import Reader, ReaderConfig, Region, line_pipeline
 
     line_pipeline(preprocess)  # a bad --preprocess is a one-line PipelineError, not a validation traceback
-    from edgeocr.runtime.recognizer import EngineConfig
+    from edgeocr.runtime.engines import engine_config
 
     region_list: tuple = ()
     if regions is not None:
@@ -284,17 +642,28 @@ def _build_reader(model: str, mode: ReadMode, detector: Optional[str], regions: 
         if not isinstance(raw, list):
             raise EdgeOCRError(f"{regions}: expected a list of regions (name, rect or quad, units, format)")
         region_list = tuple(Region(**item) for item in raw)
-    engine = EngineConfig(intra_op_threads=threads)
-    config = ReaderConfig(model=model, engine=engine, mode=mode.value, regions=region_list, formats=tuple(formats),
-                          min_confidence=min_confidence, preprocess=preprocess)
+    try:
+        engine_cfg = engine_config(getattr(device, "value", device), getattr(engine, "value", engine), threads)
+    except ValueError as exc:  # e.g. --engine tensorrt --device cpu
+        raise EdgeOCRError(str(exc)) from None
+    config = ReaderConfig(
+        model=model,
+        engine=engine_cfg,
+        mode=mode.value,
+        regions=region_list,
+        formats=tuple(formats),
+        min_confidence=min_confidence,
+        preprocess=preprocess,
+    )
     from edgeocr.runtime.build import build_line_detector
 
-    line_detector = build_line_detector(detector, engine) if mode is ReadMode.detector else None
+    line_detector = build_line_detector(detector, engine_cfg) if mode is ReadMode.detector else None
     return Reader(config, detector=line_detector)
 
 
-def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Optional[Path], quiet: bool):
+def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Path | None, quiet: bool):
     """Yield (source name, reads or error message) for every image and sampled video frame."""
+    from rich.console import Console
     from rich.progress import Progress
 
     from edgeocr.core.atomic import atomic_write_bytes
@@ -332,7 +701,8 @@ def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Optional[
 
     import cv2
 
-    with Progress(disable=quiet or len(items) < 2, transient=True) as progress:
+    # On stderr: stdout may carry an output ('-').
+    with Progress(disable=quiet or len(items) < 2, transient=True, console=Console(stderr=True)) as progress:
         task = progress.add_task("reading", total=len(items))
         pending: list = []
         for name, image in frames():
@@ -355,111 +725,221 @@ def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Optional[
 
 # Reader options shared by `read` and `watch`.
 _MODEL = typer.Option("default", "--model", help="Shipped recogniser name or .onnx path.")
-_MODE = typer.Option(ReadMode.whole, "--mode", help="whole: each image is one line crop; roi: fixed regions "
-                     "(--regions); detector: find the lines (--detector).")
-_DETECTOR = typer.Option(None, "--detector", help="Our shipped detector ('default'), an exported detector .onnx, "
-                         "or 'rapidocr' (PP-OCR's; used when none is named).")
+_MODE = typer.Option(
+    ReadMode.whole,
+    "--mode",
+    help="whole: each image is one line crop; roi: fixed regions (--regions); detector: find the lines (--detector).",
+)
+_DETECTOR = typer.Option(
+    None,
+    "--detector",
+    help="Our shipped detector ('default'), an exported detector .onnx, "
+    "or 'rapidocr' (PP-OCR's; used when none is named).",
+)
 _REGIONS = typer.Option(None, "--regions", help="YAML list of regions for --mode roi.")
-_FORMATS = typer.Option([], "--format", help="Expected format, e.g. 'LOT [A-Z0-9]{7}', 'EXP {MM}/{YYYY}', iso6346 "
-                        "(repeatable).")
+_FORMATS = typer.Option(
+    [], "--format", help="Expected format, e.g. 'LOT [A-Z0-9]{7}', 'EXP {MM}/{YYYY}', iso6346 (repeatable)."
+)
 _MIN_CONFIDENCE = typer.Option(0.5, "--min-confidence", help="Reads below this are marked invalid.")
 _THREADS = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores).")
-_PREPROCESS = typer.Option("none", "--preprocess", help="Preprocessing of each line crop before the recogniser: "
-                           "a preset (none, dotmatrix, low_contrast, binarize, uneven_light) or a pipeline spec "
-                           "such as 'gray|clahe:clip=2.0' (docs/preprocessing.md).")
+_PREPROCESS = typer.Option(
+    "none",
+    "--preprocess",
+    help="Preprocessing of each line crop before the recogniser: "
+    "a preset (none, dotmatrix, low_contrast, binarize, uneven_light) or a pipeline spec "
+    "such as 'gray|clahe:clip=2.0' (docs/preprocessing.md).",
+)
 
 
-class ReadEngine(str, Enum):
+class DeviceName(str, Enum):
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+class EngineName(str, Enum):
+    onnxruntime = "onnxruntime"
+    openvino = "openvino"
+    tensorrt = "tensorrt"
+
+
+_DEVICE = typer.Option(
+    DeviceName.cpu,
+    "--device",
+    help="Where the recogniser runs; cuda is refused where CUDA is missing, never replaced by the CPU.",
+)
+_ENGINE = typer.Option(
+    EngineName.onnxruntime,
+    "--engine",
+    help="What runs the recogniser: onnxruntime, openvino "
+    "(CPU; also the model.xml edgeocr optimize writes) or tensorrt (with --device cuda).",
+)
+
+
+class ReadExecutor(str, Enum):
     local = "local"
     ray = "ray"
 
 
-@app.command("read")
+_READ_FORMAT_HINTS = {
+    "json": "to write JSON use --json FILE or --json -",
+    "jsonl": "to write JSON Lines use --jsonl FILE or --jsonl -",
+    "csv": "to write CSV use --csv FILE or --csv -",
+    "parquet": "to write Parquet use --out FILE.parquet",
+}
+
+
+# The help of `read`: the record layout of its outputs (edgeocr.scale.results documents it too). One line per
+# paragraph: the help keeps single line breaks as they are.
+_READ_HELP = (
+    "Read the codes on images, folders, globs and videos; print a table, or write the records as JSON, JSON Lines, "
+    "CSV or Parquet (to FILE, or to stdout with -: then no table is printed).\n\n"
+    "Every output holds the same records: one per line read, with the fields source, line (index in the image), "
+    "text, confidence, format, valid, raw_text, region, detection_score, char_confidences, poly (the four corners, "
+    "top-left first, each an x, y pair) and error (null unless the input could not be read). An input that gave no "
+    "line (none found, or an error) has one record, with line null.\n\n"
+    '--jsonl: one record a line. --json: one document {"model", "mode", "results"}, results holding an entry '
+    '{"source", "error", "lines"} per input whose lines are its records (none for an input without lines). '
+    "--csv: one record a row under a header row; poly is spread over the numeric columns x1, y1, x2, y2, x3, y3, "
+    "x4, y4, char_confidences is one cell of space-separated numbers, null is an empty cell, valid is true or false. "
+    "--out FILE.parquet|FILE.jsonl: the records, each with worker (the reader that read it)."
+)
+
+
+@app.command("read", help=_READ_HELP)
 def read(
-    paths: list[str] = typer.Argument(..., help="Image or video files, folders, glob patterns; --engine ray: "
-                                      "also URIs (s3://bucket/prefix, gs://..., file:///...)."),
+    paths: list[str] = typer.Argument(
+        ...,
+        help="Image or video files, folders, glob patterns; --executor ray: "
+        "also URIs (s3://bucket/prefix, gs://..., file:///...).",
+    ),
     model: str = _MODEL,
     mode: ReadMode = _MODE,
-    detector: Optional[str] = _DETECTOR,
-    regions: Optional[Path] = _REGIONS,
+    detector: str | None = _DETECTOR,
+    regions: Path | None = _REGIONS,
     formats: list[str] = _FORMATS,
     min_confidence: float = _MIN_CONFIDENCE,
     threads: int = _THREADS,
     preprocess: str = _PREPROCESS,
     batch: int = typer.Option(8, "--batch", help="Images read together (their lines share batches)."),
     every: int = typer.Option(1, "--every", help="Videos: read every N-th frame."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every read with its polygon here."),
-    csv_out: Optional[Path] = typer.Option(None, "--csv", help="Write one row per line here."),
-    draw: Optional[Path] = typer.Option(None, "--draw", help="Write images with boxes and reads to this folder."),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="Write one row per line to FILE.parquet or "
-                                       "FILE.jsonl (path, line, text, confidence, poly, error...)."),
-    engine: ReadEngine = typer.Option(ReadEngine.local, "--engine", help="local: in this process; ray: on Ray "
-                                      "Data actors, one model load each (needs --out; docs/scale.md)."),
-    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="--engine ray: 'auto' or "
-                                              "ray://head:10001 for a cluster; default: a local Ray."),
-    actors: Optional[int] = typer.Option(None, "--actors", help="--engine ray: reader actors, each with --threads "
-                                         "CPUs and threads (0 counts as 1); default: as many as the CPUs allow."),
-    quiet: bool = _QUIET,
+    json_out: Path | None = typer.Option(
+        None,
+        "--json",
+        metavar="FILE|-",
+        help="Write the records grouped per input, as one JSON document, to FILE or to stdout (-).",
+    ),
+    jsonl_out: Path | None = typer.Option(
+        None,
+        "--jsonl",
+        metavar="FILE|-",
+        help="Write one record a line (JSON Lines) to FILE, or to stdout (-) as the images are read.",
+    ),
+    csv_out: Path | None = typer.Option(
+        None,
+        "--csv",
+        metavar="FILE|-",
+        help="Write one record a row (CSV; poly as columns x1,y1,...,x4,y4) to FILE, or to stdout (-).",
+    ),
+    draw: Path | None = typer.Option(None, "--draw", help="Write images with boxes and reads to this folder."),
+    out: Path | None = typer.Option(
+        None,
+        "--out",
+        "-o",
+        help="Write the records, each with the worker that read it, to FILE.parquet or FILE.jsonl (both executors).",
+    ),
+    device: DeviceName = _DEVICE,
+    engine: EngineName = _ENGINE,
+    executor: ReadExecutor = typer.Option(
+        ReadExecutor.local,
+        "--executor",
+        help="local: in this process; ray: on Ray Data actors, one model load each (needs --out; docs/scale.md).",
+    ),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="--executor ray: 'auto' or ray://head:10001 for a cluster; default: a local Ray."
+    ),
+    actors: int | None = typer.Option(
+        None,
+        "--actors",
+        help="--executor ray: reader actors, each with --threads "
+        "CPUs and threads (0 counts as 1); default: as many as the CPUs allow.",
+    ),
+    quiet: bool = _quiet(
+        "No progress bar, no table and no summary line: stdout holds only an output given as "
+        "'-'; errors still go to stderr."
+    ),
 ) -> None:
-    """Read the codes on images, folders, globs and videos; print a table, or write JSON/CSV/Parquet/JSON Lines."""
     import csv
     import io
     import json
 
-    from edgeocr.core.atomic import atomic_write_bytes
-
+    _check_formats(formats, _READ_FORMAT_HINTS)
+    on_stdout = _stdout_output(json=json_out, jsonl=jsonl_out, csv=csv_out)
     if batch < 1 or every < 1:
         raise EdgeOCRError("--batch and --every must be at least 1")
     if out is not None:
         from edgeocr.scale.results import check_output_path
 
         check_output_path(out)
-    if engine is ReadEngine.ray:
-        if json_out is not None or csv_out is not None or draw is not None:
-            raise EdgeOCRError("--engine ray writes --out FILE.parquet|FILE.jsonl; --json, --csv and --draw are "
-                               "the local engine's")
-        _read_on_ray(paths, out, ray_address, actors, batch, threads, quiet,
-                     (model, mode, detector, regions, formats, min_confidence, preprocess))
+    if executor is ReadExecutor.ray:
+        if json_out is not None or jsonl_out is not None or csv_out is not None or draw is not None:
+            raise EdgeOCRError(
+                "--executor ray writes --out FILE.parquet|FILE.jsonl; --json, --jsonl, --csv and --draw "
+                "are the local executor's"
+            )
+        _read_on_ray(
+            paths,
+            out,
+            ray_address,
+            actors,
+            batch,
+            threads,
+            quiet,
+            (model, mode, detector, regions, formats, min_confidence, preprocess, device, engine),
+        )
         return
     import time
 
-    started = time.perf_counter()  # model load included, as in the ray engine's figure
-    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess)
+    from edgeocr.scale.results import csv_header, csv_row, new_worker_id, read_records, write_results
+
+    started = time.perf_counter()  # model load included, as in the ray executor's figure
+    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess, device, engine)
     if draw is not None:
         draw.mkdir(parents=True, exist_ok=True)
-    results, failures, rows = [], 0, []
-    if out is not None:
-        from edgeocr.scale.results import new_worker_id, result_rows, write_results
+    jsonl, csv_text = _Output(jsonl_out), _Output(csv_out)
 
-        worker = new_worker_id()
-    for name, reads in _read_rows(reader, paths, batch, every, draw, quiet):
-        if out is not None:
-            rows += result_rows(name, reads, worker)
-        if isinstance(reads, Exception):
-            failures += 1
-            results.append({"source": name, "error": str(reads), "lines": []})
-        else:
-            results.append({"source": name, "lines": [r.to_dict() for r in reads]})
-    if json_out is not None:
-        atomic_write_bytes(json_out, (json.dumps({"model": model, "mode": mode.value, "results": results},
-                                                 indent=1, ensure_ascii=False) + "\n").encode("utf-8"))
-    if csv_out is not None:
+    def csv_lines(rows: list[list[str]]) -> str:
         buffer = io.StringIO()
-        writer = csv.writer(buffer)
-        writer.writerow(["source", "line", "text", "confidence", "format", "valid", "raw_text", "poly", "error"])
-        for result in results:
-            for i, line in enumerate(result["lines"]):
-                writer.writerow([result["source"], i, line["text"], f"{line['confidence']:.4f}", line["format"] or "",
-                                 line["valid"], line["raw_text"], json.dumps(line["poly"]), ""])
-            if "error" in result:
-                writer.writerow([result["source"], "", "", "", "", False, "", "", result["error"]])
-        atomic_write_bytes(csv_out, buffer.getvalue().encode("utf-8"))
+        csv.writer(buffer).writerows(rows)
+        return buffer.getvalue()
+
+    csv_text.write(csv_lines([csv_header()]))
+    results, failures, rows = [], 0, []
+    worker = new_worker_id() if out is not None else ""
+    for name, reads in _read_rows(reader, paths, batch, every, draw, quiet):
+        records = read_records(name, reads)
+        error = str(reads) if isinstance(reads, Exception) else None
+        failures += error is not None
+        results.append({"source": name, "error": error, "lines": [r for r in records if r["line"] is not None]})
+        jsonl.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
+        csv_text.write(csv_lines([csv_row(record) for record in records]))
+        if out is not None:
+            rows += [{**record, "worker": worker} for record in records]
+    document = _Output(json_out)
+    document.write(
+        json.dumps({"model": model, "mode": mode.value, "results": results}, indent=1, ensure_ascii=False) + "\n"
+    )
+    for output in (document, jsonl, csv_text):
+        output.close()
     if out is not None:
         write_results(rows, out)
         seconds = time.perf_counter() - started
-        typer.echo(f"read {len(results)} images ({len(rows)} rows, {failures} errors) in {seconds:.1f} s: "
-                   f"{len(results) / seconds:.1f} images/s\nresults: {out}")
-    elif not quiet:
+        if not quiet:  # on stderr when stdout carries an output
+            typer.echo(
+                f"read {len(results)} images ({len(rows)} rows, {failures} errors) in {seconds:.1f} s: "
+                f"{len(results) / seconds:.1f} images/s\nresults: {out}",
+                err=on_stdout is not None,
+            )
+    elif not quiet and on_stdout is None:
         _print_reads(results)
     if failures:
         typer.echo(f"{failures} input(s) could not be read", err=True)
@@ -478,35 +958,58 @@ def _print_reads(results: list[dict]) -> None:
             table.add_row(result["source"], f"[red]{result['error']}[/red]", "", "", "")
         for line in result["lines"]:
             text = line["text"] if line["text"] else f"[dim](raw: {line['raw_text']})[/dim]"
-            table.add_row(result["source"], text, f"{line['confidence']:.2f}", line["format"] or "",
-                          "yes" if line["valid"] else "[red]no[/red]")
+            table.add_row(
+                result["source"],
+                text,
+                f"{line['confidence']:.2f}",
+                line["format"] or "",
+                "yes" if line["valid"] else "[red]no[/red]",
+            )
     Console().print(table)
 
 
-def _read_on_ray(paths: list[str], out: Optional[Path], address: Optional[str], actors: Optional[int], batch: int,
-                 threads: int, quiet: bool, reader_args: tuple) -> None:
-    """``edgeocr read --engine ray``: the reader is built here once first, so a bad model, region file or
+def _read_on_ray(
+    paths: list[str],
+    out: Path | None,
+    address: str | None,
+    actors: int | None,
+    batch: int,
+    threads: int,
+    quiet: bool,
+    reader_args: tuple,
+) -> None:
+    """``edgeocr read --executor ray``: the reader is built here once first, so a bad model, region file or
     format fails at once rather than in every actor; the actors rebuild it from its frozen config."""
     if out is None:
-        raise EdgeOCRError("--engine ray writes its rows to --out FILE.parquet or FILE.jsonl")
+        raise EdgeOCRError("--executor ray writes its rows to --out FILE.parquet or FILE.jsonl")
     if actors is not None and actors < 1:
         raise EdgeOCRError("--actors must be at least 1")
     _need("scale", "ray")
     from edgeocr.scale.ray_read import RayReadConfig, ReaderRecipe, ray_read
 
     cpus_per_actor = threads or 1
-    model, mode, detector, regions, formats, min_confidence, preprocess = reader_args
-    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, cpus_per_actor, preprocess)
-    config = RayReadConfig(address=address, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch,
-                           progress=not quiet)
+    model, mode, detector, regions, formats, min_confidence, preprocess, device, engine = reader_args
+    reader = _build_reader(
+        model, mode, detector, regions, formats, min_confidence, cpus_per_actor, preprocess, device, engine
+    )
+    config = RayReadConfig(
+        address=address, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch, progress=not quiet
+    )
     summary = ray_read(paths, ReaderRecipe(reader.config, detector), out, config)
-    typer.echo(f"read {summary.images} images ({summary.rows} rows, {summary.errors} errors) on {summary.actors} "
-               f"actor(s) (one model load each; {summary.readers_used} produced rows) in {summary.seconds:.1f} s: "
-               f"{summary.images_per_second:.1f} images/s (+ {summary.ray_start_seconds:.1f} s to start Ray)")
-    typer.echo(f"results: {summary.out}")
+    if not quiet:
+        typer.echo(
+            f"read {summary.images} images ({summary.rows} rows, {summary.errors} errors) on "
+            f"{summary.actors} actor(s) (one model load each; {summary.readers_used} produced rows) in "
+            f"{summary.seconds:.1f} s: {summary.images_per_second:.1f} images/s (+ "
+            f"{summary.ray_start_seconds:.1f} s to start Ray)"
+        )
+        typer.echo(f"results: {summary.out}")
     if summary.errors:
         typer.echo(f"{summary.errors} input(s) could not be read (see the error column)", err=True)
         raise typer.Exit(1)
+
+
+_WATCH_FORMAT_HINTS = dict.fromkeys(_OUTPUT_WORDS, "to write the codes as JSON Lines use --jsonl FILE or --jsonl -")
 
 
 @app.command("watch")
@@ -514,25 +1017,44 @@ def watch(
     source: str = typer.Argument(..., help="Video file, camera index (0, 1...) or stream URL (rtsp://...)."),
     model: str = _MODEL,
     mode: ReadMode = _MODE,
-    detector: Optional[str] = _DETECTOR,
-    regions: Optional[Path] = _REGIONS,
+    detector: str | None = _DETECTOR,
+    regions: Path | None = _REGIONS,
     formats: list[str] = _FORMATS,
     min_confidence: float = _MIN_CONFIDENCE,
     threads: int = _THREADS,
+    device: DeviceName = _DEVICE,
+    engine: EngineName = _ENGINE,
     preprocess: str = _PREPROCESS,
     every: int = typer.Option(1, "--every", help="Read every N-th frame."),
     min_frames: int = typer.Option(3, "--min-frames", help="A code is confirmed once read in this many frames."),
-    max_gap: int = typer.Option(5, "--max-gap", help="A code's track closes after more than this many read frames "
-                                "without it."),
-    include_invalid: bool = typer.Option(False, "--include-invalid", help="Also track reads marked invalid (below "
-                                         "--min-confidence, or no --format matched)."),
-    max_frames: Optional[int] = typer.Option(None, "--max-frames", help="Stop after reading this many frames."),
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write the confirmed codes here, one JSON object a "
-                                            "line (rewritten whole each time a code closes)."),
+    max_gap: int = typer.Option(
+        5, "--max-gap", help="A code's track closes after more than this many read frames without it."
+    ),
+    include_invalid: bool = typer.Option(
+        False,
+        "--include-invalid",
+        help="Also track reads marked invalid (below --min-confidence, or no --format matched).",
+    ),
+    max_frames: int | None = typer.Option(None, "--max-frames", help="Stop after reading this many frames."),
+    json_out: Path | None = typer.Option(
+        None,
+        "--jsonl",
+        "--json",
+        metavar="FILE|-",
+        help="Write the confirmed "
+        "codes as JSON Lines, one object a code: to FILE (rewritten whole each "
+        "time a code closes; in order of first frame at the end), or to stdout "
+        "(-), each code as it closes. --json is the older name.",
+    ),
     stats_every: float = typer.Option(5.0, "--stats-every", help="Seconds between frames-per-second reports."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print nothing but errors."),
+    quiet: bool = _quiet(
+        "No live confirmations, frames/s reports, table or summary: stdout holds only --jsonl -; "
+        "errors still go to stderr."
+    ),
 ) -> None:
-    """Read a video file, camera or stream: report each code once (frames, best reading); print frames/s."""
+    """Read a video file, camera or stream: report each code once (frames, best reading); print frames/s.
+
+    With --jsonl - the codes go to stdout and the live lines and summary to stderr (no table)."""
     import json
 
     from pydantic import ValidationError
@@ -541,45 +1063,59 @@ def watch(
     from edgeocr.runtime.tracking import TrackerConfig
     from edgeocr.runtime.watch import WatchConfig, watch_stream
 
+    _check_formats(formats, _WATCH_FORMAT_HINTS)
     try:
-        config = WatchConfig(every=every, max_frames=max_frames, stats_every_s=stats_every,
-                             tracker=TrackerConfig(min_frames=min_frames, max_gap=max_gap,
-                                                   valid_only=not include_invalid))
+        config = WatchConfig(
+            every=every,
+            max_frames=max_frames,
+            stats_every_s=stats_every,
+            tracker=TrackerConfig(min_frames=min_frames, max_gap=max_gap, valid_only=not include_invalid),
+        )
     except ValidationError as exc:
         error = exc.errors()[0]
         option = {"stats_every_s": "stats_every"}.get(str(error["loc"][-1]), str(error["loc"][-1]))
         raise EdgeOCRError(f"--{option.replace('_', '-')}: {error['msg']}") from None
-    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess)
+    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess, device, engine)
     closed: list = []
+    streaming = _to_stdout(json_out)  # the codes on stdout: what is said goes to stderr
 
     def save(codes) -> None:
-        if json_out is not None:
+        if json_out is not None and not streaming:
             lines = "".join(json.dumps(code.to_dict(), ensure_ascii=False) + "\n" for code in codes)
             atomic_write_bytes(json_out, lines.encode("utf-8"))
 
     def on_closed(code) -> None:
         closed.append(code)
+        if streaming:
+            typer.echo(json.dumps(code.to_dict(), ensure_ascii=False))
         save(closed)
 
     def on_confirmed(frame_index: int, code) -> None:
         if not quiet:
-            typer.echo(f"frame {frame_index}: {code.text}  (conf {code.confidence:.2f}, "
-                       f"seen since frame {code.first_frame})")
+            typer.echo(
+                f"frame {frame_index}: {code.text}  (conf {code.confidence:.2f}, seen since frame {code.first_frame})",
+                err=streaming,
+            )
 
     def on_stats(stats) -> None:
         if not quiet:
-            typer.echo(f"{stats.frames_read} frames, {stats.frames_per_second:.1f} frames/s, {stats.codes} codes",
-                       err=True)
+            typer.echo(
+                f"{stats.frames_read} frames, {stats.frames_per_second:.1f} frames/s, {stats.codes} codes", err=True
+            )
 
     result = watch_stream(reader, source, config, on_confirmed=on_confirmed, on_closed=on_closed, on_stats=on_stats)
     save(result.codes)  # final order: by first frame
     if quiet:
         return
-    _print_codes(result.codes)
+    if not streaming:
+        _print_codes(result.codes)
     stats = result.stats
-    typer.echo(f"{'interrupted: ' if result.interrupted else ''}{stats.frames_read} frames read in "
-               f"{stats.seconds:.2f} s: {stats.frames_per_second:.1f} frames/s (reader "
-               f"{stats.reader_ms_per_frame:.1f} ms/frame); {len(result.codes)} code(s)")
+    typer.echo(
+        f"{'interrupted: ' if result.interrupted else ''}{stats.frames_read} frames read in "
+        f"{stats.seconds:.2f} s: {stats.frames_per_second:.1f} frames/s (reader "
+        f"{stats.reader_ms_per_frame:.1f} ms/frame); {len(result.codes)} code(s)",
+        err=streaming,
+    )
 
 
 def _print_codes(codes) -> None:
@@ -590,8 +1126,15 @@ def _print_codes(codes) -> None:
     for column in ("text", "first frame", "last frame", "frames", "conf", "agreement", "valid"):
         table.add_column(column, overflow="fold")
     for code in codes:
-        table.add_row(code.text, str(code.first_frame), str(code.last_frame), str(code.frames),
-                      f"{code.confidence:.2f}", f"{100 * code.agreement:.0f}%", "yes" if code.valid else "no")
+        table.add_row(
+            code.text,
+            str(code.first_frame),
+            str(code.last_frame),
+            str(code.frames),
+            f"{code.confidence:.2f}",
+            f"{100 * code.agreement:.0f}%",
+            "yes" if code.valid else "no",
+        )
     Console().print(table)
 
 
@@ -600,29 +1143,45 @@ class EvalMode(str, Enum):
     e2e = "e2e"
 
 
-_EVAL_DETECTOR = typer.Option("rapidocr", "--detector", help="--mode e2e: our reader's line detector, 'rapidocr' "
-                              "(PP-OCRv4's), our shipped 'default' or an exported detector .onnx.")
+_EVAL_DETECTOR = typer.Option(
+    "rapidocr",
+    "--detector",
+    help="--mode e2e: our reader's line detector, 'rapidocr' "
+    "(PP-OCRv4's), our shipped 'default' or an exported detector .onnx.",
+)
 
 
 @app.command("eval")
 def evaluate(
-    data: Path = typer.Option(..., "--data", help="rec: folder with images and labels.tsv (relative/path<TAB>text); "
-                              "e2e: folder with images and annotations.jsonl (text, poly, ignore per line)."),
+    data: Path = typer.Option(
+        ...,
+        "--data",
+        help="rec: folder with images and labels.tsv (relative/path<TAB>text); "
+        "e2e: folder with images and annotations.jsonl (text, poly, ignore per line).",
+    ),
     model: str = typer.Option("default", "--model", help="Shipped model name or path of an .onnx file."),
-    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label; e2e: whole images, read "
-                                  "with --detector, scored per labelled line plus detection P/R/H at IoU 0.5."),
+    mode: EvalMode = typer.Option(
+        EvalMode.rec,
+        "--mode",
+        help="rec: one crop per label; e2e: whole images, read "
+        "with --detector, scored per labelled line plus detection P/R/H at IoU 0.5.",
+    ),
     detector: str = _EVAL_DETECTOR,
-    json_out: Optional[Path] = typer.Option(None, "--json", help="Write every figure and prediction here."),
+    json_out: Path | None = typer.Option(
+        None,
+        "--json",
+        metavar="FILE|-",
+        help="Write every figure and prediction to FILE, or to stdout (-; then no table).",
+    ),
     threads: int = typer.Option(0, "--threads", help="ONNX Runtime threads (0: all cores)."),
     preprocess: str = _PREPROCESS,
-    quiet: bool = _QUIET,
+    quiet: bool = _quiet("No score table: stdout holds only --json -; errors still go to stderr."),
 ) -> None:
     """Score a recogniser (rec) or the whole reader (e2e): character accuracy, exact match (strict and relaxed),
     latency, per category; e2e adds detection precision, recall and hmean."""
     import json
 
     _need("bench", "rapidfuzz")
-    from edgeocr.core.atomic import atomic_write_bytes
     from edgeocr.runtime.reader import line_pipeline
 
     pipeline_for_crops = line_pipeline(preprocess)  # a bad spec fails here, in one line
@@ -636,10 +1195,15 @@ def evaluate(
         annotated = read_annotated_images(data)  # then bad annotations or images, before any model loads
         images = load_scene_images(annotated)
         pipeline.load()
-        result = {"mode": mode.value, "model": model, "detector": detector, "data": str(data),
-                  **evaluate_scenes(pipeline.read_scene, annotated, images)}
+        result = {
+            "mode": mode.value,
+            "model": model,
+            "detector": detector,
+            "data": str(data),
+            **evaluate_scenes(pipeline.read_scene, annotated, images),
+        }
     else:
-        from edgeocr.bench.evaluate import evaluate_rec
+        from edgeocr.measure.evaluate import evaluate_rec
         from edgeocr.runtime.models import resolve_model
         from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 
@@ -649,11 +1213,17 @@ def evaluate(
             line = recognizer.recognize([pipeline_for_crops.apply(image)])[0]
             return line.text, line.confidence
 
-        result = {"mode": mode.value, "model": model, "data": str(data), "preprocess": preprocess,
-                  **evaluate_rec(read, data)}
-    if json_out is not None:
-        atomic_write_bytes(json_out, (json.dumps(result, indent=1, ensure_ascii=False) + "\n").encode())
-    if not quiet:
+        result = {
+            "mode": mode.value,
+            "model": model,
+            "data": str(data),
+            "preprocess": preprocess,
+            **evaluate_rec(read, data),
+        }
+    document = _Output(json_out)
+    document.write(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
+    document.close()
+    if not quiet and not _to_stdout(json_out):
         _print_scores(result)
 
 
@@ -662,16 +1232,23 @@ def _print_scores(result: dict) -> None:
     from rich.table import Table
 
     e2e = "hmean" in result  # whole images: detection figures, latency per image
-    table = Table(title=f"{result['model']}" + (f" + {result['detector']} detector" if e2e else "")
-                  + f" on {result['data']}")
+    table = Table(
+        title=f"{result['model']}" + (f" + {result['detector']} detector" if e2e else "") + f" on {result['data']}"
+    )
     columns = ["category", "n", "char acc %", "exact %", "relaxed char %", "relaxed exact %"]
     columns += ["det P / R / H %", "p50 ms / image"] if e2e else ["p50 ms"]
     for column in columns:
         table.add_column(column, justify="right" if column != "category" else "left")
     rows = [*result["per_category"].items(), ("ALL", result)]
     for name, r in rows:
-        cells = [name or "-", str(r["n"]), f"{100 * r['char_accuracy']:.1f}", f"{100 * r['exact_match']:.1f}",
-                 f"{100 * r['char_accuracy_relaxed']:.1f}", f"{100 * r['exact_match_relaxed']:.1f}"]
+        cells = [
+            name or "-",
+            str(r["n"]),
+            f"{100 * r['char_accuracy']:.1f}",
+            f"{100 * r['exact_match']:.1f}",
+            f"{100 * r['char_accuracy_relaxed']:.1f}",
+            f"{100 * r['exact_match_relaxed']:.1f}",
+        ]
         if e2e:
             cells.append(f"{100 * r['precision']:.1f} / {100 * r['recall']:.1f} / {100 * r['hmean']:.1f}")
         cells.append(f"{r['latency_ms_p50']:.2f}")
@@ -679,35 +1256,59 @@ def _print_scores(result: dict) -> None:
     console = Console()
     console.print(table)
     for row in result.get("at_confidence", []):
-        console.print(f"confidence >= {row['min_confidence']:.1f}: {100 * row['accepted']:.1f} % of lines accepted, "
-                      f"{100 * row['char_accuracy']:.2f} % char / {100 * row['exact_match']:.2f} % exact on them, "
-                      f"{row['wrong_accepted']} wrong accepted")
+        console.print(
+            f"confidence >= {row['min_confidence']:.1f}: {100 * row['accepted']:.1f} % of lines accepted, "
+            f"{100 * row['char_accuracy']:.2f} % char / {100 * row['exact_match']:.2f} % exact on them, "
+            f"{row['wrong_accepted']} wrong accepted"
+        )
 
 
 @app.command("bench")
 def bench(
-    data: Path = typer.Option(..., "--data", help="rec: folder with images and labels.tsv; e2e: with "
-                              "annotations.jsonl."),
-    mode: EvalMode = typer.Option(EvalMode.rec, "--mode", help="rec: one crop per label, recognisers only; e2e: "
-                                  "whole images, each engine's full pipeline."),
-    models: list[str] = typer.Option([], "--models", help="Our models: shipped names or .onnx paths (repeatable "
-                                     "or comma-separated)."),
+    data: Path = typer.Option(
+        ..., "--data", help="rec: folder with images and labels.tsv; e2e: with annotations.jsonl."
+    ),
+    mode: EvalMode = typer.Option(
+        EvalMode.rec,
+        "--mode",
+        help="rec: one crop per label, recognisers only; e2e: whole images, each engine's full pipeline.",
+    ),
+    models: list[str] = typer.Option(
+        [], "--models", help="Our models: shipped names or .onnx paths (repeatable or comma-separated)."
+    ),
     peers: list[str] = typer.Option([], "--peers", help="easyocr, ppocrv4, ppocrv6, tesseract (make peers)."),
     detector: str = _EVAL_DETECTOR,
-    device: str = typer.Option("cpu", "--device", help="cpu, cuda or cpu,cuda: the same engines on each (cuda "
-                               "needs onnxruntime-gpu and a GPU; refused otherwise)."),
+    device: str = typer.Option(
+        "cpu",
+        "--device",
+        help="cpu, cuda or cpu,cuda: the same engines on each (cuda "
+        "needs onnxruntime-gpu and a GPU; refused otherwise).",
+    ),
     threads: int = typer.Option(2, "--threads", help="Threads for every engine (recorded)."),
     batch: str = typer.Option("1", "--batch", help="Batch sizes for throughput, e.g. 1,8,64 (rec only)."),
     out: Path = typer.Option(..., "--out", "-o", help="Report folder: results.json, results.md, report.html."),
-    quiet: bool = _QUIET,
+    quiet: bool = _quiet(
+        "No progress messages and no closing 'report:' line: nothing on stdout; errors still go to stderr."
+    ),
 ) -> None:
     """Benchmark our models and the peers: accuracy, latency, throughput, size, memory, CPU (and GPU)."""
     _need("bench", "matplotlib")
     from edgeocr.bench.harness import bench_command
 
-    result = bench_command(data, mode.value, models, peers, threads, batch, out, detector=detector, device=device,
-                           progress=None if quiet else typer.echo)
-    typer.echo(f"report: {result['outputs']['markdown']} and {result['outputs']['html']}")
+    result = bench_command(
+        data,
+        mode.value,
+        models,
+        peers,
+        threads,
+        batch,
+        out,
+        detector=detector,
+        device=device,
+        progress=None if quiet else typer.echo,
+    )
+    if not quiet:
+        typer.echo(f"report: {result['outputs']['markdown']} and {result['outputs']['html']}")
 
 
 class ServeMode(str, Enum):
@@ -720,15 +1321,24 @@ def serve(
     host: str = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0: every interface)."),
     port: int = typer.Option(8000, "--port", help="TCP port."),
     model: str = _MODEL,
-    mode: ServeMode = typer.Option(ServeMode.whole, "--mode", help="Default for requests: whole (each image is one "
-                                   "line) or detector (find the lines)."),
-    detector: Optional[str] = typer.Option(None, "--detector", help="Our shipped detector ('default'), a detector "
-                                           ".onnx, or 'rapidocr' (PP-OCR's; used when none is named); with --mode "
-                                           "whole, requests may still turn it on."),
+    mode: ServeMode = typer.Option(
+        ServeMode.whole,
+        "--mode",
+        help="Default for requests: whole (each image is one line) or detector (find the lines).",
+    ),
+    detector: str | None = typer.Option(
+        None,
+        "--detector",
+        help="Our shipped detector ('default'), a detector "
+        ".onnx, or 'rapidocr' (PP-OCR's; used when none is named); with --mode "
+        "whole, requests may still turn it on.",
+    ),
     formats: list[str] = _FORMATS,
     min_confidence: float = _MIN_CONFIDENCE,
     workers: int = typer.Option(1, "--workers", help="Server processes, each with its own copy of the model."),
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads per inference (0: all cores)."),
+    device: DeviceName = _DEVICE,
+    engine: EngineName = _ENGINE,
     max_concurrent: int = typer.Option(2, "--max-concurrent", help="Inferences running at once per process."),
     max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Larger request bodies get 413."),
     max_megapixels: float = typer.Option(50.0, "--max-megapixels", help="Larger images get 413 (from the header)."),
@@ -737,6 +1347,7 @@ def serve(
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
     """Serve the reader over HTTP: POST /v1/read, /v1/read/batch, GET /health, /metrics, a web page at /."""
+    _check_formats(formats, dict.fromkeys(_OUTPUT_WORDS, "the server always answers in JSON"))
     _need("serve", "fastapi")
     _need("serve", "uvicorn")
     _need("serve", "prometheus_client")
@@ -749,11 +1360,21 @@ def serve(
     if workers < 1:
         raise EdgeOCRError("--workers must be at least 1")
     try:
-        settings = ServeSettings(model=model, mode=mode.value, detector=detector, formats=tuple(formats),
-                                 min_confidence=min_confidence, engine_threads=threads,
-                                 max_concurrent_inferences=max_concurrent, max_body_bytes=round(max_body_mb * 2**20),
-                                 max_pixels=max(1, round(max_megapixels * 1e6)), request_timeout_s=timeout_s,
-                                 batch_max_images=batch_max)
+        settings = ServeSettings(
+            model=model,
+            mode=mode.value,
+            detector=detector,
+            formats=tuple(formats),
+            min_confidence=min_confidence,
+            engine_threads=threads,
+            device=device.value,
+            engine=engine.value,
+            max_concurrent_inferences=max_concurrent,
+            max_body_bytes=round(max_body_mb * 2**20),
+            max_pixels=max(1, round(max_megapixels * 1e6)),
+            request_timeout_s=timeout_s,
+            batch_max_images=batch_max,
+        )
     except ValidationError as exc:
         error = exc.errors()[0]
         raise EdgeOCRError(f"invalid serve settings: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
@@ -763,8 +1384,14 @@ def serve(
         return
     del service  # each worker process builds its own app from the settings
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
-    uvicorn.run("edgeocr.serve.app:create_app_from_env", factory=True, host=host, port=port, workers=workers,
-                access_log=access_log)
+    uvicorn.run(
+        "edgeocr.serve.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        access_log=access_log,
+    )
 
 
 # --- edgeocr optimize ---------------------------------------------------------------------------
@@ -772,57 +1399,112 @@ def serve(
 
 @app.command("optimize")
 def optimize(
-    model: str = typer.Argument(..., help="Model to optimise: 'default', an .onnx with its sidecar, or (with "
-                                "--distill-from) an architecture such as crnn_s."),
+    config: Path | None = _config_option("optimize", "int8: true, calib-lines: 512"),
+    model: str = typer.Argument(
+        ...,
+        help="Model to optimise: 'default', an .onnx with its sidecar, or (with "
+        "--distill-from) an architecture such as crnn_s.",
+    ),
     int8: bool = typer.Option(False, "--int8", help="Int8 post-training quantisation, behind the accuracy gate."),
-    calib: str = typer.Option("synthetic", "--calib", help="Calibration lines: a folder of line images or a "
-                              "labels.tsv folder, or synthetic[:N] (rendered now)."),
+    calib: str = typer.Option(
+        "synthetic",
+        "--calib",
+        help="Calibration lines: a folder of line images or a labels.tsv folder, or synthetic[:N] (rendered now).",
+    ),
     calib_lines: int = typer.Option(256, "--calib-lines", help="Use at most this many calibration lines."),
     fp16: bool = typer.Option(False, "--fp16", help="Float16 (GPU providers, OpenVINO weights, TensorRT)."),
     bf16: bool = typer.Option(False, "--bf16", help="Bfloat16 inference on CPUs that have it (--engine openvino)."),
-    prune: Optional[float] = typer.Option(None, "--prune", help="Prune this share, in (0, 1)."),
+    prune: float | None = typer.Option(None, "--prune", help="Prune this share, in (0, 1)."),
     method: str = typer.Option("magnitude", "--method", help="Pruning: magnitude or structured."),
     finetune_steps: int = typer.Option(300, "--finetune-steps", help="Fine-tuning steps after pruning."),
-    distill_from: Optional[str] = typer.Option(None, "--distill-from", help="Teacher: MODEL is trained as its student."),
+    distill_from: str | None = typer.Option(None, "--distill-from", help="Teacher: MODEL is trained as its student."),
     distill_steps: int = typer.Option(2000, "--distill-steps", help="Distillation steps."),
     engine: str = typer.Option("onnxruntime", "--engine", help="onnxruntime, openvino or tensorrt."),
-    providers: str = typer.Option("cpu", "--providers", help="ONNX Runtime providers to measure with: cpu, cuda, "
-                                  "tensorrt (comma-separated; refused when not available)."),
-    eval_dirs: list[Path] = typer.Option([], "--eval", help="labels.tsv folder to score on (repeatable; default: "
-                                         "500 synthetic lines of the test seed)."),
-    max_drop_pt: float = typer.Option(0.5, "--max-drop-pt", help="Int8 gate: most character accuracy (points) "
-                                      "int8 may cost on any eval set."),
-    qat_steps: int = typer.Option(0, "--qat-steps", help="Quantisation-aware fine-tuning steps before int8 "
-                                  "(when post-training int8 loses too much; needs the .pt weights)."),
-    quant_format: str = typer.Option("auto", "--quant-format", help="qdq or qoperator (auto: qoperator for ONNX "
-                                     "Runtime, measured fastest here; qdq for TensorRT)."),
-    activations: str = typer.Option("auto", "--activations", help="Int8 activations: int8 (S8S8) or uint8 (U8S8); "
-                                    "auto: the faster for the format."),
+    providers: str = typer.Option(
+        "cpu",
+        "--providers",
+        help="ONNX Runtime providers to measure with: cpu, cuda, "
+        "tensorrt (comma-separated; refused when not available).",
+    ),
+    eval_dirs: list[Path] = typer.Option(
+        [], "--eval", help="labels.tsv folder to score on (repeatable; default: 500 synthetic lines of the test seed)."
+    ),
+    max_drop_pt: float = typer.Option(
+        0.5, "--max-drop-pt", help="Int8 gate: most character accuracy (points) int8 may cost on any eval set."
+    ),
+    qat_steps: int = typer.Option(
+        0,
+        "--qat-steps",
+        help="Quantisation-aware fine-tuning steps before int8 "
+        "(when post-training int8 loses too much; needs the .pt weights).",
+    ),
+    quant_format: str = typer.Option(
+        "auto",
+        "--quant-format",
+        help="qdq or qoperator (auto: qoperator for ONNX Runtime, measured fastest here; qdq for TensorRT).",
+    ),
+    activations: str = typer.Option(
+        "auto", "--activations", help="Int8 activations: int8 (S8S8) or uint8 (U8S8); auto: the faster for the format."
+    ),
     threads: int = typer.Option(2, "--threads", help="Threads for every measurement."),
-    workers: int = typer.Option(1, "--workers", help="Throughput: threads reading batches at once from one "
-                                "session (--threads 1 --workers 2: one worker per core)."),
-    speed_rounds: int = typer.Option(3, "--speed-rounds", help="Throughput rounds (baseline and optimised "
-                                     "alternating; the median is reported)."),
+    workers: int = typer.Option(
+        1,
+        "--workers",
+        help="Throughput: threads reading batches at once from one "
+        "session (--threads 1 --workers 2: one worker per core).",
+    ),
+    speed_rounds: int = typer.Option(
+        3, "--speed-rounds", help="Throughput rounds (baseline and optimised alternating; the median is reported)."
+    ),
     speed_lines: int = typer.Option(2048, "--speed-lines", help="Lines of the first eval set timed for throughput."),
     seed: int = typer.Option(0, "--seed", help="Seed of the training steps (distillation, pruning, QAT)."),
     out: Path = _OUT,
     overwrite: bool = _OVERWRITE,
-    quiet: bool = _QUIET,
+    quiet: bool = _quiet(
+        "No progress messages (stderr) and no verdict, 'model:' or 'report:' lines: nothing on "
+        "stdout; errors still go to stderr."
+    ),
 ) -> None:
-    """Make a model smaller and faster (distil, prune, int8/fp16/bf16, engine) and measure it beside the original."""
+    """Make a model smaller and faster (distil, prune, int8/fp16/bf16, engine) and measure it beside the original.
+
+    Every option can come from a YAML file (--config opt.yaml), the command line overriding it."""
     from edgeocr.optimize.pipeline import optimize_command, settings_from_cli
 
     settings = settings_from_cli(
-        model=model, out=out, int8=int8, calib=calib, calib_lines=calib_lines, fp16=fp16, bf16=bf16, prune=prune,
-        prune_method=method, finetune_steps=finetune_steps, distill_from=distill_from, distill_steps=distill_steps,
-        engine=engine, providers=tuple(p for p in providers.split(",") if p.strip()), eval=tuple(eval_dirs),
-        max_drop_pt=max_drop_pt, qat_steps=qat_steps, quant_format=quant_format, activations=activations,
-        threads=threads, workers=workers, speed_rounds=speed_rounds, speed_lines=speed_lines,
-        seed=seed, overwrite=overwrite)
-    card = optimize_command(settings, command_line=" ".join(["edgeocr", *sys.argv[1:]]),
-                            progress=None if quiet else lambda m: typer.echo(m, err=True))
-    typer.echo(card["headline"]["verdict"])
-    typer.echo(f"model: {card['output']['model']}\nreport: {card['outputs']['markdown']}")
+        model=model,
+        out=out,
+        int8=int8,
+        calib=calib,
+        calib_lines=calib_lines,
+        fp16=fp16,
+        bf16=bf16,
+        prune=prune,
+        prune_method=method,
+        finetune_steps=finetune_steps,
+        distill_from=distill_from,
+        distill_steps=distill_steps,
+        engine=engine,
+        providers=tuple(p for p in providers.split(",") if p.strip()),
+        eval=tuple(eval_dirs),
+        max_drop_pt=max_drop_pt,
+        qat_steps=qat_steps,
+        quant_format=quant_format,
+        activations=activations,
+        threads=threads,
+        workers=workers,
+        speed_rounds=speed_rounds,
+        speed_lines=speed_lines,
+        seed=seed,
+        overwrite=overwrite,
+    )
+    card = optimize_command(
+        settings,
+        command_line=" ".join(["edgeocr", *sys.argv[1:]]),
+        progress=None if quiet else lambda m: typer.echo(m, err=True),
+    )
+    if not quiet:
+        typer.echo(card["headline"]["verdict"])
+        typer.echo(f"model: {card['output']['model']}\nreport: {card['outputs']['markdown']}")
 
 
 @app.command("version")
@@ -831,10 +1513,58 @@ def version() -> None:
     typer.echo(__version__)
 
 
+# --- studies: the measurements behind the docs, each with its own options ----------------------------------
+
+study_app = typer.Typer(
+    help="Studies behind the docs' tables (ablations, speed targets, load, GPU, Jetson); each "
+    "takes its own options: edgeocr study NAME -h.",
+    no_args_is_help=True,
+    context_settings=_CONTEXT,
+)
+app.add_typer(study_app, name="study")
+
+#: name -> (module with main(argv), what it measures). Their options are parsed by the study itself.
+STUDIES = {
+    "ablation": ("edgeocr.bench.ablation", "Preprocessing pipelines against no preprocessing, on labelled crops."),
+    "format-gain": ("edgeocr.bench.format_gain", "What format-constrained decoding gains over free reading."),
+    "core-layouts": ("edgeocr.bench.core_layouts", "One session of N threads against N workers of 1 thread."),
+    "reader-speed": ("edgeocr.bench.reader_speed", "Whole-frame and crop latency of readers against the targets."),
+    "preprocess-speed": ("edgeocr.bench.preprocess_speed", "Cost of each preprocessing step on a 640x480 frame."),
+    "synth-speed": ("edgeocr.bench.synth_speed", "Synthetic line generation rate."),
+    "serve-load": ("edgeocr.bench.load", "Concurrent clients and soak against a local edgeocr serve."),
+    "gpu": ("edgeocr.bench.gpu_recognizer", "The recogniser on a CUDA GPU: torch, ONNX Runtime CUDA, TensorRT."),
+    "precision": ("edgeocr.optimize.precision", "Every CPU precision of a recogniser side by side."),
+    "jetson-projection": ("edgeocr.optimize.projection", "Jetson latency projected from FLOPs and memory traffic."),
+    "peers": ("edgeocr.bench.peers", "Which benchmark peers are installed, and why not when they are not."),
+}
+
+
+def _register_study(name: str, module: str, summary: str) -> None:
+    # The study's own argparse reads everything after its name, -h included.
+    settings = {"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": []}
+
+    def command(ctx: typer.Context) -> None:
+        import importlib
+
+        argv0, sys.argv[0] = sys.argv[0], f"edgeocr study {name}"  # argparse names the program from argv[0]
+        try:
+            code = importlib.import_module(module).main(list(ctx.args))
+        finally:
+            sys.argv[0] = argv0
+        if code:
+            raise typer.Exit(int(code))
+
+    study_app.command(name, help=summary, context_settings=settings, add_help_option=False)(command)
+
+
+for _name, (_module, _summary) in STUDIES.items():
+    _register_study(_name, _module, _summary)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; user errors print one line and return 2, an interrupted run returns 130."""
     try:
-        app(args=argv, standalone_mode=True)
+        app(args=argv, prog_name="edgeocr", standalone_mode=True)
     except Interrupted as exc:
         typer.echo(f"interrupted: {exc}", err=True)
         return 130

@@ -3,7 +3,7 @@
 For each engine (our models and the peers of :mod:`edgeocr.bench.peers`) and each preprocessing
 pipeline (a preset of :mod:`edgeocr.core.preprocess` or any pipeline spec), every crop of the
 labelled folders is preprocessed and read whole, one at a time, and scored by
-:func:`edgeocr.bench.evaluate.evaluate_samples` (strict and relaxed character accuracy and exact
+:func:`edgeocr.measure.evaluate.evaluate_samples` (strict and relaxed character accuracy and exact
 match, per category, as ``edgeocr eval``). Each category is also scored under its own rule
 (:data:`SCORING`, from realdev's README: relaxed for containers and plates, case-insensitive for
 receipts, strict otherwise); the best preset per engine and category is picked on that score.
@@ -16,7 +16,7 @@ category, and the costs).
 
 Usage::
 
-    python -m edgeocr.bench.ablation --data ../shared/realdev/industrial --data ../shared/realdev/words \\
+    edgeocr study ablation --data ../shared/realdev/industrial --data ../shared/realdev/words \\
         --presets none,dotmatrix,low_contrast,binarize,uneven_light --models default \\
         --peers ppocrv4,ppocrv6,easyocr,tesseract --threads 2 --out build/bench/ablation
 
@@ -38,16 +38,16 @@ import cv2
 import numpy as np
 from rapidfuzz.distance import Levenshtein
 
-from edgeocr.bench.evaluate import evaluate_samples, load_images
 from edgeocr.bench.harness import split_names
-from edgeocr.bench.metrics import accuracy, relaxed
 from edgeocr.bench.peers import EngineNotInstalled, RecognitionEngine, make_engines
 from edgeocr.bench.report import markdown_table
-from edgeocr.bench.resources import environment
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.errors import EdgeOCRError
 from edgeocr.core.preprocess import Pipeline, parse_pipeline
 from edgeocr.data.labels import LabelledImage, read_labels
+from edgeocr.measure.evaluate import evaluate_samples, load_images
+from edgeocr.measure.metrics import accuracy, relaxed
+from edgeocr.measure.resources import environment
 
 DEFAULT_PRESETS = ("none", "dotmatrix", "low_contrast", "binarize", "uneven_light")
 ABLATION_JSON = "ablation.json"
@@ -136,8 +136,9 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return round(float(np.percentile(values, q)), 4)
 
 
-def pipeline_costs(pipelines: dict[str, Pipeline], images: Sequence[np.ndarray],
-                   repeats: int = COST_REPEATS) -> dict[str, dict[str, float]]:
+def pipeline_costs(
+    pipelines: dict[str, Pipeline], images: Sequence[np.ndarray], repeats: int = COST_REPEATS
+) -> dict[str, dict[str, float]]:
     """Milliseconds per crop of each pipeline: per crop the median of ``repeats`` runs, then p50/p95/mean."""
     costs = {}
     for label, pipeline in pipelines.items():
@@ -149,8 +150,12 @@ def pipeline_costs(pipelines: dict[str, Pipeline], images: Sequence[np.ndarray],
                 pipeline.apply(image)
                 times.append((time.perf_counter() - start) * 1000)
             per_crop.append(float(np.median(times)))
-        costs[label] = {"spec": pipeline.spec(), "ms_p50": _percentile(per_crop, 50),
-                        "ms_p95": _percentile(per_crop, 95), "ms_mean": round(float(np.mean(per_crop)), 4)}
+        costs[label] = {
+            "spec": pipeline.spec(),
+            "ms_p50": _percentile(per_crop, 50),
+            "ms_p95": _percentile(per_crop, 95),
+            "ms_mean": round(float(np.mean(per_crop)), 4),
+        }
     return costs
 
 
@@ -180,20 +185,30 @@ def _preprocessed_read(engine: RecognitionEngine, pipeline: Pipeline) -> Callabl
     return lambda image: engine.read(pipeline.apply(image))
 
 
-def ablate_engine(engine: RecognitionEngine, datasets: Sequence[Dataset], pipelines: dict[str, Pipeline],
-                  progress: Callable[[str], None] | None = None) -> dict:
+def ablate_engine(
+    engine: RecognitionEngine,
+    datasets: Sequence[Dataset],
+    pipelines: dict[str, Pipeline],
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Load ``engine`` and read every dataset under every pipeline; 'not installed' when it cannot load."""
     try:
         engine.load()
     except EngineNotInstalled as exc:
         return {"name": engine.name, "status": "not installed", "reason": str(exc)}
-    record: dict = {"name": engine.name, "status": "ok", "version": engine.version, "threads": engine.threads,
-                    "cells": {}}
+    record: dict = {
+        "name": engine.name,
+        "status": "ok",
+        "version": engine.version,
+        "threads": engine.threads,
+        "cells": {},
+    }
     for label, pipeline in pipelines.items():
         cells = {}
         for dataset in datasets:
-            cells[dataset.name] = score_cell(dataset, evaluate_samples(_preprocessed_read(engine, pipeline),
-                                                                       dataset.samples))
+            cells[dataset.name] = score_cell(
+                dataset, evaluate_samples(_preprocessed_read(engine, pipeline), dataset.samples)
+            )
         record["cells"][label] = cells
         if progress:
             summary = ", ".join(f"{name} {100 * cell['scored']['char_accuracy']:.1f}%" for name, cell in cells.items())
@@ -219,8 +234,9 @@ def _row_scores(record: dict, label: str, dataset: str, category: str | None) ->
 
 def _mean_scores(record: dict, label: str) -> dict[str, float]:
     """Unweighted mean over every category of every dataset (each category counts once)."""
-    scores = [category["scored"] for cell in record["cells"][label].values()
-              for category in cell["per_category"].values()]
+    scores = [
+        category["scored"] for cell in record["cells"][label].values() for category in cell["per_category"].values()
+    ]
     return {k: round(float(np.mean([s[k] for s in scores])), 6) for k in ("char_accuracy", "exact_match")}
 
 
@@ -234,14 +250,21 @@ def _winners(candidates: dict[str, dict[str, float]]) -> list[str]:
 def best_presets(record: dict, datasets: Sequence[Dataset]) -> dict[str, list[str]]:
     """For every row (``dataset/category``, ``dataset/ALL``) and ``MEAN``: the best pipeline(s)."""
     labels = list(record["cells"])
-    best = {key: _winners({label: _row_scores(record, label, ds, cat) for label in labels})
-            for key, ds, cat in _rows(datasets)}
+    best = {
+        key: _winners({label: _row_scores(record, label, ds, cat) for label in labels})
+        for key, ds, cat in _rows(datasets)
+    }
     best["MEAN"] = _winners({label: _mean_scores(record, label) for label in labels})
     return best
 
 
-def run_ablation(datasets: Sequence[Dataset], engines: Sequence[RecognitionEngine], pipelines: dict[str, Pipeline],
-                 threads: int | None = None, progress: Callable[[str], None] | None = None) -> dict:
+def run_ablation(
+    datasets: Sequence[Dataset],
+    engines: Sequence[RecognitionEngine],
+    pipelines: dict[str, Pipeline],
+    threads: int | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
     """Time the pipelines, then ablate every engine; returns what ``ablation.json`` holds."""
     if not engines:
         raise EdgeOCRError("nothing to ablate: name at least one model (--models) or peer (--peers)")
@@ -256,12 +279,19 @@ def run_ablation(datasets: Sequence[Dataset], engines: Sequence[RecognitionEngin
         records.append(ablate_engine(engine, datasets, pipelines, progress))
     return {
         "threads": threads,
-        "datasets": {d.name: {"path": str(d.path), "n": len(d.samples),
-                              "categories": {c: {"n": sum(s.category == c for s in d.samples),
-                                                 "scoring": scoring_rule(c)}
-                                             for c in sorted({s.category for s in d.samples})},
-                              "files": [s.file for s in d.samples], "labels": [s.text for s in d.samples]}
-                     for d in datasets},
+        "datasets": {
+            d.name: {
+                "path": str(d.path),
+                "n": len(d.samples),
+                "categories": {
+                    c: {"n": sum(s.category == c for s in d.samples), "scoring": scoring_rule(c)}
+                    for c in sorted({s.category for s in d.samples})
+                },
+                "files": [s.file for s in d.samples],
+                "labels": [s.text for s in d.samples],
+            }
+            for d in datasets
+        },
         "pipelines": costs,
         "environment": environment({r["name"]: r.get("version") or r["status"] for r in records}),
         "engines": records,
@@ -284,26 +314,40 @@ def engine_matrix(result: dict, record: dict) -> tuple[list[str], list[list[str]
     for dataset, info in result["datasets"].items():
         for category, cat_info in info["categories"].items():
             key = f"{dataset}/{category or '(top level)'}"
-            rows.append([f"{key} ({cat_info['scoring']})", str(cat_info["n"])]
-                        + [_cell_text(_row_scores(record, label, dataset, category), label in record["best"][key])
-                           for label in labels])
+            rows.append(
+                [f"{key} ({cat_info['scoring']})", str(cat_info["n"])]
+                + [
+                    _cell_text(_row_scores(record, label, dataset, category), label in record["best"][key])
+                    for label in labels
+                ]
+            )
         key = f"{dataset}/ALL"
-        rows.append([key, str(info["n"])] + [_cell_text(_row_scores(record, label, dataset, None),
-                                                        label in record["best"][key]) for label in labels])
-    rows.append(["MEAN of categories", "-"] + [_cell_text(_mean_scores(record, label), label in record["best"]["MEAN"])
-                                              for label in labels])
+        rows.append(
+            [key, str(info["n"])]
+            + [_cell_text(_row_scores(record, label, dataset, None), label in record["best"][key]) for label in labels]
+        )
+    rows.append(
+        ["MEAN of categories", "-"]
+        + [_cell_text(_mean_scores(record, label), label in record["best"]["MEAN"]) for label in labels]
+    )
     return header, rows
 
 
-def crops_changed(result: dict, record: dict, dataset: str, category: str | None, label: str,
-                  baseline: str) -> tuple[int, int]:
+def crops_changed(
+    result: dict, record: dict, dataset: str, category: str | None, label: str, baseline: str
+) -> tuple[int, int]:
     """(crops read better, crops read worse) under ``label`` than under ``baseline``: edit distance to the
     label after the category's rule; ``category`` None: the whole dataset."""
     info = result["datasets"][dataset]
     cells = record["cells"]
     better = worse = 0
-    for file, text, before, after in zip(info["files"], info["labels"], cells[baseline][dataset]["predictions"],
-                                         cells[label][dataset]["predictions"], strict=True):
+    for file, text, before, after in zip(
+        info["files"],
+        info["labels"],
+        cells[baseline][dataset]["predictions"],
+        cells[label][dataset]["predictions"],
+        strict=True,
+    ):
         sample_category = Path(file).parts[0] if len(Path(file).parts) > 1 else ""
         if category is not None and sample_category != category:
             continue
@@ -324,10 +368,14 @@ def _gain(result: dict, record: dict, key: str, dataset: str | None, category: s
         return ", ".join(winners)
     if baseline in winners:  # nothing beats no preprocessing; name the ties briefly
         others = [w for w in winners if w != baseline]
-        return baseline + ("" if not others else f" (= {', '.join(others)})" if len(others) <= 2
-                           else f" (= {len(others)} others)")
-    score = (lambda label: _mean_scores(record, label)) if dataset is None else \
-        (lambda label: _row_scores(record, label, dataset, category))
+        return baseline + (
+            "" if not others else f" (= {', '.join(others)})" if len(others) <= 2 else f" (= {len(others)} others)"
+        )
+    score = (
+        (lambda label: _mean_scores(record, label))
+        if dataset is None
+        else (lambda label: _row_scores(record, label, dataset, category))
+    )
     gain = 100 * (score(winners[0])["char_accuracy"] - score(baseline)["char_accuracy"])
     if dataset is None:
         return ", ".join(winners) + f" (+{gain:.1f})"
@@ -367,9 +415,13 @@ def markdown(result: dict) -> str:
         "",
         "## Pipelines and their cost per crop",
         "",
-        markdown_table(["pipeline", "steps", "ms/crop p50", "p95", "mean"],
-                        [[label, f"`{c['spec']}`", f"{c['ms_p50']:.3f}", f"{c['ms_p95']:.3f}", f"{c['ms_mean']:.3f}"]
-                         for label, c in result["pipelines"].items()]),
+        markdown_table(
+            ["pipeline", "steps", "ms/crop p50", "p95", "mean"],
+            [
+                [label, f"`{c['spec']}`", f"{c['ms_p50']:.3f}", f"{c['ms_p95']:.3f}", f"{c['ms_mean']:.3f}"]
+                for label, c in result["pipelines"].items()
+            ],
+        ),
         "",
         "## Best pipeline per engine and category",
         "",
@@ -384,8 +436,11 @@ def markdown(result: dict) -> str:
         if record["status"] != "ok":
             lines.append(f"{record['status']}: {record.get('reason', '')}")
             continue
-        lines += [f"{record['version']}, {record['threads']} thread(s).", "", markdown_table(*engine_matrix(result,
-                                                                                                           record))]
+        lines += [
+            f"{record['version']}, {record['threads']} thread(s).",
+            "",
+            markdown_table(*engine_matrix(result, record)),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -404,10 +459,13 @@ def write_outputs(result: dict, out_dir: Path | str) -> dict[str, Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, action="append", required=True,
-                        help="folder with labels.tsv (repeatable)")
-    parser.add_argument("--presets", action="append", default=None,
-                        help=f"comma-separated preset names or pipeline specs (default {','.join(DEFAULT_PRESETS)})")
+    parser.add_argument("--data", type=Path, action="append", required=True, help="folder with labels.tsv (repeatable)")
+    parser.add_argument(
+        "--presets",
+        action="append",
+        default=None,
+        help=f"comma-separated preset names or pipeline specs (default {','.join(DEFAULT_PRESETS)})",
+    )
     parser.add_argument("--models", action="append", default=[], help="our models: shipped names or .onnx paths")
     parser.add_argument("--peers", action="append", default=[], help="easyocr, ppocrv4, ppocrv6, tesseract")
     parser.add_argument("--threads", type=int, default=2, help="threads for every engine and for OpenCV")
@@ -419,8 +477,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         datasets = load_datasets(args.data)
         engines = make_engines(split_names(args.models), split_names(args.peers), args.threads)
         cv2.setNumThreads(args.threads)
-        result = run_ablation(datasets, engines, pipelines, threads=args.threads,
-                              progress=lambda m: print(m, flush=True))
+        result = run_ablation(
+            datasets, engines, pipelines, threads=args.threads, progress=lambda m: print(m, flush=True)
+        )
         return markdown(result), write_outputs(result, args.out)
 
     return run_command(work)
@@ -436,7 +495,3 @@ def run_command(work: Callable[[], tuple[str, dict[str, Path]]]) -> int:
     print(text)
     print(f"wrote {paths['json']} and {paths['markdown']}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

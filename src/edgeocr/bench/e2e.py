@@ -6,7 +6,7 @@ are labelled). Everything is checked before any image is read by the engine: bad
 polygon, a labelled line without text, a missing or undecodable image, or an image whose size
 differs from the annotation's raise :class:`DataError` naming ``annotations.jsonl:LINE``.
 
-Scoring, per image (the rules of :mod:`edgeocr.bench.detection_metrics`, at IoU 0.5):
+Scoring, per image (the rules of :mod:`edgeocr.measure.detection_metrics`, at IoU 0.5):
 
 * reads are matched one-to-one to the labelled lines, highest IoU first;
 * a read matched to an ``ignore`` line, or lying mostly inside one, counts neither way;
@@ -22,7 +22,7 @@ Scoring, per image (the rules of :mod:`edgeocr.bench.detection_metrics`, at IoU 
   allowance. ``per_orientation`` reports horizontal and vertical lines apart.
 
 The result has the same shape as ``edgeocr eval --mode rec`` (``n`` = labelled lines scored, the
-accuracy fields of :mod:`edgeocr.bench.metrics`, latency p50/p95, now per image, ``per_category``
+accuracy fields of :mod:`edgeocr.measure.metrics`, latency p50/p95, now per image, ``per_category``
 keyed by the annotation's ``category`` or else the first folder of the file, and ``predictions``,
 one per labelled line) plus the detection figures ``precision``, ``recall``, ``hmean``, ``tp``,
 ``fp``, ``fn``, ``images``, and ``per_image`` with every read and its polygon.
@@ -38,7 +38,11 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeocr.bench.detection_metrics import (
+from edgeocr.core.errors import DataError, ImageError
+from edgeocr.core.images import read_image
+from edgeocr.data.labels import category_of
+from edgeocr.data.scene_annotations import read_scene_annotations
+from edgeocr.measure.detection_metrics import (
     IGNORED_OVERLAP,
     DetectionCounts,
     convex_hull,
@@ -48,12 +52,8 @@ from edgeocr.bench.detection_metrics import (
     match_polygons,
     polygon_iou,
 )
-from edgeocr.bench.evaluate import WARMUP_IMAGES, summarise
-from edgeocr.bench.metrics import accuracy
-from edgeocr.core.errors import DataError, ImageError
-from edgeocr.core.images import read_image
-from edgeocr.data.labels import category_of
-from edgeocr.data.scene_annotations import read_scene_annotations
+from edgeocr.measure.evaluate import WARMUP_IMAGES, summarise
+from edgeocr.measure.metrics import accuracy
 
 IOU_THRESHOLD = 0.5
 
@@ -100,8 +100,11 @@ class SceneRead:
         object.__setattr__(self, "confidence", float(self.confidence))
 
     def to_dict(self) -> dict:
-        return {"text": self.text, "poly": [[round(float(x), 1), round(float(y), 1)] for x, y in self.poly],
-                "confidence": round(self.confidence, 6)}
+        return {
+            "text": self.text,
+            "poly": [[round(float(x), 1), round(float(y), 1)] for x, y in self.poly],
+            "confidence": round(self.confidence, 6),
+        }
 
 
 # A whole-image reader for evaluation: BGR image -> the lines it read.
@@ -118,17 +121,29 @@ def read_annotated_images(root: Path | str) -> list[AnnotatedImage]:
     for record in records:
         lines = []
         for k, (poly, ignore, text, vertical) in enumerate(
-                zip(record.polys, record.ignore, record.texts, record.vertical, strict=True)):
+            zip(record.polys, record.ignore, record.texts, record.vertical, strict=True)
+        ):
             if not ignore and not text:
-                raise DataError(f"{path}:{record.line}: lines[{k}] has no 'text' (a line that is not to be read "
-                                "needs \"ignore\": true)")
+                raise DataError(
+                    f"{path}:{record.line}: lines[{k}] has no 'text' (a line that is not to be read "
+                    'needs "ignore": true)'
+                )
             if hull_area(convex_hull(poly)) <= 0:
                 raise DataError(f"{path}:{record.line}: lines[{k}]: poly encloses no area")
             lines.append(TruthLine(text=text or "", poly=poly, ignore=ignore, vertical=vertical))
-        images.append(AnnotatedImage(path=record.path, file=record.file, line=record.line, annotations=path,
-                                     category=record.category or category_of(record.file),
-                                     exhaustive=record.exhaustive, width=record.width, height=record.height,
-                                     lines=tuple(lines)))
+        images.append(
+            AnnotatedImage(
+                path=record.path,
+                file=record.file,
+                line=record.line,
+                annotations=path,
+                category=record.category or category_of(record.file),
+                exhaustive=record.exhaustive,
+                width=record.width,
+                height=record.height,
+                lines=tuple(lines),
+            )
+        )
     return images
 
 
@@ -142,8 +157,9 @@ def load_scene_images(images: Sequence[AnnotatedImage]) -> list[np.ndarray]:
             raise DataError(f"{item.source}: {exc}") from exc
         height, width = array.shape[:2]
         if (item.width, item.height) not in ((None, None), (width, height)):
-            raise DataError(f"{item.source}: {item.file} is {width}x{height} but the annotation says "
-                            f"{item.width}x{item.height}")
+            raise DataError(
+                f"{item.source}: {item.file} is {width}x{height} but the annotation says {item.width}x{item.height}"
+            )
         arrays.append(array)
     return arrays
 
@@ -169,8 +185,9 @@ def _share_inside(poly: np.ndarray, region: np.ndarray) -> float:
     return hull_intersection(hull, convex_hull(region)) / area if area > 0 else 0.0
 
 
-def join_vertical_pieces(truths: Sequence[TruthLine], reads: Sequence[SceneRead],
-                         iou: float = IOU_THRESHOLD) -> list[SceneRead]:
+def join_vertical_pieces(
+    truths: Sequence[TruthLine], reads: Sequence[SceneRead], iou: float = IOU_THRESHOLD
+) -> list[SceneRead]:
     """``reads`` with the pieces of each vertical line joined into one read (see the module rules).
 
     For each vertical, not ignored line that no single read matches at ``iou``: the reads lying
@@ -185,16 +202,22 @@ def join_vertical_pieces(truths: Sequence[TruthLine], reads: Sequence[SceneRead]
             continue
         if any(polygon_iou(r.poly, truth.poly) >= iou for i, r in enumerate(reads) if i not in used):
             continue
-        pieces = [i for i, r in enumerate(reads)
-                  if i not in used and _share_inside(r.poly, truth.poly) >= IGNORED_OVERLAP]
+        pieces = [
+            i for i, r in enumerate(reads) if i not in used and _share_inside(r.poly, truth.poly) >= IGNORED_OVERLAP
+        ]
         if len(pieces) < 2:
             continue
         hull = convex_hull(np.concatenate([reads[i].poly for i in pieces]))
         if polygon_iou(hull, truth.poly) < iou:
             continue
         pieces.sort(key=lambda i: float(reads[i].poly[:, 1].mean()))
-        joined.append(SceneRead(text="".join(reads[i].text for i in pieces), poly=hull,
-                                confidence=min(reads[i].confidence for i in pieces)))
+        joined.append(
+            SceneRead(
+                text="".join(reads[i].text for i in pieces),
+                poly=hull,
+                confidence=min(reads[i].confidence for i in pieces),
+            )
+        )
         used.update(pieces)
     return [r for i, r in enumerate(reads) if i not in used] + joined
 
@@ -208,19 +231,30 @@ def score_image(image: AnnotatedImage, reads: Sequence[SceneRead], iou: float = 
     counts = count_detections(predicted, truths, ignore, image.exhaustive, iou)
     pairs = {j: (i, value) for i, j, value in match_polygons(predicted, truths, iou).pairs}
     labelled = [j for j, t in enumerate(image.lines) if not t.ignore]
-    return ImageScore(counts=counts, reads=reads, labelled=labelled,
-                      matched=[pairs[j][0] if j in pairs else None for j in labelled],
-                      ious=[round(pairs[j][1], 4) if j in pairs else None for j in labelled])
+    return ImageScore(
+        counts=counts,
+        reads=reads,
+        labelled=labelled,
+        matched=[pairs[j][0] if j in pairs else None for j in labelled],
+        ious=[round(pairs[j][1], 4) if j in pairs else None for j in labelled],
+    )
 
 
 def _detection(counts: DetectionCounts) -> dict:
     figures = counts.as_dict()
-    return {**{k: round(float(figures[k]), 6) for k in ("precision", "recall", "hmean")},
-            **{k: int(figures[k]) for k in ("tp", "fp", "fn", "images")}}
+    return {
+        **{k: round(float(figures[k]), 6) for k in ("precision", "recall", "hmean")},
+        **{k: int(figures[k]) for k in ("tp", "fp", "fn", "images")},
+    }
 
 
-def evaluate_scenes(read: SceneReadFn, images: Sequence[AnnotatedImage], arrays: Sequence[np.ndarray] | None = None,
-                    progress: Callable[[], None] | None = None, iou: float = IOU_THRESHOLD) -> dict:
+def evaluate_scenes(
+    read: SceneReadFn,
+    images: Sequence[AnnotatedImage],
+    arrays: Sequence[np.ndarray] | None = None,
+    progress: Callable[[], None] | None = None,
+    iou: float = IOU_THRESHOLD,
+) -> dict:
     """Read every image one at a time (after WARMUP_IMAGES untimed reads) and score the reads.
 
     ``arrays``: the decoded images when the caller has loaded them already (to check them
@@ -245,23 +279,40 @@ def evaluate_scenes(read: SceneReadFn, images: Sequence[AnnotatedImage], arrays:
         for j, i, overlap in zip(score.labelled, score.matched, score.ious, strict=True):
             line = item.lines[j]
             found = score.reads[i] if i is not None else None
-            rows.append({"file": item.file, "label": line.text, "prediction": found.text if found else "",
-                         "confidence": round(found.confidence, 6) if found else 0.0, "iou": overlap,
-                         "vertical": line.vertical, "category": item.category})
+            rows.append(
+                {
+                    "file": item.file,
+                    "label": line.text,
+                    "prediction": found.text if found else "",
+                    "confidence": round(found.confidence, 6) if found else 0.0,
+                    "iou": overlap,
+                    "vertical": line.vertical,
+                    "category": item.category,
+                }
+            )
             if i is not None:
                 line_of_read[i] = j
         rows_per_image.append(rows)
-        per_image.append({"file": item.file, "category": item.category, "exhaustive": item.exhaustive,
-                          "latency_ms": round(latency, 3), **_detection(score.counts),
-                          "reads": [{**r.to_dict(), "line": line_of_read.get(i)} for i, r in enumerate(score.reads)]})
+        per_image.append(
+            {
+                "file": item.file,
+                "category": item.category,
+                "exhaustive": item.exhaustive,
+                "latency_ms": round(latency, 3),
+                **_detection(score.counts),
+                "reads": [{**r.to_dict(), "line": line_of_read.get(i)} for i, r in enumerate(score.reads)],
+            }
+        )
 
     def group(indices: list[int]) -> dict:
         counts = DetectionCounts()
         for k in indices:
             counts += scores[k].counts
         rows = [row for k in indices for row in rows_per_image[k]]
-        return {**summarise([r["label"] for r in rows], [r["prediction"] for r in rows], [latencies[k] for k in indices]),
-                **_detection(counts)}
+        return {
+            **summarise([r["label"] for r in rows], [r["prediction"] for r in rows], [latencies[k] for k in indices]),
+            **_detection(counts),
+        }
 
     by_category: dict[str, list[int]] = defaultdict(list)
     for k, item in enumerate(images):
@@ -274,8 +325,11 @@ def evaluate_scenes(read: SceneReadFn, images: Sequence[AnnotatedImage], arrays:
         rows = [r for r in predictions if r["vertical"] is vertical]
         if rows:  # recall only: a read that matches nothing has no orientation to count against
             scores_of = accuracy([r["label"] for r in rows], [r["prediction"] for r in rows])
-            result["per_orientation"][name] = {"n": len(rows), **{k: round(v, 6) for k, v in scores_of.items()},
-                                               "recall": round(sum(r["iou"] is not None for r in rows) / len(rows), 6)}
+            result["per_orientation"][name] = {
+                "n": len(rows),
+                **{k: round(v, 6) for k, v in scores_of.items()},
+                "recall": round(sum(r["iou"] is not None for r in rows) / len(rows), 6),
+            }
     result["predictions"] = predictions
     result["per_image"] = per_image
     return result

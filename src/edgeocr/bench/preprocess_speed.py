@@ -11,7 +11,7 @@ sensor noise, a white label, and three printed code lines tilted by 4 degrees (O
 fonts, so the figures do not depend on the fonts installed). Single-channel ops get the gray
 frame, as after a ``gray`` step; ``gray`` and the presets get the BGR frame.
 
-Usage: ``python -m edgeocr.bench.preprocess_speed --repeats 50 --threads 1 --json out.json``.
+Usage: ``edgeocr study preprocess-speed --repeats 50 --threads 1 --json out.json``.
 """
 
 from __future__ import annotations
@@ -60,13 +60,22 @@ def synthetic_frame(width: int = 640, height: int = 480, seed: int = 0) -> np.nd
     yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
     light = 150 + 50 * np.exp(-(((xx - 0.3 * width) / width) ** 2 + ((yy - 0.4 * height) / height) ** 2) * 3)
     frame = np.dstack([light * 0.95, light, light * 1.05])
-    cv2.rectangle(frame, (int(0.15 * width), int(0.25 * height)), (int(0.85 * width), int(0.75 * height)),
-                  (235, 238, 240), -1)
+    cv2.rectangle(
+        frame, (int(0.15 * width), int(0.25 * height)), (int(0.85 * width), int(0.75 * height)), (235, 238, 240), -1
+    )
     ink = np.zeros((height, width), np.uint8)
     lines = ["LOT 240117-A3", "EXP 2027/03/31", "SN 0042-7781-XK"]
     for i, text in enumerate(lines):
-        cv2.putText(ink, text, (int(0.2 * width), int(0.38 * height) + i * 52), cv2.FONT_HERSHEY_DUPLEX,
-                    1.3, 255, 2, cv2.LINE_AA)
+        cv2.putText(
+            ink,
+            text,
+            (int(0.2 * width), int(0.38 * height) + i * 52),
+            cv2.FONT_HERSHEY_DUPLEX,
+            1.3,
+            255,
+            2,
+            cv2.LINE_AA,
+        )
     tilt = cv2.getRotationMatrix2D((width / 2, height / 2), 4.0, 1.0)
     ink = cv2.GaussianBlur(cv2.warpAffine(ink, tilt, (width, height)), (3, 3), 0.7).astype(np.float32) / 255
     frame = frame * (1 - 0.8 * ink[..., None]) + rng.normal(0, 5, frame.shape)
@@ -118,21 +127,33 @@ def run(repeats: int, warmup: int, threads: int) -> dict[str, Any]:
         from edgeocr.optimize.gpu_preprocess import to_torch_pipeline
     for label, pipe, kind in rows:
         image = inputs[kind]
-        row: dict[str, Any] = {"operation": label, "spec": pipe.spec(), "input": kind,
-                               "opencv": _time(lambda: pipe.apply(image), repeats, warmup)}
+        row: dict[str, Any] = {
+            "operation": label,
+            "spec": pipe.spec(),
+            "input": kind,
+            "opencv": _time(lambda pipe=pipe, image=image: pipe.apply(image), repeats, warmup),
+        }
         for device in devices:
             on_torch = to_torch_pipeline(pipe, device)
             tensor = torch.from_numpy(image).to(device)
             sync = torch.cuda.synchronize if device == "cuda" else None
-            row[f"torch-{device}"] = {**_time(lambda: on_torch(tensor), repeats, warmup, sync),
-                                      "fallback": bool(on_torch.fallbacks)}
+            row[f"torch-{device}"] = {
+                **_time(lambda run=on_torch, x=tensor: run(x), repeats, warmup, sync),
+                "fallback": bool(on_torch.fallbacks),
+            }
         results.append(row)
     return {
-        "cpu": _cpu_name(), "cores": os.cpu_count(), "threads": threads, "repeats": repeats, "warmup": warmup,
-        "frame": f"{bgr.shape[1]}x{bgr.shape[0]}", "opencv_version": cv2.__version__,
+        "cpu": _cpu_name(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "repeats": repeats,
+        "warmup": warmup,
+        "frame": f"{bgr.shape[1]}x{bgr.shape[0]}",
+        "opencv_version": cv2.__version__,
         "torch_version": __import__("torch").__version__ if devices else None,
         "cuda_device": __import__("torch").cuda.get_device_name() if "cuda" in devices else None,
-        "backends": backends, "rows": results,
+        "backends": backends,
+        "rows": results,
     }
 
 
@@ -169,20 +190,17 @@ def format_table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=50, help="timed calls per operation and backend")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls first")
     parser.add_argument("--threads", type=int, default=1, help="OpenCV and torch intra-op threads")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     if args.repeats < 1 or args.warmup < 0 or args.threads < 1:
         parser.error("--repeats and --threads must be at least 1, --warmup at least 0")
     figures = run(args.repeats, args.warmup, args.threads)
     print(format_table(figures))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
-
-
-if __name__ == "__main__":
-    main()
+    return 0

@@ -21,7 +21,7 @@ Engines, all with the same ``--threads`` (ONNX Runtime intra-op threads, torch t
 
 Each input is read ``--repeats`` times after ``--warmup`` untimed reads; p50 / p95 / mean are
 over all timed reads. Run it on an otherwise idle machine for figures worth reporting.
-Usage: ``python -m edgeocr.bench.reader_speed --threads 2 --out build/bench/reader-speed.json``.
+Usage: ``edgeocr study reader-speed --threads 2 --out build/bench/reader-speed.json``.
 """
 
 from __future__ import annotations
@@ -46,10 +46,10 @@ from edgeocr.bench.peers import (
     PpOcrV6Engine,
     PpOcrV6Pipeline,
 )
-from edgeocr.bench.resources import environment
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.crops import crop_line
 from edgeocr.core.errors import EdgeOCRError
+from edgeocr.measure.resources import environment
 
 FRAME_SIZE = (640, 480)  # width, height
 REFERENCE_WHAT = "p50 of a 5x5 Gaussian blur of a 640x480 BGR frame, 1 thread"
@@ -57,8 +57,11 @@ FRAME_TARGET_MS = 15.0
 CROP_TARGET_MS = 1.5
 #: Our reader's detectors, in order: the shipped DB detector (the targets are judged on it), PP-OCRv4's.
 DETECTORS = ("default", "rapidocr")
-PEERS = {"easyocr": (EasyOcrPipeline, EasyOcrEngine), "ppocrv4": (PpOcrV4Pipeline, PpOcrV4Engine),
-         "ppocrv6": (PpOcrV6Pipeline, PpOcrV6Engine)}
+PEERS = {
+    "easyocr": (EasyOcrPipeline, EasyOcrEngine),
+    "ppocrv4": (PpOcrV4Pipeline, PpOcrV4Engine),
+    "ppocrv6": (PpOcrV6Pipeline, PpOcrV6Engine),
+}
 
 
 def make_frames(count: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray], list[int]]:
@@ -86,8 +89,9 @@ def make_frames(count: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarra
     return frames, crops, lines
 
 
-def time_calls(call: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], warmup: int,
-               repeats: int) -> list[float]:
+def time_calls(
+    call: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray], warmup: int, repeats: int
+) -> list[float]:
     """Milliseconds of each timed ``call(input)``: every input ``repeats`` times, after ``warmup`` untimed calls."""
     for i in range(warmup):
         call(inputs[i % len(inputs)])
@@ -101,8 +105,12 @@ def time_calls(call: Callable[[np.ndarray], object], inputs: Sequence[np.ndarray
 
 
 def stats(times: Sequence[float]) -> dict:
-    return {"n": len(times), "p50_ms": round(float(np.percentile(times, 50)), 3),
-            "p95_ms": round(float(np.percentile(times, 95)), 3), "mean_ms": round(float(np.mean(times)), 3)}
+    return {
+        "n": len(times),
+        "p50_ms": round(float(np.percentile(times, 50)), 3),
+        "p95_ms": round(float(np.percentile(times, 95)), 3),
+        "mean_ms": round(float(np.mean(times)), 3),
+    }
 
 
 class _Timed:
@@ -134,8 +142,9 @@ def _loaded(engine) -> tuple[object | None, str | None]:
     return engine, None
 
 
-def ours_on_frames(model: str, detector_spec: str, threads: int, frames: list[np.ndarray], warmup: int,
-                   repeats: int) -> dict:
+def ours_on_frames(
+    model: str, detector_spec: str, threads: int, frames: list[np.ndarray], warmup: int, repeats: int
+) -> dict:
     """Our reader with the detector ``detector_spec`` names: end-to-end figures and where the time goes.
 
     The detector's ``detect`` and the recogniser's ``recognize`` are wrapped by pass-through timers,
@@ -159,10 +168,18 @@ def ours_on_frames(model: str, detector_spec: str, threads: int, frames: list[np
         recogniser_ms.append(next(calls) if count else 0.0)
     recogniser_ms = recogniser_ms[warmup:]
     rest = [t - d - r for t, d, r in zip(total, detector_ms, recogniser_ms, strict=True)]
-    return {"status": "ok", "name": pipeline.name, "version": pipeline.version, "frame": stats(total),
-            "lines_read_per_frame": round(float(np.mean(lines[warmup:])), 2),
-            "breakdown": {"detector": stats(detector_ms), "recogniser": stats(recogniser_ms),
-                          "rest (load, crops, preprocessing, results)": stats(rest)}}
+    return {
+        "status": "ok",
+        "name": pipeline.name,
+        "version": pipeline.version,
+        "frame": stats(total),
+        "lines_read_per_frame": round(float(np.mean(lines[warmup:])), 2),
+        "breakdown": {
+            "detector": stats(detector_ms),
+            "recogniser": stats(recogniser_ms),
+            "rest (load, crops, preprocessing, results)": stats(rest),
+        },
+    }
 
 
 def ours_on_crops(model: str, threads: int, crops: list[np.ndarray], warmup: int, repeats: int) -> dict:
@@ -170,19 +187,32 @@ def ours_on_crops(model: str, threads: int, crops: list[np.ndarray], warmup: int
     from edgeocr.runtime.recognizer import EngineConfig
 
     reader = Reader(ReaderConfig(model=model, engine=EngineConfig(intra_op_threads=threads), mode="whole"))
-    return {"status": "ok", "name": f"edgeocr:{model} (Reader, mode whole)", "crop": stats(time_calls(
-        reader.read, crops, warmup, repeats))}
+    return {
+        "status": "ok",
+        "name": f"edgeocr:{model} (Reader, mode whole)",
+        "crop": stats(time_calls(reader.read, crops, warmup, repeats)),
+    }
 
 
-def peer_figures(name: str, threads: int, frames: list[np.ndarray], crops: list[np.ndarray], warmup: int,
-                 repeats: int, frame_repeats: int) -> dict:
+def peer_figures(
+    name: str,
+    threads: int,
+    frames: list[np.ndarray],
+    crops: list[np.ndarray],
+    warmup: int,
+    repeats: int,
+    frame_repeats: int,
+) -> dict:
     pipeline_class, recogniser_class = PEERS[name]
     record: dict = {"name": name}
     pipeline, reason = _loaded(pipeline_class(threads=threads))
     if pipeline is None:
         return {**record, "status": "not installed", "reason": reason}
-    record.update(status="ok", version=pipeline.version,
-                  frame=stats(time_calls(pipeline.read_scene, frames, warmup, frame_repeats)))
+    record.update(
+        status="ok",
+        version=pipeline.version,
+        frame=stats(time_calls(pipeline.read_scene, frames, warmup, frame_repeats)),
+    )
     recogniser, reason = _loaded(recogniser_class(threads=threads))
     record["crop"] = stats(time_calls(recogniser.read, crops, warmup, repeats)) if recogniser else None
     record["crop_version"] = recogniser.version if recogniser else reason
@@ -218,48 +248,75 @@ def markdown(result: dict) -> str:
     env = result["environment"]
     reference = result["machine_reference"]
     crops = {record["model"]: record for record in result["ours_crops"]}
-    rows = ["| engine | frame 640x480 p50 / p95 ms | lines read per frame | line crop p50 / p95 ms |",
-            "|---|---|---|---|"]
+    rows = [
+        "| engine | frame 640x480 p50 / p95 ms | lines read per frame | line crop p50 / p95 ms |",
+        "|---|---|---|---|",
+    ]
     shown: set[str] = set()
     for ours in result["ours_frames"]:
         crop_figures = crops[ours["model"]]["crop"]
-        crop = ("(same recogniser)" if ours["model"] in shown
-                else f"{_ms(crop_figures)} / {_ms(crop_figures, 'p95_ms')}")
+        crop = "(same recogniser)" if ours["model"] in shown else f"{_ms(crop_figures)} / {_ms(crop_figures, 'p95_ms')}"
         shown.add(ours["model"])
         if ours["status"] != "ok":
             rows.append(f"| {ours['name']} (ours) | {ours['status']}: {ours['reason']} | - | {crop} |")
             continue
-        rows.append(f"| {ours['name']} (ours) | {_ms(ours['frame'])} / {_ms(ours['frame'], 'p95_ms')} | "
-                    f"{ours['lines_read_per_frame']} | {crop} |")
+        rows.append(
+            f"| {ours['name']} (ours) | {_ms(ours['frame'])} / {_ms(ours['frame'], 'p95_ms')} | "
+            f"{ours['lines_read_per_frame']} | {crop} |"
+        )
     for peer in result["peers"]:
         if peer["status"] != "ok":
             rows.append(f"| {peer['name']} | {peer['status']} | - | - |")
             continue
-        rows.append(f"| {peer['name']} ({peer['version']}) | {_ms(peer['frame'])} / {_ms(peer['frame'], 'p95_ms')} | "
-                    f"- | {_ms(peer['crop'])} / {_ms(peer['crop'], 'p95_ms')} |")
-    parts = [f"# Reader speed ({env['date']})", "",
-             f"{settings['frames']} synthetic 640x480 frames ({settings['lines']} code lines in all, 1 to 3 each "
-             f"({settings['lines'] / settings['frames']:.2f} per frame), seed "
-             f"{settings['seed']}) and their {settings['crops']} line crops; {settings['threads']} threads for every "
-             f"engine; {settings['warmup']} warm-up reads, then each input {settings['repeats']} times "
-             f"(peers' frames {settings['frame_repeats']} times). {env['cpu']['model']}, "
-             f"{env['cpu']['usable_cores']} usable cores; load average {env['load_average']}. Machine reference "
-             f"(a fixed OpenCV workload, {REFERENCE_WHAT}; lower is faster): {reference['start_ms']:.3f} ms at the "
-             f"start, {reference['end_ms']:.3f} ms at the end.", "", *rows, ""]
+        rows.append(
+            f"| {peer['name']} ({peer['version']}) | {_ms(peer['frame'])} / {_ms(peer['frame'], 'p95_ms')} | "
+            f"- | {_ms(peer['crop'])} / {_ms(peer['crop'], 'p95_ms')} |"
+        )
+    parts = [
+        f"# Reader speed ({env['date']})",
+        "",
+        f"{settings['frames']} synthetic 640x480 frames ({settings['lines']} code lines in all, 1 to 3 each "
+        f"({settings['lines'] / settings['frames']:.2f} per frame), seed "
+        f"{settings['seed']}) and their {settings['crops']} line crops; {settings['threads']} threads for every "
+        f"engine; {settings['warmup']} warm-up reads, then each input {settings['repeats']} times "
+        f"(peers' frames {settings['frame_repeats']} times). {env['cpu']['model']}, "
+        f"{env['cpu']['usable_cores']} usable cores; load average {env['load_average']}. Machine reference "
+        f"(a fixed OpenCV workload, {REFERENCE_WHAT}; lower is faster): {reference['start_ms']:.3f} ms at the "
+        f"start, {reference['end_ms']:.3f} ms at the end.",
+        "",
+        *rows,
+        "",
+    ]
     for ours in result["ours_frames"]:
         if ours["status"] == "ok":
-            parts += [f"Where the frame time of {ours['name']} goes (p50 / mean ms): " + "; ".join(
-                f"{step} {_ms(v)} / {_ms(v, 'mean_ms')}" for step, v in ours["breakdown"].items()) + ".", ""]
+            parts += [
+                f"Where the frame time of {ours['name']} goes (p50 / mean ms): "
+                + "; ".join(f"{step} {_ms(v)} / {_ms(v, 'mean_ms')}" for step, v in ours["breakdown"].items())
+                + ".",
+                "",
+            ]
     for model, targets in result["targets"].items():
-        parts += [f"Targets of {model} (2 cores, frames judged on {targets['judged_on']}): frame p50 <= "
-                  f"{FRAME_TARGET_MS} ms: **{targets['frame']}**; line crop p50 <= {CROP_TARGET_MS} ms: "
-                  f"**{targets['crop']}**.", ""]
+        parts += [
+            f"Targets of {model} (2 cores, frames judged on {targets['judged_on']}): frame p50 <= "
+            f"{FRAME_TARGET_MS} ms: **{targets['frame']}**; line crop p50 <= {CROP_TARGET_MS} ms: "
+            f"**{targets['crop']}**.",
+            "",
+        ]
     return "\n".join(parts)
 
 
-def run(threads: int, frames_count: int, seed: int, warmup: int, repeats: int, frame_repeats: int,
-        peers: Sequence[str], models: Sequence[str] = ("default",), detectors: Sequence[str] = DETECTORS,
-        progress: Callable[[str], None] = print) -> dict:
+def run(
+    threads: int,
+    frames_count: int,
+    seed: int,
+    warmup: int,
+    repeats: int,
+    frame_repeats: int,
+    peers: Sequence[str],
+    models: Sequence[str] = ("default",),
+    detectors: Sequence[str] = DETECTORS,
+    progress: Callable[[str], None] = print,
+) -> dict:
     unknown = [p for p in peers if p not in PEERS]
     if unknown:
         raise EdgeOCRError(f"unknown peer {', '.join(unknown)}: choose from {', '.join(PEERS)}")
@@ -288,13 +345,29 @@ def run(threads: int, frames_count: int, seed: int, warmup: int, repeats: int, f
     targets = {}
     for model, crop_record in zip(models, ours_crops, strict=True):
         first = next(r for r in ours_frames if r["model"] == model)
-        targets[model] = {"judged_on": first["name"], "frame": verdict(first.get("frame"), FRAME_TARGET_MS),
-                          "crop": verdict(crop_record.get("crop"), CROP_TARGET_MS)}
+        targets[model] = {
+            "judged_on": first["name"],
+            "frame": verdict(first.get("frame"), FRAME_TARGET_MS),
+            "crop": verdict(crop_record.get("crop"), CROP_TARGET_MS),
+        }
     return {
-        "settings": {"threads": threads, "frames": len(frames), "lines": sum(lines), "crops": len(crops), "seed": seed,
-                     "warmup": warmup, "repeats": repeats, "frame_repeats": frame_repeats, "models": list(models),
-                     "detectors": list(detectors), "frame_size": list(FRAME_SIZE)},
-        "targets": targets, "ours_frames": ours_frames, "ours_crops": ours_crops, "peers": peer_records,
+        "settings": {
+            "threads": threads,
+            "frames": len(frames),
+            "lines": sum(lines),
+            "crops": len(crops),
+            "seed": seed,
+            "warmup": warmup,
+            "repeats": repeats,
+            "frame_repeats": frame_repeats,
+            "models": list(models),
+            "detectors": list(detectors),
+            "frame_size": list(FRAME_SIZE),
+        },
+        "targets": targets,
+        "ours_frames": ours_frames,
+        "ours_crops": ours_crops,
+        "peers": peer_records,
         "machine_reference": {"what": REFERENCE_WHAT, "start_ms": reference_start, "end_ms": machine_reference()},
         "environment": environment(),
     }
@@ -307,22 +380,41 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=5, help="timed reads of each frame / crop (ours, peers' crops)")
-    parser.add_argument("--frame-repeats", type=int, default=1, help="timed reads of each frame for the peers "
-                        "(EasyOCR takes seconds per frame)")
+    parser.add_argument(
+        "--frame-repeats",
+        type=int,
+        default=1,
+        help="timed reads of each frame for the peers (EasyOCR takes seconds per frame)",
+    )
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated; '' for none")
-    parser.add_argument("--models", default="default", help="our recognisers, comma-separated (shipped names or "
-                        ".onnx paths); each is timed with every detector and on the crops")
-    parser.add_argument("--detectors", default=",".join(DETECTORS), help="our reader's detectors, comma-separated "
-                        "(shipped names, .onnx paths or 'rapidocr'); the targets are judged on the first")
+    parser.add_argument(
+        "--models",
+        default="default",
+        help="our recognisers, comma-separated (shipped names or "
+        ".onnx paths); each is timed with every detector and on the crops",
+    )
+    parser.add_argument(
+        "--detectors",
+        default=",".join(DETECTORS),
+        help="our reader's detectors, comma-separated "
+        "(shipped names, .onnx paths or 'rapidocr'); the targets are judged on the first",
+    )
     parser.add_argument("--out", type=Path, default=Path("build/bench/reader-speed.json"))
     args = parser.parse_args(argv)
     if args.threads < 1 or args.frames < 1 or args.repeats < 1 or args.frame_repeats < 1 or args.warmup < 0:
         parser.error("--threads, --frames, --repeats and --frame-repeats must be at least 1, --warmup at least 0")
     try:
-        result = run(args.threads, args.frames, args.seed, args.warmup, args.repeats, args.frame_repeats,
-                     [p for p in args.peers.split(",") if p.strip()],
-                     [m for m in args.models.split(",") if m.strip()],
-                     [d for d in args.detectors.split(",") if d.strip()])
+        result = run(
+            args.threads,
+            args.frames,
+            args.seed,
+            args.warmup,
+            args.repeats,
+            args.frame_repeats,
+            [p for p in args.peers.split(",") if p.strip()],
+            [m for m in args.models.split(",") if m.strip()],
+            [d for d in args.detectors.split(",") if d.strip()],
+        )
     except EdgeOCRError as exc:
         print(f"error: {exc}")
         return 2
@@ -332,7 +424,3 @@ def main(argv: list[str] | None = None) -> int:
     print(text)
     print(f"wrote {args.out} and {args.out.with_suffix('.md')}")
     return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

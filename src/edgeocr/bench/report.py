@@ -63,8 +63,10 @@ def _num(value: float | None, digits: int = 2) -> str:
 
 def _triple(scores: dict) -> str:
     """strict / relaxed / exact(relaxed), as realdev/PEERS.md writes them."""
-    return (f"{_pct(scores['char_accuracy'])} / {_pct(scores['char_accuracy_relaxed'])} / "
-            f"{_pct(scores['exact_match_relaxed'], 0)}")
+    return (
+        f"{_pct(scores['char_accuracy'])} / {_pct(scores['char_accuracy_relaxed'])} / "
+        f"{_pct(scores['exact_match_relaxed'], 0)}"
+    )
 
 
 def _e2e(result: dict) -> bool:
@@ -87,11 +89,22 @@ def overall_rows(result: dict) -> tuple[list[str], list[list[str]]]:
     batches = result["batches"]
     e2e = _e2e(result)
     with_gpu = any(_gpu(e["resources"]) != "-" for e in _ok(result))
-    header = ["engine", "version", "threads", "models MB" if e2e else "model MB", "load s",
-              "strict / relaxed / exact(relaxed) %", "exact strict %"]
+    header = [
+        "engine",
+        "version",
+        "threads",
+        "models MB" if e2e else "model MB",
+        "load s",
+        "strict / relaxed / exact(relaxed) %",
+        "exact strict %",
+    ]
     header += ["det P / R / H %"] if e2e else []
-    header += ["p50 / p95 / p99 ms" + (" per image" if e2e else ""),
-               "images/s @ batch " + " / ".join(str(b) for b in batches), "peak RSS MB (+added)", "CPU %"]
+    header += [
+        "p50 / p95 / p99 ms" + (" per image" if e2e else ""),
+        "images/s @ batch " + " / ".join(str(b) for b in batches),
+        "peak RSS MB (+added)",
+        "CPU %",
+    ]
     header += ["GPU util / memory"] if with_gpu else []
     rows = []
     for e in result["engines"]:
@@ -100,12 +113,22 @@ def overall_rows(result: dict) -> tuple[list[str], list[list[str]]]:
             continue
         rates = " / ".join(_num(e["throughput_ips"].get(str(b)), 1) for b in batches)
         res = e["resources"]
-        row = [e["name"], e["version"], str(e["threads"]), _num(e["model_size_bytes"] / 2**20),
-               _num(e["load_s"]), _triple(e), _pct(e["exact_match"], 0)]
+        row = [
+            e["name"],
+            e["version"],
+            str(e["threads"]),
+            _num(e["model_size_bytes"] / 2**20),
+            _num(e["load_s"]),
+            _triple(e),
+            _pct(e["exact_match"], 0),
+        ]
         row += [_detection(e)] if e2e else []
-        row += [f"{_num(e['latency_ms_p50'])} / {_num(e['latency_ms_p95'])} / {_num(e['latency_ms_p99'])}",
-                rates, f"{_num(res['rss_peak_mb'], 0)} (+{_num(res['rss_added_mb'], 0)})",
-                _num(res["cpu_percent_mean"], 0)]
+        row += [
+            f"{_num(e['latency_ms_p50'])} / {_num(e['latency_ms_p95'])} / {_num(e['latency_ms_p99'])}",
+            rates,
+            f"{_num(res['rss_peak_mb'], 0)} (+{_num(res['rss_added_mb'], 0)})",
+            _num(res["cpu_percent_mean"], 0),
+        ]
         row += [_gpu(res)] if with_gpu else []
         rows.append(row)
     return header, rows
@@ -150,36 +173,56 @@ def _settings_line(result: dict) -> str:
     flags = ", ".join(f for f, present in cpu["flags"].items() if present) or "none of note"
     commit = (env["git"].get("commit") or "unknown")[:12] + (" (modified)" if env["git"].get("dirty") else "")
     if _e2e(result):
-        what = (f"{result['n']} labelled lines in {result['images']} whole images from `{result['data']}`, each "
-                f"engine's full pipeline (detection + recognition), matched at IoU {result['iou']}, "
-                f"{result['threads']} threads (Tesseract 1), one image at a time")
+        what = (
+            f"{result['n']} labelled lines in {result['images']} whole images from `{result['data']}`, each "
+            f"engine's full pipeline (detection + recognition), matched at IoU {result['iou']}, "
+            f"{result['threads']} threads (Tesseract 1), one image at a time"
+        )
     else:
-        what = (f"{result['n']} crops from `{result['data']}`, recognition only (each crop given whole), "
-                f"{result['threads']} threads (Tesseract 1), batch sizes {', '.join(map(str, result['batches']))}")
-    return (f"{what}, {result['warmup']} warm-up reads. {cpu['model']}, {cpu['usable_cores']} usable cores ({flags}); "
-            f"load average {env.get('load_average')}; {env['date']}; edgeocr commit {commit}.")
+        what = (
+            f"{result['n']} crops from `{result['data']}`, recognition only (each crop given whole), "
+            f"{result['threads']} threads (Tesseract 1), batch sizes {', '.join(map(str, result['batches']))}"
+        )
+    return (
+        f"{what}, {result['warmup']} warm-up reads. {cpu['model']}, {cpu['usable_cores']} usable cores ({flags}); "
+        f"load average {env.get('load_average')}; {env['date']}; edgeocr commit {commit}."
+    )
 
 
 def _title(result: dict) -> str:
     return "End-to-end benchmark (whole images)" if _e2e(result) else "Recognition benchmark"
 
 
-E2E_NOTE = ("Whole images: each labelled line is scored against the read matched to it (IoU >= 0.5, one to one); "
-            "a missed line counts as read empty. Detection P / R / H: precision, recall and their harmonic mean; "
-            "reads matching no label are false positives only on images labelled exhaustively; ignored lines count "
-            "neither way; the pieces of a vertical (stacked) line are joined when no single read matches it. "
-            "Latency is one engine call per whole image, after warm-up.")
+E2E_NOTE = (
+    "Whole images: each labelled line is scored against the read matched to it (IoU >= 0.5, one to one); "
+    "a missed line counts as read empty. Detection P / R / H: precision, recall and their harmonic mean; "
+    "reads matching no label are false positives only on images labelled exhaustively; ignored lines count "
+    "neither way; the pieces of a vertical (stacked) line are joined when no single read matches it. "
+    "Latency is one engine call per whole image, after warm-up."
+)
 
 
 def markdown(result: dict) -> str:
     """The two tables (overall, per category), with the settings and the engines not installed."""
-    parts = [f"# {_title(result)}", "", _settings_line(result), "",
-             "Character accuracy = 1 - edit distance / ground-truth characters over all lines; strict keeps the "
-             "text as it is, relaxed upper-cases and keeps only A-Z and 0-9; exact = share of lines read exactly. "
-             + (E2E_NOTE if _e2e(result) else "Latency is one engine call per crop, after warm-up.")
-             + " Peers' texts are normalised to one line (whitespace runs to one space); ours are scored as they come.",
-             "", "## Overall", "", markdown_table(*overall_rows(result)), "",
-             "## Per category", "", markdown_table(*category_rows(result)), ""]
+    parts = [
+        f"# {_title(result)}",
+        "",
+        _settings_line(result),
+        "",
+        "Character accuracy = 1 - edit distance / ground-truth characters over all lines; strict keeps the "
+        "text as it is, relaxed upper-cases and keeps only A-Z and 0-9; exact = share of lines read exactly. "
+        + (E2E_NOTE if _e2e(result) else "Latency is one engine call per crop, after warm-up.")
+        + " Peers' texts are normalised to one line (whitespace runs to one space); ours are scored as they come.",
+        "",
+        "## Overall",
+        "",
+        markdown_table(*overall_rows(result)),
+        "",
+        "## Per category",
+        "",
+        markdown_table(*category_rows(result)),
+        "",
+    ]
     if _e2e(result) and orientation_rows(result)[1]:
         parts += ["## Per orientation", "", markdown_table(*orientation_rows(result)), ""]
     missing = [e for e in result["engines"] if e["status"] != "ok"]
@@ -231,16 +274,40 @@ def plot_accuracy_vs_latency(result: dict) -> bytes:
     front = pareto_front(points)
     for e in engines:
         on_front = e["name"] in front
-        ax.scatter(e["latency_ms_p50"], 100 * e["char_accuracy"], s=70, marker="o" if on_front else "x",
-                   color="tab:red" if on_front else "tab:gray", zorder=3)
-        ax.scatter(e["latency_ms_p50"], 100 * e["char_accuracy_relaxed"], s=30, marker="^", color="tab:blue",
-                   alpha=0.6, zorder=2)
-        ax.annotate(e["name"], (e["latency_ms_p50"], 100 * e["char_accuracy"]), textcoords="offset points",
-                    xytext=(5, 5), fontsize=8)
+        ax.scatter(
+            e["latency_ms_p50"],
+            100 * e["char_accuracy"],
+            s=70,
+            marker="o" if on_front else "x",
+            color="tab:red" if on_front else "tab:gray",
+            zorder=3,
+        )
+        ax.scatter(
+            e["latency_ms_p50"],
+            100 * e["char_accuracy_relaxed"],
+            s=30,
+            marker="^",
+            color="tab:blue",
+            alpha=0.6,
+            zorder=2,
+        )
+        ax.annotate(
+            e["name"],
+            (e["latency_ms_p50"], 100 * e["char_accuracy"]),
+            textcoords="offset points",
+            xytext=(5, 5),
+            fontsize=8,
+        )
     front_points = sorted((p for p in points if p[0] in front), key=lambda p: p[1])
     if front_points:
-        ax.step([p[1] for p in front_points], [p[2] for p in front_points], where="post", color="tab:red",
-                linewidth=1, label="Pareto front (strict)")
+        ax.step(
+            [p[1] for p in front_points],
+            [p[2] for p in front_points],
+            where="post",
+            color="tab:red",
+            linewidth=1,
+            label="Pareto front (strict)",
+        )
     ax.scatter([], [], marker="^", color="tab:blue", label="relaxed")
     _log_x_if_positive(ax, [p[1] for p in points])
     ax.set_xlabel("p50 latency per " + ("image" if _e2e(result) else "crop") + ", ms")
@@ -277,8 +344,7 @@ def plot_size_vs_accuracy(result: dict) -> bytes:
     for e in _ok(result):
         size = max(e["model_size_bytes"], 1) / 2**20
         ax.scatter(size, 100 * e["char_accuracy"], s=60, zorder=3)
-        ax.annotate(e["name"], (size, 100 * e["char_accuracy"]), textcoords="offset points", xytext=(5, 5),
-                    fontsize=8)
+        ax.annotate(e["name"], (size, 100 * e["char_accuracy"]), textcoords="offset points", xytext=(5, 5), fontsize=8)
     _log_x_if_positive(ax, [max(e["model_size_bytes"], 1) / 2**20 for e in _ok(result)])
     ax.set_xlabel("all models of the pipeline on disk, MB" if _e2e(result) else "recognition model on disk, MB")
     ax.set_ylabel("character accuracy (strict), %")
@@ -304,8 +370,9 @@ def plot_per_category(result: dict) -> bytes:
         ax.set_ylim(0, 100)
         ax.grid(True, axis="y", alpha=0.3)
     axes[1].set_xticks(x, [c or "(top level)" for c in categories], rotation=20, ha="right")
-    figure.legend(*axes[0].get_legend_handles_labels(), fontsize=8, ncols=min(len(engines), 5),
-                  loc="outside upper center")
+    figure.legend(
+        *axes[0].get_legend_handles_labels(), fontsize=8, ncols=min(len(engines), 5), loc="outside upper center"
+    )
     figure.suptitle("Character accuracy per category", y=0.0, va="bottom", fontsize=10)
     return _png(figure)
 
@@ -332,22 +399,31 @@ def plots_for(result: dict) -> dict:
 def report_html(result: dict, plots: dict[str, bytes]) -> str:
     images = "".join(
         f'<figure><img alt="{html.escape(name)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
-        f"<figcaption>{html.escape(name)}</figcaption></figure>" for name, data in plots.items())
-    missing = "".join(f"<li>{html.escape(e['name'])}: {html.escape(e['status'])} ({html.escape(e.get('reason', ''))})</li>"
-                      for e in result["engines"] if e["status"] != "ok")
-    style = ("body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
-             "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child"
-             "{text-align:left}figure{display:inline-block;margin:1em}img{max-width:640px}")
+        f"<figcaption>{html.escape(name)}</figcaption></figure>"
+        for name, data in plots.items()
+    )
+    missing = "".join(
+        f"<li>{html.escape(e['name'])}: {html.escape(e['status'])} ({html.escape(e.get('reason', ''))})</li>"
+        for e in result["engines"]
+        if e["status"] != "ok"
+    )
+    style = (
+        "body{font-family:sans-serif;margin:2em;max-width:1400px}table{border-collapse:collapse;margin:1em 0}"
+        "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child"
+        "{text-align:left}figure{display:inline-block;margin:1em}img{max-width:640px}"
+    )
     orientation = orientation_rows(result) if _e2e(result) else ([], [])
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgeocr {html.escape(_title(result))}</title>"
-            f"<style>{style}</style></head><body><h1>{html.escape(_title(result))}</h1>"
-            f"<p>{html.escape(_settings_line(result))}</p>"
-            + (f"<p>{html.escape(E2E_NOTE)}</p>" if _e2e(result) else "")
-            + f"<h2>Overall</h2>{_html_table(*overall_rows(result))}"
-            f"<h2>Per category</h2>{_html_table(*category_rows(result))}"
-            + (f"<h2>Per orientation</h2>{_html_table(*orientation)}" if orientation[1] else "")
-            + (f"<h2>Not measured</h2><ul>{missing}</ul>" if missing else "")
-            + f"<h2>Plots</h2>{images}</body></html>\n")
+    return (
+        f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgeocr {html.escape(_title(result))}</title>"
+        f"<style>{style}</style></head><body><h1>{html.escape(_title(result))}</h1>"
+        f"<p>{html.escape(_settings_line(result))}</p>"
+        + (f"<p>{html.escape(E2E_NOTE)}</p>" if _e2e(result) else "")
+        + f"<h2>Overall</h2>{_html_table(*overall_rows(result))}"
+        f"<h2>Per category</h2>{_html_table(*category_rows(result))}"
+        + (f"<h2>Per orientation</h2>{_html_table(*orientation)}" if orientation[1] else "")
+        + (f"<h2>Not measured</h2><ul>{missing}</ul>" if missing else "")
+        + f"<h2>Plots</h2>{images}</body></html>\n"
+    )
 
 
 def write_report(result: dict, out_dir: Path | str) -> dict[str, Path]:

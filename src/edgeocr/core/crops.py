@@ -51,26 +51,50 @@ def quad_angle(quad: np.ndarray) -> float:
     return math.degrees(math.atan2(dy, dx))
 
 
+_HALF_PIXEL_FORWARD = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
+_HALF_PIXEL_BACK = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
+
+
 def crop_line(image: np.ndarray, poly: np.ndarray | list) -> np.ndarray:
     """An upright crop of the line ``poly`` (4 corners, clockwise from the text's top-left; a flat
-    list of 8 numbers works too) from a uint8 gray or BGR ``image``.
+    list of 8 numbers works too) from a uint8 gray or BGR ``image``. The one crop of the package:
+    the Reader, the CLI and the service all cut lines here, so one polygon gives the same pixels.
 
-    The crop is ``round(mean top/bottom edge length)`` wide and ``round(mean left/right edge
-    length)`` tall (at least 1 x 1): a perspective warp of the quad onto that rectangle, with
-    the image border replicated where the quad reaches outside it. Tall lines stay tall.
+    The crop is as wide as the longer of the top and bottom edges and as tall as the longer of
+    the side edges (at least 1 x 1; the longer edge keeps the whole line under perspective): a
+    perspective warp of the quad onto that rectangle, with the image border replicated where the
+    quad reaches outside it. Corners are pixel edges, so a quad turned by 90 degrees maps pixels
+    exactly, and an integer axis-aligned rectangle inside the image is sliced (the same pixels as
+    the warp, cheaper). Tall lines stay tall.
     """
     image = np.asarray(image)
     if image.dtype != np.uint8 or image.ndim not in (2, 3) or image.shape[0] < 1 or image.shape[1] < 1:
         raise ImageError(f"expected a non-empty uint8 gray or BGR image, got dtype {image.dtype}, shape {image.shape}")
-    quad = _as_quad(poly)
+    quad = _as_quad(poly).astype(np.float64)
     top, bottom = np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[3])
     left, right = np.linalg.norm(quad[3] - quad[0]), np.linalg.norm(quad[2] - quad[1])
-    width = max(1, int(round((top + bottom) / 2)))
-    height = max(1, int(round((left + right) / 2)))
-    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], dtype=np.float32)
+    width, height = max(1, round(max(top, bottom))), max(1, round(max(left, right)))
+    x0, y0 = quad[0]
+    rect = np.array([[x0, y0], [x0 + width, y0], [x0 + width, y0 + height], [x0, y0 + height]])
+    image_h, image_w = image.shape[:2]
+    if (
+        np.array_equal(quad, rect)
+        and float(x0).is_integer()
+        and float(y0).is_integer()
+        and x0 >= 0
+        and y0 >= 0
+        and x0 + width <= image_w
+        and y0 + height <= image_h
+    ):
+        return image[int(y0) : int(y0) + height, int(x0) : int(x0) + width].copy()
+    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
     try:
-        matrix = cv2.getPerspectiveTransform(quad, target)
+        transform = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
     except cv2.error as exc:  # three corners on one line
         raise ValueError(f"degenerate line polygon {quad.tolist()}") from exc
-    return cv2.warpPerspective(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                               borderMode=cv2.BORDER_REPLICATE)
+    # Corners are pixel edges (pixel i spans [i, i + 1)) but OpenCV puts pixel i's centre at i:
+    # shift by half a pixel on both sides so that e.g. a 90-degree turn maps pixels exactly.
+    transform = _HALF_PIXEL_BACK @ transform @ _HALF_PIXEL_FORWARD
+    return cv2.warpPerspective(
+        image, transform, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+    )

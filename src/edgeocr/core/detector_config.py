@@ -38,12 +38,15 @@ class DetectorConfig(BaseModel):
 
     arch: str = Field(min_length=1, description="Architecture name known to edgeocr.models.detector, e.g. 'db_s'.")
     max_side: int = Field(
-        default=640, ge=32, le=4096,
+        default=640,
+        ge=32,
+        le=4096,
         description="Images are resized, keeping their aspect ratio, so that their long side is this many pixels "
         "(see resize); a multiple of size_multiple.",
     )
     size_multiple: int = Field(
-        default=32, ge=1,
+        default=32,
+        ge=1,
         description="Network input height and width are padded up to a multiple of this (the backbone's stride).",
     )
     resize: ResizePolicy = Field(
@@ -59,7 +62,9 @@ class DetectorConfig(BaseModel):
         default=(0.25, 0.25, 0.25), description="Normalisation per channel (B, G, R): then divided by this."
     )
     shrink_ratio: float = Field(
-        default=0.4, gt=0.0, lt=1.0,
+        default=0.4,
+        gt=0.0,
+        lt=1.0,
         description="Training targets shrink each line polygon inwards by D = A (1 - r^2) / L (A area, L perimeter, "
         "r this ratio); the network learns the shrunk cores.",
     )
@@ -70,17 +75,20 @@ class DetectorConfig(BaseModel):
         default=0.6, gt=0.0, lt=1.0, description="A core whose mean probability is below this is dropped."
     )
     unclip_ratio: float | None = Field(
-        default=None, gt=0.0,
+        default=None,
+        gt=0.0,
         description="Each core's rotated rectangle is grown on every side by area * ratio / perimeter (DB's rule). "
         "None: the ratio that exactly undoes the training shrink for a rectangle of that size (a perfect core "
         "gives back the labelled box); a number: that fixed ratio (DB uses 1.5).",
     )
     min_box_side: float = Field(
-        default=3.0, ge=0.0,
+        default=3.0,
+        ge=0.0,
         description="Boxes whose short side (after growing, in network-input pixels) is below this are dropped.",
     )
     min_box_area: float = Field(
-        default=24.0, ge=0.0,
+        default=24.0,
+        ge=0.0,
         description="Boxes whose area (after growing, in network-input pixels) is below this are dropped.",
     )
     max_candidates: int = Field(
@@ -131,9 +139,9 @@ class DetectorSidecar(BaseModel):
 def load_detector_sidecar(path: Path | str) -> DetectorSidecar:
     """Read and validate a detector sidecar; every failure is a :class:`ModelError` naming the file."""
     path = Path(path)
-    text = read_text_or_raise(path, ModelError,
-                              f"detector sidecar {path} is missing; re-export the model to create it",
-                              "detector sidecar")
+    text = read_text_or_raise(
+        path, ModelError, f"detector sidecar {path} is missing; re-export the model to create it", "detector sidecar"
+    )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

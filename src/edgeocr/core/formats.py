@@ -49,8 +49,8 @@ from typing import Any
 import numpy as np
 
 from edgeocr.core.charset import Charset
-from edgeocr.core.checkdigits import ISO6346_VALUES, ISO6346_CATEGORY_IDS
-from edgeocr.core.ctc import BLANK, line_from_alignment, greedy_decode
+from edgeocr.core.checkdigits import ISO6346_CATEGORY_IDS, ISO6346_VALUES
+from edgeocr.core.ctc import BLANK, greedy_decode, line_from_alignment
 from edgeocr.core.errors import EdgeOCRError
 
 __all__ = [
@@ -79,8 +79,7 @@ class FormatError(EdgeOCRError):
         self.position = position
         if pattern is not None and position is not None:
             message = (
-                f"{message} at position {position} of format pattern {pattern!r}\n"
-                f"  {pattern}\n  {' ' * position}^"
+                f"{message} at position {position} of format pattern {pattern!r}\n  {pattern}\n  {' ' * position}^"
             )
         elif pattern is not None:
             message = f"{message} in format pattern {pattern!r}"
@@ -227,6 +226,7 @@ def _step_memory(memory: tuple, tag: tuple, char: str) -> tuple | None:
 # ---------------------------------------------------------------------------------------------
 # Nodes: ("chars", frozenset, tag) | ("seq", [nodes]) | ("alt", [nodes]) | ("repeat", node, lo, hi)
 # | ("field", name). hi is None for an unbounded repeat.
+
 
 class _Parser:
     def __init__(self, pattern: str) -> None:
@@ -727,9 +727,7 @@ def compile_format(spec: str | Mapping[str, Any] | Format, name: str | None = No
     if isinstance(spec, Mapping):
         unknown = set(spec) - {"name", "pattern", "allowlist"}
         if unknown:
-            raise FormatError(
-                f"format declaration has unknown keys {sorted(unknown)}; use name, pattern or allowlist"
-            )
+            raise FormatError(f"format declaration has unknown keys {sorted(unknown)}; use name, pattern or allowlist")
         given_name = name or spec.get("name")
         if "pattern" in spec and "allowlist" not in spec:
             return compile_format(spec["pattern"], given_name)
@@ -1098,8 +1096,13 @@ def decode_constrained(
         found = _constrained_search(log_probs, probs, format_set._table(charset), beam_width, prune_threshold)
         if found is None:
             return FormatRead(
-                text="", confidence=0.0, char_confidences=(), format_name=None, valid=False,
-                reason=f"no string fitting {', '.join(format_set.names)} was found", **raw_fields,
+                text="",
+                confidence=0.0,
+                char_confidences=(),
+                format_name=None,
+                valid=False,
+                reason=f"no string fitting {', '.join(format_set.names)} was found",
+                **raw_fields,
             )
         labels, log_probability, format_index = found
         format_name = format_set.formats[format_index].name
@@ -1111,8 +1114,13 @@ def decode_constrained(
     relative = math.exp(min(text_path - best_path, 0.0))
     if line.confidence < min_confidence:
         return FormatRead(
-            text="", confidence=line.confidence, char_confidences=(), format_name=None, valid=False,
-            log_probability=log_probability, relative_probability=relative,
+            text="",
+            confidence=line.confidence,
+            char_confidences=(),
+            format_name=None,
+            valid=False,
+            log_probability=log_probability,
+            relative_probability=relative,
             reason=(
                 f"best fitting read {line.text!r} ({format_name}) has confidence {line.confidence:.3g}, "
                 f"below min_confidence {min_confidence:.3g}"
@@ -1120,7 +1128,12 @@ def decode_constrained(
             **raw_fields,
         )
     return FormatRead(
-        text=line.text, confidence=line.confidence, char_confidences=line.char_confidences,
-        format_name=format_name, valid=True, log_probability=log_probability,
-        relative_probability=relative, **raw_fields,
+        text=line.text,
+        confidence=line.confidence,
+        char_confidences=line.char_confidences,
+        format_name=format_name,
+        valid=True,
+        log_probability=log_probability,
+        relative_probability=relative,
+        **raw_fields,
     )

@@ -235,9 +235,7 @@ def _to_uint8(values: np.ndarray, source: str) -> np.ndarray:
                 "(for 0..255 data use .astype(np.uint8))"
             )
         return np.rint(values.astype(np.float32) * 255.0).astype(np.uint8)
-    raise ImageError(
-        f"{source}: unsupported dtype {dtype}; use uint8, uint16, bool or float in [0, 1]"
-    )
+    raise ImageError(f"{source}: unsupported dtype {dtype}; use uint8, uint16, bool or float in [0, 1]")
 
 
 def _alpha_fraction(alpha: np.ndarray, source: str) -> np.ndarray:
@@ -259,19 +257,13 @@ def _composite_on_white(colour: np.ndarray, alpha: np.ndarray) -> np.ndarray:
 
 def _from_array(array: np.ndarray, source: str, max_pixels: int | None) -> np.ndarray:
     if array.dtype.kind not in "biuf":  # complex, object, strings, structured...
-        raise ImageError(
-            f"{source}: unsupported dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]"
-        )
+        raise ImageError(f"{source}: unsupported dtype {array.dtype}; use uint8, uint16, bool or float in [0, 1]")
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim not in (2, 3):
-        raise ImageError(
-            f"{source}: expected a gray [H, W] or colour [H, W, C] image, got {array.ndim} dimensions"
-        )
+        raise ImageError(f"{source}: expected a gray [H, W] or colour [H, W, C] image, got {array.ndim} dimensions")
     if array.ndim == 3 and array.shape[2] not in (3, 4):
-        raise ImageError(
-            f"{source}: {array.shape[2]} channels; expected 1 (gray), 3 (BGR) or 4 (BGRA)"
-        )
+        raise ImageError(f"{source}: {array.shape[2]} channels; expected 1 (gray), 3 (BGR) or 4 (BGRA)")
     check_pixel_count(array.shape[1], array.shape[0], max_pixels, source)
     if array.ndim == 3 and array.shape[2] == 4:
         colour = _to_uint8(array[:, :, :3], source)

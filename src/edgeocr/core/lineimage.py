@@ -88,8 +88,10 @@ def _character_rows(ink: np.ndarray) -> list[tuple[int, int]] | None:
             top, bottom = runs[i]
             if bottom - top >= 0.6 * typical:
                 break
-            gaps = [(runs[i][0] - runs[i - 1][1], i - 1) if i > 0 else None,
-                    (runs[i + 1][0] - runs[i][1], i + 1) if i + 1 < len(runs) else None]
+            gaps = [
+                (runs[i][0] - runs[i - 1][1], i - 1) if i > 0 else None,
+                (runs[i + 1][0] - runs[i][1], i + 1) if i + 1 < len(runs) else None,
+            ]
             _, j = min(g for g in gaps if g is not None)
             lo, hi = min(i, j), max(i, j)
             if runs[hi][1] - runs[lo][0] <= 1.25 * typical:

@@ -125,8 +125,9 @@ def light_background(gray: np.ndarray, level: int) -> bool:
     return 2 * np.count_nonzero(gray > level) >= gray.size
 
 
-def resize_geometry(height: int, width: int, target_height: int, target_width: int, align: str,
-                    upscale: bool) -> tuple[int, int, int, int]:
+def resize_geometry(
+    height: int, width: int, target_height: int, target_width: int, align: str, upscale: bool
+) -> tuple[int, int, int, int]:
     """Where a ``height x width`` image goes in the target canvas: (new_h, new_w, top, left).
 
     One scale for both axes (the aspect ratio is kept), the largest that fits; ``upscale=False``
@@ -419,8 +420,9 @@ class Deskew(PreprocessOp):
         # their edges (labels, panels, the crop's own border) give no response.
         side = int(np.clip(min(gray.shape) // 3, 9, 31)) | 1
         kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (side, side))
-        hat = np.maximum(cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, kernel),
-                         cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, kernel))
+        hat = np.maximum(
+            cv2.morphologyEx(gray, cv2.MORPH_BLACKHAT, kernel), cv2.morphologyEx(gray, cv2.MORPH_TOPHAT, kernel)
+        )
         ink = (hat > otsu_level(hat)).astype(np.float32)
         count = int(np.count_nonzero(ink))
         if count < 10:
@@ -455,8 +457,14 @@ class Deskew(PreprocessOp):
             matrix[1, 2] += (new_h - height) / 2
             width, height = new_w, new_h
         fill = background_value(image)
-        out = cv2.warpAffine(image, matrix, (width, height), flags=cv2.INTER_LINEAR,
-                             borderMode=cv2.BORDER_CONSTANT, borderValue=fill + (0,) * (4 - len(fill)))
+        out = cv2.warpAffine(
+            image,
+            matrix,
+            (width, height),
+            flags=cv2.INTER_LINEAR,
+            borderMode=cv2.BORDER_CONSTANT,
+            borderValue=fill + (0,) * (4 - len(fill)),
+        )
         return out, {"angle": angle, "rotated": True}
 
     def apply(self, image: np.ndarray) -> np.ndarray:
@@ -583,16 +591,42 @@ class Normalize(PreprocessOp):
 
 Op = Annotated[
     Union[  # noqa: UP007 - a discriminated union reads better spelled out
-        Gray, Invert, GaussianBlur, MedianBlur, Clahe, EqualizeHist, OtsuThreshold, AdaptiveThreshold,
-        Morphology, Polarity, Deskew, ResizePad, Normalize,
+        Gray,
+        Invert,
+        GaussianBlur,
+        MedianBlur,
+        Clahe,
+        EqualizeHist,
+        OtsuThreshold,
+        AdaptiveThreshold,
+        Morphology,
+        Polarity,
+        Deskew,
+        ResizePad,
+        Normalize,
     ],
     Field(discriminator="op"),
 ]
-OP_CLASSES: Mapping[str, type[PreprocessOp]] = MappingProxyType({
-    cls.model_fields["op"].default: cls
-    for cls in (Gray, Invert, GaussianBlur, MedianBlur, Clahe, EqualizeHist, OtsuThreshold, AdaptiveThreshold,
-                Morphology, Polarity, Deskew, ResizePad, Normalize)
-})
+OP_CLASSES: Mapping[str, type[PreprocessOp]] = MappingProxyType(
+    {
+        cls.model_fields["op"].default: cls
+        for cls in (
+            Gray,
+            Invert,
+            GaussianBlur,
+            MedianBlur,
+            Clahe,
+            EqualizeHist,
+            OtsuThreshold,
+            AdaptiveThreshold,
+            Morphology,
+            Polarity,
+            Deskew,
+            ResizePad,
+            Normalize,
+        )
+    }
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -681,9 +715,7 @@ def _expand_steps(items: Sequence[Any], where: str) -> list[PreprocessOp]:
             except ValueError as exc:
                 raise PipelineError(f"{label}: {exc}") from None
         if not isinstance(item, Mapping):
-            raise PipelineError(
-                f"{label}: expected a step string or a mapping with 'op', got {type(item).__name__}"
-            )
+            raise PipelineError(f"{label}: expected a step string or a mapping with 'op', got {type(item).__name__}")
         name = item.get("op")
         if name not in OP_CLASSES:
             raise PipelineError(
@@ -736,9 +768,7 @@ def _parse(spec: PipelineSpec, where: str) -> Pipeline:
     elif isinstance(spec, Mapping):
         if "ops" in spec:
             if set(spec) != {"ops"} or not isinstance(spec["ops"], (list, tuple)):
-                raise PipelineError(
-                    f"{where}a pipeline mapping holds only 'ops', a list of steps; got {dict(spec)}"
-                )
+                raise PipelineError(f"{where}a pipeline mapping holds only 'ops', a list of steps; got {dict(spec)}")
             steps = spec["ops"]
         else:
             steps = [spec]
@@ -755,23 +785,27 @@ def _parse(spec: PipelineSpec, where: str) -> Pipeline:
 
 # Presets: named pipelines for common print and light conditions. Each ends in gray uint8 so a
 # recogniser's own resize/normalisation follows; all but low_contrast make text dark on light.
-_PRESET_SPECS: Mapping[str, str] = MappingProxyType({
-    "none": "",
-    # Dot-matrix / inkjet prints: join the dots into strokes (close on the dark ink), then drop speckle.
-    "dotmatrix": "gray|polarity|morph:mode=close,ksize=3|median:ksize=3",
-    # Faint prints, glare: local contrast boost.
-    "low_contrast": "gray|clahe:clip=2.0,tile=8",
-    # Even light, clear print: global black/white.
-    "binarize": "gray|polarity|otsu",
-    # Shadows and gradients across the code: local threshold.
-    "uneven_light": "gray|polarity|adaptive:method=mean,block=31,c=10",
-})
+_PRESET_SPECS: Mapping[str, str] = MappingProxyType(
+    {
+        "none": "",
+        # Dot-matrix / inkjet prints: join the dots into strokes (close on the dark ink), then drop speckle.
+        "dotmatrix": "gray|polarity|morph:mode=close,ksize=3|median:ksize=3",
+        # Faint prints, glare: local contrast boost.
+        "low_contrast": "gray|clahe:clip=2.0,tile=8",
+        # Even light, clear print: global black/white.
+        "binarize": "gray|polarity|otsu",
+        # Shadows and gradients across the code: local threshold.
+        "uneven_light": "gray|polarity|adaptive:method=mean,block=31,c=10",
+    }
+)
 assert not set(_PRESET_SPECS) & set(OP_CLASSES), "preset names must differ from operation names"
 
-PRESETS: Mapping[str, Pipeline] = MappingProxyType({
-    name: Pipeline(ops=tuple(_expand_steps(spec.split("|") if spec else [], f"preset {name}: ")))
-    for name, spec in _PRESET_SPECS.items()
-})
+PRESETS: Mapping[str, Pipeline] = MappingProxyType(
+    {
+        name: Pipeline(ops=tuple(_expand_steps(spec.split("|") if spec else [], f"preset {name}: ")))
+        for name, spec in _PRESET_SPECS.items()
+    }
+)
 
 
 def preset(name: str) -> Pipeline:

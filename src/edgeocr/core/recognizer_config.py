@@ -29,17 +29,13 @@ class RecognizerConfig(BaseModel):
         default=32,
         ge=16,
         le=128,
-        description=(
-            "Height in pixels every line is resized to; a multiple of 16 (the networks halve it 4 times)."
-        ),
+        description=("Height in pixels every line is resized to; a multiple of 16 (the networks halve it 4 times)."),
     )
     max_width: int = Field(
         default=512,
         ge=16,
         le=4096,
-        description=(
-            "Widest input in pixels; wider lines are squashed horizontally to fit. 512 px gives 128 frames."
-        ),
+        description=("Widest input in pixels; wider lines are squashed horizontally to fit. 512 px gives 128 frames."),
     )
     min_width: int = Field(
         default=32,
@@ -68,15 +64,11 @@ class RecognizerConfig(BaseModel):
     )
     charset: str = Field(
         default=DEFAULT_CHARSET,
-        description=(
-            "Characters the model reads, in class order; class 0 is the CTC blank, char i is class i+1."
-        ),
+        description=("Characters the model reads, in class order; class 0 is the CTC blank, char i is class i+1."),
     )
     mean: float = Field(
         default=0.5,
-        description=(
-            "Normalisation: pixel values scaled to [0, 1] have this subtracted (single grayscale channel)."
-        ),
+        description=("Normalisation: pixel values scaled to [0, 1] have this subtracted (single grayscale channel)."),
     )
     std: float = Field(
         default=0.5,
@@ -123,14 +115,12 @@ class RecognizerConfig(BaseModel):
     def _widths_are_consistent(self) -> RecognizerConfig:
         if self.width_multiple % self.frame_stride:
             raise ValueError(
-                f"width_multiple ({self.width_multiple}) must be a multiple of "
-                f"frame_stride ({self.frame_stride})"
+                f"width_multiple ({self.width_multiple}) must be a multiple of frame_stride ({self.frame_stride})"
             )
         for name in ("min_width", "max_width"):
             if getattr(self, name) % self.width_multiple:
                 raise ValueError(
-                    f"{name} ({getattr(self, name)}) must be a multiple of "
-                    f"width_multiple ({self.width_multiple})"
+                    f"{name} ({getattr(self, name)}) must be a multiple of width_multiple ({self.width_multiple})"
                 )
         if self.min_width > self.max_width:
             raise ValueError(f"min_width ({self.min_width}) is larger than max_width ({self.max_width})")

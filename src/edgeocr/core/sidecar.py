@@ -57,17 +57,13 @@ class ModelSidecar(BaseModel):
     format: Literal["edgeocr-recognizer"] = Field(
         default=SIDECAR_FORMAT, description="Marks the file as an edgeocr recogniser sidecar."
     )
-    format_version: Literal[1] = Field(
-        default=SIDECAR_FORMAT_VERSION, description="Version of this sidecar layout."
-    )
+    format_version: Literal[1] = Field(default=SIDECAR_FORMAT_VERSION, description="Version of this sidecar layout.")
     edgeocr_version: str = Field(description="edgeocr version that exported the model.")
     onnx_file: str = Field(description="File name of the ONNX model this sidecar describes.")
     onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the ONNX file's bytes.")
     opset: int = Field(ge=7, description="ONNX opset the model was exported with.")
     input_name: str = Field(description="Name of the ONNX input: float32 [N, 1, H, W], N and W dynamic.")
-    output_name: str = Field(
-        description="Name of the ONNX output: float32 [N, T, C] with T = W / frame_stride."
-    )
+    output_name: str = Field(description="Name of the ONNX output: float32 [N, T, C] with T = W / frame_stride.")
     output_kind: Literal["probs", "logits"] = Field(
         description="'probs' when the model ends in a softmax (no softmax needed at runtime)."
     )
@@ -85,8 +81,7 @@ class ModelSidecar(BaseModel):
         expected = Charset(self.config.charset).fingerprint
         if self.charset_fingerprint != expected:
             raise ValueError(
-                f"charset_fingerprint {self.charset_fingerprint!r} does not match "
-                f"config.charset ({expected!r})"
+                f"charset_fingerprint {self.charset_fingerprint!r} does not match config.charset ({expected!r})"
             )
         return self
 
@@ -109,8 +104,9 @@ def sha256_hex(data: bytes) -> str:
 def load_sidecar(path: Path | str) -> ModelSidecar:
     """Read and validate a sidecar; every failure is a :class:`ModelError` naming the file."""
     path = Path(path)
-    text = read_text_or_raise(path, ModelError, f"model sidecar {path} is missing; re-export the model to create it",
-                              "model sidecar")
+    text = read_text_or_raise(
+        path, ModelError, f"model sidecar {path} is missing; re-export the model to create it", "model sidecar"
+    )
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:

@@ -29,9 +29,9 @@ from edgeocr.core.charset import DEFAULT_CHARSET, Charset
 from edgeocr.core.errors import DataError, EdgeOCRError, ImageError
 from edgeocr.core.images import decode_image, read_image
 from edgeocr.core.lineimage import pad_and_normalise, padded_width, to_line_strip
+from edgeocr.core.lmdb_layout import NUM_SAMPLES_KEY, image_key, label_key, meta_key
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.data.labels import LABELS_FILE, read_labels
-from edgeocr.data.lmdb_layout import NUM_SAMPLES_KEY, image_key, label_key, meta_key
 
 log = logging.getLogger(__name__)
 
@@ -166,8 +166,7 @@ class LmdbLines(Dataset):
         import lmdb  # the synth/train extras install it
 
         try:
-            return lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, meminit=False,
-                             max_readers=512)
+            return lmdb.open(str(self.root), readonly=True, lock=False, readahead=False, meminit=False, max_readers=512)
         except lmdb.Error as exc:
             raise DataError(f"{self.root}: cannot open LMDB ({exc})") from exc
 
@@ -197,9 +196,7 @@ class LmdbLines(Dataset):
     def __getitem__(self, index: int) -> Sample:
         key = index + 1
         source = f"{self.root}#{key}"
-        image_bytes, label_bytes, meta_bytes = self._read(
-            [image_key(key), label_key(key), meta_key(key)]
-        )
+        image_bytes, label_bytes, meta_bytes = self._read([image_key(key), label_key(key), meta_key(key)])
         if image_bytes is None or label_bytes is None:
             return SkippedSample(f"{source}: image or label key missing")
         try:
@@ -236,8 +233,14 @@ class OnTheFlySynthetic(Dataset):
     process and never pickled. Subclasses name it in :meth:`synthesizer_type`.
     """
 
-    def __init__(self, n_per_epoch: int, seed: int, charset: Charset | None = None,
-                 template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        n_per_epoch: int,
+        seed: int,
+        charset: Charset | None = None,
+        template_files: Sequence[str] = (),
+        font_dirs: Sequence[str] = (),
+    ) -> None:
         if n_per_epoch < 1:
             raise ValueError(f"n_per_epoch must be at least 1, got {n_per_epoch}")
         self.n_per_epoch = int(n_per_epoch)
@@ -296,8 +299,14 @@ class SyntheticLines(OnTheFlySynthetic):
     """Synthetic line crops (:class:`~edgeocr.synth.lines.LineSynthesizer`) rendered on the fly; see
     :class:`OnTheFlySynthetic`."""
 
-    def __init__(self, n_per_epoch: int, seed: int, charset: Charset | str = DEFAULT_CHARSET,
-                 template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        n_per_epoch: int,
+        seed: int,
+        charset: Charset | str = DEFAULT_CHARSET,
+        template_files: Sequence[str] = (),
+        font_dirs: Sequence[str] = (),
+    ) -> None:
         super().__init__(n_per_epoch, seed, _charset(charset), template_files, font_dirs)
 
     def synthesizer_type(self) -> type:
@@ -329,8 +338,13 @@ class InMemorySamples(Dataset):
         return self.samples[index]
 
 
-def render_synthetic(count: int, seed: int, charset: Charset | str = DEFAULT_CHARSET,
-                     template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()) -> InMemorySamples:
+def render_synthetic(
+    count: int,
+    seed: int,
+    charset: Charset | str = DEFAULT_CHARSET,
+    template_files: Sequence[str] = (),
+    font_dirs: Sequence[str] = (),
+) -> InMemorySamples:
     """``count`` synthetic samples of ``seed`` rendered now and kept in memory (a fixed set)."""
     synthetic = SyntheticLines(count, seed, charset, template_files, font_dirs)
     return InMemorySamples([synthetic[i] for i in range(count)])
@@ -356,8 +370,9 @@ class Mixed(Dataset):
     forwards the epoch to datasets that have ``set_epoch``.
     """
 
-    def __init__(self, datasets: Sequence[Dataset], ratios: Sequence[float], length: int | None = None,
-                 seed: int = 0) -> None:
+    def __init__(
+        self, datasets: Sequence[Dataset], ratios: Sequence[float], length: int | None = None, seed: int = 0
+    ) -> None:
         if not datasets:
             raise ValueError("Mixed needs at least one dataset")
         if len(ratios) != len(datasets):
@@ -513,8 +528,10 @@ class LineCollator:
             width = padded_width(strip.shape[1], cfg)
             frames = cfg.frames_for_width(width)
             if self.drop_too_long and frames < min_ctc_frames(encoded):
-                skipped.append(f"{sample.source}: text of {len(encoded)} characters needs "
-                               f"{min_ctc_frames(encoded)} frames, the image gives {frames}")
+                skipped.append(
+                    f"{sample.source}: text of {len(encoded)} characters needs "
+                    f"{min_ctc_frames(encoded)} frames, the image gives {frames}"
+                )
                 continue
             strips.append(strip)
             widths.append(width)
@@ -535,4 +552,3 @@ class LineCollator:
             categories=categories,
             skipped=skipped,
         )
-

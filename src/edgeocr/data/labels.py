@@ -32,8 +32,9 @@ def category_of(relative_path: str) -> str:
     return parts[0] if len(parts) > 1 else ""
 
 
-def read_labels(root: Path | str, charset: Charset | None = None, strict: bool = True,
-                check_files: bool = True) -> tuple[list[LabelledImage], list[str]]:
+def read_labels(
+    root: Path | str, charset: Charset | None = None, strict: bool = True, check_files: bool = True
+) -> tuple[list[LabelledImage], list[str]]:
     """Read ``root/labels.tsv``; returns the samples and, when not strict, the reasons lines were skipped."""
     root = Path(root)
     labels = root / LABELS_FILE if root.is_dir() else root
@@ -74,5 +75,7 @@ def read_labels(root: Path | str, charset: Charset | None = None, strict: bool =
             continue
         samples.append(LabelledImage(path=base / rel, file=rel, text=label, line=number, category=category_of(rel)))
     if not samples:
-        raise DataError(f"{labels}: no usable labelled images" + (f" ({len(skipped)} lines skipped)" if skipped else ""))
+        raise DataError(
+            f"{labels}: no usable labelled images" + (f" ({len(skipped)} lines skipped)" if skipped else "")
+        )
     return samples, skipped

@@ -87,10 +87,19 @@ def parse_scene_record(record: Any, base: Path, line: int) -> SceneRecord:
         vertical.append(bool(entry.get("vertical", False)))
     width, height = record.get("width"), record.get("height")
     category = record.get("category")
-    return SceneRecord(path=base / file, width=int(width) if width is not None else None,
-                       height=int(height) if height is not None else None, polys=polys, ignore=ignore,
-                       exhaustive=bool(record.get("exhaustive", True)), line=line, file=file, texts=tuple(texts),
-                       vertical=tuple(vertical), category=str(category) if category is not None else None)
+    return SceneRecord(
+        path=base / file,
+        width=int(width) if width is not None else None,
+        height=int(height) if height is not None else None,
+        polys=polys,
+        ignore=ignore,
+        exhaustive=bool(record.get("exhaustive", True)),
+        line=line,
+        file=file,
+        texts=tuple(texts),
+        vertical=tuple(vertical),
+        category=str(category) if category is not None else None,
+    )
 
 
 def read_scene_annotations(root: Path | str, strict: bool = False) -> tuple[Path, list[SceneRecord], list[str]]:
@@ -100,9 +109,13 @@ def read_scene_annotations(root: Path | str, strict: bool = False) -> tuple[Path
     :class:`DataError` naming ``file:line`` instead of being skipped."""
     root = Path(root)
     path = root if root.is_file() else root / ANNOTATIONS_FILE
-    text = read_text_or_raise(path, DataError,
-                              f"{path}: no such file (expected {ANNOTATIONS_FILE}, one JSON object per image)",
-                              "annotations", encoding="utf-8-sig")
+    text = read_text_or_raise(
+        path,
+        DataError,
+        f"{path}: no such file (expected {ANNOTATIONS_FILE}, one JSON object per image)",
+        "annotations",
+        encoding="utf-8-sig",
+    )
     records, skipped = [], []
     for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():

@@ -10,7 +10,7 @@ Sources (each returns, per index, a :class:`SceneItem` or a :class:`SkippedSampl
 
 :class:`DetectionSamples` turns scenes into network inputs and targets. Training draws a random
 scale (and now and then a quarter turn) and a square crop that avoids cutting lines in half;
-evaluation prepares images exactly as the runtime does (:func:`edgeocr.runtime.detector.prepare_image`)
+evaluation prepares images exactly as the runtime does (:func:`edgeocr.core.detection.prepare_image`)
 and pads them to a square. Targets follow DB (Liao et al. 2020), computed on a small window around each line from the
 exact distance of each pixel centre to the line's border (numpy) and OpenCV polygon filling
 for inside/outside (no polygon-clipping library):
@@ -38,11 +38,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from edgeocr.core.detection import normalise, prepare_image
 from edgeocr.core.detector_config import DetectorConfig
 from edgeocr.core.errors import DataError
 from edgeocr.data.datasets import InMemorySamples, ListedImages, OnTheFlySynthetic, SkippedSample
 from edgeocr.data.scene_annotations import read_scene_annotations
-from edgeocr.runtime.detector import normalise, prepare_image
 
 THRESH_MIN = 0.3  # threshold-map value far from any border (DB's choice)
 THRESH_MAX = 0.7  # ... and on a border
@@ -74,18 +74,21 @@ class SceneFolder(ListedImages):
     def item(self, entry: Any, image: np.ndarray, source: str) -> SceneSample:
         height, width = image.shape[:2]
         if (entry.width, entry.height) not in ((None, None), (width, height)):
-            return SkippedSample(f"{source}: the image is {width}x{height} but the annotation says "
-                                 f"{entry.width}x{entry.height}")
-        return SceneItem(image=image, polys=entry.polys, ignore=entry.ignore, exhaustive=entry.exhaustive,
-                         source=source)
+            return SkippedSample(
+                f"{source}: the image is {width}x{height} but the annotation says {entry.width}x{entry.height}"
+            )
+        return SceneItem(
+            image=image, polys=entry.polys, ignore=entry.ignore, exhaustive=entry.exhaustive, source=source
+        )
 
 
 class SyntheticScenes(OnTheFlySynthetic):
     """Synthetic scenes (:class:`~edgeocr.synth.scenes.SceneSynthesizer`) rendered on the fly; see
     :class:`~edgeocr.data.datasets.OnTheFlySynthetic`."""
 
-    def __init__(self, n_per_epoch: int, seed: int, template_files: Sequence[str] = (),
-                 font_dirs: Sequence[str] = ()) -> None:
+    def __init__(
+        self, n_per_epoch: int, seed: int, template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()
+    ) -> None:
         super().__init__(n_per_epoch, seed, None, template_files, font_dirs)
 
     def synthesizer_type(self) -> type:
@@ -98,12 +101,12 @@ class SyntheticScenes(OnTheFlySynthetic):
         if isinstance(sample, SkippedSample):
             return sample
         polys = [np.asarray(line.poly, dtype=np.float32).reshape(-1, 2) for line in sample.lines]
-        return SceneItem(image=sample.image, polys=polys, ignore=[False] * len(polys), exhaustive=True,
-                         source=source)
+        return SceneItem(image=sample.image, polys=polys, ignore=[False] * len(polys), exhaustive=True, source=source)
 
 
-def render_synthetic_scenes(count: int, seed: int, template_files: Sequence[str] = (),
-                            font_dirs: Sequence[str] = ()) -> InMemorySamples:
+def render_synthetic_scenes(
+    count: int, seed: int, template_files: Sequence[str] = (), font_dirs: Sequence[str] = ()
+) -> InMemorySamples:
     """``count`` synthetic scenes of ``seed`` rendered now and kept in memory (a fixed set)."""
     synthetic = SyntheticScenes(count, seed, template_files, font_dirs)
     return InMemorySamples([synthetic[i] for i in range(count)])
@@ -151,8 +154,9 @@ def _signed_border_distance(poly: np.ndarray, pad: int) -> tuple[int, int, np.nd
     y1 = int(math.ceil(float(poly[:, 1].max()))) + pad
     local = (poly - np.array([x0, y0], dtype=np.float32)).astype(np.float32)
     inside = np.zeros((y1 - y0 + 1, x1 - x0 + 1), dtype=np.uint8)
-    cv2.fillPoly(inside, [np.round(local * (1 << SUBPIXEL_BITS)).astype(np.int32)], 1, lineType=cv2.LINE_8,
-                 shift=SUBPIXEL_BITS)
+    cv2.fillPoly(
+        inside, [np.round(local * (1 << SUBPIXEL_BITS)).astype(np.int32)], 1, lineType=cv2.LINE_8, shift=SUBPIXEL_BITS
+    )
     ys, xs = np.mgrid[0 : inside.shape[0], 0 : inside.shape[1]].astype(np.float32)
     distance = np.full(inside.shape, np.inf, dtype=np.float32)
     for a, b in zip(local, np.roll(local, -1, axis=0), strict=True):
@@ -176,8 +180,14 @@ def _paste(canvas: np.ndarray, window: np.ndarray, x0: int, y0: int, combine: An
     canvas[region] = combine(canvas[region], window[wy0 : wy0 + cy1 - cy0, wx0 : wx0 + cx1 - cx0])
 
 
-def make_db_targets(polys: Sequence[np.ndarray], ignore: Sequence[bool], height: int, width: int,
-                    shrink_ratio: float = 0.4, exhaustive: bool = True) -> DBTargets:
+def make_db_targets(
+    polys: Sequence[np.ndarray],
+    ignore: Sequence[bool],
+    height: int,
+    width: int,
+    shrink_ratio: float = 0.4,
+    exhaustive: bool = True,
+) -> DBTargets:
     """The DB targets of lines ``polys`` (pixel coordinates, any number of points) on an image of this size."""
     prob = np.zeros((height, width), dtype=np.float32)
     prob_mask = np.ones((height, width), dtype=np.float32)
@@ -257,8 +267,15 @@ class DetectionSamples(Dataset):
     depends only on ``(seed, epoch, index)``.
     """
 
-    def __init__(self, scenes: Dataset, cfg: DetectorConfig, input_size: int, mode: Literal["train", "eval"],
-                 seed: int = 0, augmentation: Augmentation | None = None) -> None:
+    def __init__(
+        self,
+        scenes: Dataset,
+        cfg: DetectorConfig,
+        input_size: int,
+        mode: Literal["train", "eval"],
+        seed: int = 0,
+        augmentation: Augmentation | None = None,
+    ) -> None:
         if input_size % cfg.size_multiple:
             raise ValueError(f"input_size ({input_size}) must be a multiple of {cfg.size_multiple}")
         self.scenes = scenes
@@ -291,12 +308,21 @@ class DetectionSamples(Dataset):
         rng = np.random.default_rng([self.seed, self.epoch, int(index), 0xDE7EC7])
         return self._train_sample(item, rng)
 
-    def _finish(self, canvas: np.ndarray, polys: list[np.ndarray], item: SceneItem,
-                content: tuple[int, int]) -> DetectionSample:
-        targets = make_db_targets(polys, item.ignore, self.input_size, self.input_size, self.cfg.shrink_ratio,
-                                  item.exhaustive)
-        return DetectionSample(image=canvas, targets=targets, polys=polys, ignore=list(item.ignore),
-                               exhaustive=item.exhaustive, content=content, source=item.source)
+    def _finish(
+        self, canvas: np.ndarray, polys: list[np.ndarray], item: SceneItem, content: tuple[int, int]
+    ) -> DetectionSample:
+        targets = make_db_targets(
+            polys, item.ignore, self.input_size, self.input_size, self.cfg.shrink_ratio, item.exhaustive
+        )
+        return DetectionSample(
+            image=canvas,
+            targets=targets,
+            polys=polys,
+            ignore=list(item.ignore),
+            exhaustive=item.exhaustive,
+            content=content,
+            source=item.source,
+        )
 
     def _eval_sample(self, item: SceneItem) -> DetectionSample:
         prepared = prepare_image(item.image, self.eval_cfg)
@@ -368,8 +394,11 @@ class DetectionBatch:
 def collate_detection(samples: Sequence[DetectionSample | SkippedSample | None]) -> DetectionBatch:
     """Stack the usable samples; the reasons of the skipped ones travel with the batch."""
     usable = [s for s in samples if isinstance(s, DetectionSample)]
-    skipped = [s.reason if isinstance(s, SkippedSample) else "empty sample" for s in samples
-               if not isinstance(s, DetectionSample)]
+    skipped = [
+        s.reason if isinstance(s, SkippedSample) else "empty sample"
+        for s in samples
+        if not isinstance(s, DetectionSample)
+    ]
 
     def stack(get: Any) -> torch.Tensor:
         if not usable:

@@ -57,10 +57,21 @@ class DetectorSpec:
 
 
 _SPECS: dict[str, DetectorSpec] = {
-    "db_tiny": DetectorSpec(stem=8, stages=(StageSpec(8, 1, 2, 3), StageSpec(16, 1, 2, 3), StageSpec(16, 1, 2, 3),
-                                            StageSpec(24, 1, 2, 3)), neck=16),
-    "db_s": DetectorSpec(stem=16, stages=(StageSpec(24, 2, 2, 3, first_expansion=1), StageSpec(32, 2, 3, 5),
-                                          StageSpec(64, 3, 3, 5), StageSpec(96, 2, 4, 5)), neck=48),
+    "db_tiny": DetectorSpec(
+        stem=8,
+        stages=(StageSpec(8, 1, 2, 3), StageSpec(16, 1, 2, 3), StageSpec(16, 1, 2, 3), StageSpec(24, 1, 2, 3)),
+        neck=16,
+    ),
+    "db_s": DetectorSpec(
+        stem=16,
+        stages=(
+            StageSpec(24, 2, 2, 3, first_expansion=1),
+            StageSpec(32, 2, 3, 5),
+            StageSpec(64, 3, 3, 5),
+            StageSpec(96, 2, 4, 5),
+        ),
+        neck=48,
+    ),
 }
 
 # Non-default DetectorConfig values per architecture (none yet).
@@ -132,8 +143,9 @@ class FPNLite(nn.Module):
             raise ValueError(f"the neck width must be a multiple of 4, got {width}")
         self.laterals = nn.ModuleList(nn.Conv2d(c, width, 1, bias=False) for c in in_channels)
         self.smooth = nn.ModuleList(
-            nn.Sequential(nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False),
-                          ConvBNReLU(width, width // 4, 1))
+            nn.Sequential(
+                nn.Conv2d(width, width, 3, padding=1, groups=width, bias=False), ConvBNReLU(width, width // 4, 1)
+            )
             for _ in in_channels
         )
 
@@ -142,8 +154,9 @@ class FPNLite(nn.Module):
         for i in range(len(laterals) - 2, -1, -1):
             laterals[i] = laterals[i] + F.interpolate(laterals[i + 1], scale_factor=2.0, mode="nearest")
         levels = [smooth(x) for smooth, x in zip(self.smooth, laterals, strict=True)]
-        levels = [levels[0]] + [F.interpolate(x, scale_factor=float(2 ** i), mode="nearest")
-                                for i, x in enumerate(levels[1:], start=1)]
+        levels = [levels[0]] + [
+            F.interpolate(x, scale_factor=float(2**i), mode="nearest") for i, x in enumerate(levels[1:], start=1)
+        ]
         return torch.cat(levels, dim=1)
 
 

@@ -37,8 +37,9 @@ def _onnx_bytes(model: nn.Module, cfg: DetectorConfig, opset: int) -> bytes:
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         # Known, harmless exporter notices (tests run the graph at other sizes and batch counts).
-        warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export",
-                                category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*legacy TorchScript-based ONNX export", category=DeprecationWarning
+        )
         warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
         torch.onnx.export(
             model,
@@ -46,8 +47,10 @@ def _onnx_bytes(model: nn.Module, cfg: DetectorConfig, opset: int) -> bytes:
             buffer,
             input_names=[INPUT_NAME],
             output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
-                          OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"}},
+            dynamic_axes={
+                INPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+                OUTPUT_NAME: {0: "batch", 2: "height", 3: "width"},
+            },
             opset_version=opset,
             do_constant_folding=True,
             dynamo=False,
@@ -60,9 +63,15 @@ def export_detector_onnx(model: nn.Module, cfg: DetectorConfig, path: Path | str
     ``.onnx`` first: see :func:`~edgeocr.models.export.write_onnx_pair`); return ``path``."""
 
     def sidecar_for(data: bytes) -> DetectorSidecar:
-        return DetectorSidecar(edgeocr_version=edgeocr.__version__, onnx_file=Path(path).name,
-                               onnx_sha256=sha256_hex(data), opset=opset, input_name=INPUT_NAME,
-                               output_name=OUTPUT_NAME, config=cfg)
+        return DetectorSidecar(
+            edgeocr_version=edgeocr.__version__,
+            onnx_file=Path(path).name,
+            onnx_sha256=sha256_hex(data),
+            opset=opset,
+            input_name=INPUT_NAME,
+            output_name=OUTPUT_NAME,
+            config=cfg,
+        )
 
     return write_onnx_pair(model, path, lambda network: _onnx_bytes(network, cfg, opset), sidecar_for)
 

@@ -83,8 +83,12 @@ def _onnx_bytes(model: nn.Module, cfg: RecognizerConfig, opset: int) -> bytes:
     return buffer.getvalue()
 
 
-def write_onnx_pair(model: nn.Module, path: Path | str, onnx_bytes: Callable[[nn.Module], bytes],
-                    sidecar_for: Callable[[bytes], BaseModel]) -> Path:
+def write_onnx_pair(
+    model: nn.Module,
+    path: Path | str,
+    onnx_bytes: Callable[[nn.Module], bytes],
+    sidecar_for: Callable[[bytes], BaseModel],
+) -> Path:
     """Export ``model`` in eval mode with ``onnx_bytes`` and write ``path`` and its sidecar; return ``path``.
 
     ``sidecar_for`` builds the sidecar from the ONNX bytes (it records their SHA-256). Each file
@@ -113,8 +117,12 @@ def _with_provenance(data: bytes, derived_from: DerivedFrom) -> bytes:
     import onnx
 
     model = onnx.load_model_from_string(data)
-    for key, value in (("derived_from", derived_from.title), ("licence", derived_from.licence),
-                       ("attribution", derived_from.attribution), ("notice", derived_from.notice)):
+    for key, value in (
+        ("derived_from", derived_from.title),
+        ("licence", derived_from.licence),
+        ("attribution", derived_from.attribution),
+        ("notice", derived_from.notice),
+    ):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
     return model.SerializeToString()

@@ -75,9 +75,7 @@ def available_architectures() -> tuple[str, ...]:
 
 def _check_arch(arch: str) -> None:
     if arch not in _BUILDERS:
-        raise ValueError(
-            f"unknown architecture {arch!r}; choose one of {', '.join(available_architectures())}"
-        )
+        raise ValueError(f"unknown architecture {arch!r}; choose one of {', '.join(available_architectures())}")
 
 
 def default_config(arch: str, charset: Charset | str = DEFAULT_CHARSET, **overrides: Any) -> RecognizerConfig:
@@ -93,9 +91,7 @@ def build_from_config(cfg: RecognizerConfig) -> nn.Module:
     _check_arch(cfg.arch)
     model = _BUILDERS[cfg.arch](cfg)
     if model.frame_stride != cfg.frame_stride:
-        raise ValueError(
-            f"{cfg.arch} has frame_stride {model.frame_stride} but the config says {cfg.frame_stride}"
-        )
+        raise ValueError(f"{cfg.arch} has frame_stride {model.frame_stride} but the config says {cfg.frame_stride}")
     return model
 
 

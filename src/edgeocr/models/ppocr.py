@@ -58,17 +58,33 @@ class PPOCRSpec:
                 "name": "MultiHead",
                 "out_channels_list": {"CTCLabelDecode": num_classes},
                 "head_list": [
-                    {"CTCHead": {"Neck": {"name": "lightsvtr", "dims": self.neck_dims, "depth": self.neck_depth,
-                                          "mlp_ratio": self.mlp_ratio, "local_kernel": self.local_kernel},
-                                 "Head": {"fc_decay": 0.00001}}},
+                    {
+                        "CTCHead": {
+                            "Neck": {
+                                "name": "lightsvtr",
+                                "dims": self.neck_dims,
+                                "depth": self.neck_depth,
+                                "mlp_ratio": self.mlp_ratio,
+                                "local_kernel": self.local_kernel,
+                            },
+                            "Head": {"fc_decay": 0.00001},
+                        }
+                    },
                     {"NRTRHead": {"nrtr_dim": 384, "max_text_length": 25}},
                 ],
             },
         }
 
 
-PPOCRV6_SMALL = PPOCRSpec(backbone="PPLCNetV4", model_size="small", neck_dims=120, neck_depth=2, mlp_ratio=2.0,
-                          local_kernel=7, source_classes=18710)
+PPOCRV6_SMALL = PPOCRSpec(
+    backbone="PPLCNetV4",
+    model_size="small",
+    neck_dims=120,
+    neck_depth=2,
+    mlp_ratio=2.0,
+    local_kernel=7,
+    source_classes=18710,
+)
 
 
 def rapidocr_base_model() -> type[nn.Module]:
@@ -76,8 +92,10 @@ def rapidocr_base_model() -> type[nn.Module]:
     try:
         module = importlib.import_module(RAPIDOCR_NETWORKS)
     except ModuleNotFoundError as exc:
-        raise EdgeOCRError(f"the PP-OCR architectures need the rapidocr package of the 'train' extra "
-                           f"(missing: {exc.name}): {EXTRA_HINT}") from None
+        raise EdgeOCRError(
+            f"the PP-OCR architectures need the rapidocr package of the 'train' extra "
+            f"(missing: {exc.name}): {EXTRA_HINT}"
+        ) from None
     return module.BaseModel
 
 
@@ -104,8 +122,16 @@ def _restore_same_padding(network: nn.Module) -> None:
         parent_name, _, child = name.rpartition(".")
         parent = network.get_submodule(parent_name)
         conv = getattr(parent, child)
-        padded = SamePadConv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, 0,
-                               conv.dilation, conv.groups, bias=conv.bias is not None)
+        padded = SamePadConv2d(
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            0,
+            conv.dilation,
+            conv.groups,
+            bias=conv.bias is not None,
+        )
         padded.load_state_dict(conv.state_dict())
         setattr(parent, child, padded)
 

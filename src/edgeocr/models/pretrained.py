@@ -49,20 +49,36 @@ if TYPE_CHECKING:  # torch and onnx come with the train extra; imported where us
 EXTRA_HINT = "pip install torch==2.13.0 && pip install 'edgeocr[train]'"
 PRETRAINED = "pretrained"  # --init value: the architecture's own source weights
 
-__all__ = ["PRETRAINED", "SOURCES", "PretrainedSource", "get_source", "load_exported", "load_init", "load_source",
-           "map_charset", "mapped_head", "source_classes", "source_file", "source_for_arch"]
+__all__ = [
+    "PRETRAINED",
+    "SOURCES",
+    "PretrainedSource",
+    "get_source",
+    "load_exported",
+    "load_init",
+    "load_source",
+    "map_charset",
+    "mapped_head",
+    "source_classes",
+    "source_file",
+    "source_for_arch",
+]
 
 
 def source_file(source: PretrainedSource) -> Path:
     """The source's file in its installed package (found without importing the package)."""
     spec = importlib.util.find_spec(source.package)
     if spec is None or not spec.submodule_search_locations:
-        raise EdgeOCRError(f"{source.title} comes from the {source.package} package ({source.package}=="
-                           f"{source.version}, in the 'train' extra), which is not installed: {EXTRA_HINT}")
+        raise EdgeOCRError(
+            f"{source.title} comes from the {source.package} package ({source.package}=="
+            f"{source.version}, in the 'train' extra), which is not installed: {EXTRA_HINT}"
+        )
     path = Path(next(iter(spec.submodule_search_locations))) / source.file
     if not path.is_file():
-        raise ModelError(f"the installed {source.package} has no {source.file}; {source.name} needs "
-                         f"{source.package}=={source.version}: {EXTRA_HINT}")
+        raise ModelError(
+            f"the installed {source.package} has no {source.file}; {source.name} needs "
+            f"{source.package}=={source.version}: {EXTRA_HINT}"
+        )
     return path
 
 
@@ -74,8 +90,10 @@ def read_verified(path: Path, sha256: str, what: str) -> bytes:
         raise ModelError(f"cannot read {what} {path}: {exc}") from exc
     found = sha256_hex(data)
     if found != sha256:
-        raise ModelError(f"{path} is not the {what} this importer knows (SHA-256 {found}, expected {sha256}): "
-                         "its weights could map wrongly, so it is refused")
+        raise ModelError(
+            f"{path} is not the {what} this importer knows (SHA-256 {found}, expected {sha256}): "
+            "its weights could map wrongly, so it is refused"
+        )
     return data
 
 
@@ -83,7 +101,9 @@ def _onnx() -> object:
     try:
         import onnx
     except ModuleNotFoundError:
-        raise EdgeOCRError(f"importing pretrained weights needs the 'train' extra (missing: onnx): {EXTRA_HINT}") from None
+        raise EdgeOCRError(
+            f"importing pretrained weights needs the 'train' extra (missing: onnx): {EXTRA_HINT}"
+        ) from None
     return onnx
 
 
@@ -124,13 +144,16 @@ def map_charset(classes: Sequence[str], charset: Charset | str) -> CharsetMappin
     rows = (0, *(index.get(c) for c in ours.chars))
     new = "".join(c for c in ours.chars if c not in index)
     if len(new) == len(ours.chars):
-        raise ModelError(f"cannot map the charset onto the pretrained head: none of its {len(ours.chars)} "
-                         "characters is in the source's dictionary")
+        raise ModelError(
+            f"cannot map the charset onto the pretrained head: none of its {len(ours.chars)} "
+            "characters is in the source's dictionary"
+        )
     return CharsetMapping(rows=rows, new_chars=new)
 
 
-def mapped_head(weight: np.ndarray, bias: np.ndarray, mapping: CharsetMapping, seed: int = 0
-                ) -> tuple[np.ndarray, np.ndarray]:
+def mapped_head(
+    weight: np.ndarray, bias: np.ndarray, mapping: CharsetMapping, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
     """Our head's ``[C, D]`` weight and ``[C]`` bias from the source's ``[S, D]`` / ``[S]``."""
     rng = np.random.default_rng(seed)
     kept = [r for r in mapping.rows if r is not None]
@@ -153,7 +176,9 @@ def _initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     return {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
 
 
-def _ppocr_backbone_convs(model: onnx.ModelProto, tensors: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+def _ppocr_backbone_convs(
+    model: onnx.ModelProto, tensors: dict[str, np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """(weight, bias) of each backbone convolution of a deploy-form PP-OCR graph, in graph order."""
     consumers: dict[str, list] = {}
     for node in model.graph.node:
@@ -173,8 +198,9 @@ def _ppocr_backbone_convs(model: onnx.ModelProto, tensors: dict[str, np.ndarray]
     return convs
 
 
-def _ppocrv6_state(model: onnx.ModelProto, mapping: CharsetMapping, network: nn.Module, seed: int
-                   ) -> dict[str, np.ndarray]:
+def _ppocrv6_state(
+    model: onnx.ModelProto, mapping: CharsetMapping, network: nn.Module, seed: int
+) -> dict[str, np.ndarray]:
     """The ``state_dict`` of :class:`PPOCRRecognizer` from PP-OCRv6 small's ONNX, mapped to our charset."""
     from torch import nn as tnn
 
@@ -209,17 +235,23 @@ def _ppocrv6_state(model: onnx.ModelProto, mapping: CharsetMapping, network: nn.
     for i in range(network.spec.neck_depth):
         block = f"{enc}.svtr_block.{i}"
         # The exporter decomposed each LayerNorm; its gamma and beta are helper.reshape.* in order.
-        state[f"{block}.norm1.weight"], state[f"{block}.norm1.bias"] = (tensors[f"helper.reshape.{4 * i}"],
-                                                                        tensors[f"helper.reshape.{4 * i + 1}"])
-        state[f"{block}.norm2.weight"], state[f"{block}.norm2.bias"] = (tensors[f"helper.reshape.{4 * i + 2}"],
-                                                                        tensors[f"helper.reshape.{4 * i + 3}"])
+        state[f"{block}.norm1.weight"], state[f"{block}.norm1.bias"] = (
+            tensors[f"helper.reshape.{4 * i}"],
+            tensors[f"helper.reshape.{4 * i + 1}"],
+        )
+        state[f"{block}.norm2.weight"], state[f"{block}.norm2.bias"] = (
+            tensors[f"helper.reshape.{4 * i + 2}"],
+            tensors[f"helper.reshape.{4 * i + 3}"],
+        )
         linear(f"{block}.mixer.qkv", 4 * i)
         linear(f"{block}.mixer.proj", 4 * i + 1)
         linear(f"{block}.mlp.fc1", 4 * i + 2)
         linear(f"{block}.mlp.fc2", 4 * i + 3)
     last = 4 * network.spec.neck_depth
-    state[f"{enc}.norm.weight"], state[f"{enc}.norm.bias"] = (tensors[f"helper.reshape.{last}"],
-                                                              tensors[f"helper.reshape.{last + 1}"])
+    state[f"{enc}.norm.weight"], state[f"{enc}.norm.bias"] = (
+        tensors[f"helper.reshape.{last}"],
+        tensors[f"helper.reshape.{last + 1}"],
+    )
     head_w = tensors[f"linear_{last}.w_0"].T
     head_b = tensors[f"linear_{last}.b_0"]
     if head_w.shape[0] != network.spec.source_classes:
@@ -235,12 +267,21 @@ def load_state_checked(network: nn.Module, state: dict[str, np.ndarray], origin:
     expected = network.state_dict()
     missing = [k for k in expected if k not in state and not k.endswith("num_batches_tracked")]
     extra = [k for k in state if k not in expected]
-    wrong = [f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-             if k in state and tuple(state[k].shape) != tuple(v.shape)]
+    wrong = [
+        f"{k} {tuple(state[k].shape)} != {tuple(v.shape)}"
+        for k, v in expected.items()
+        if k in state and tuple(state[k].shape) != tuple(v.shape)
+    ]
     if missing or extra or wrong:
-        problems = "; ".join(p for p in (
-            f"missing {', '.join(missing[:5])}" if missing else "", f"unexpected {', '.join(extra[:5])}" if extra else "",
-            f"shapes {', '.join(wrong[:5])}" if wrong else "") if p)
+        problems = "; ".join(
+            p
+            for p in (
+                f"missing {', '.join(missing[:5])}" if missing else "",
+                f"unexpected {', '.join(extra[:5])}" if extra else "",
+                f"shapes {', '.join(wrong[:5])}" if wrong else "",
+            )
+            if p
+        )
         raise ModelError(f"{origin}: the weights do not fit {type(network).__name__} ({problems})")
     tensors = {k: torch.from_numpy(np.array(v)).to(expected[k].dtype) for k, v in state.items()}
     network.load_state_dict(tensors, strict=False)
@@ -257,8 +298,9 @@ class ImportReport:
     new_chars: str
 
 
-def load_source(name: str, charset: Charset | str = DEFAULT_CHARSET, seed: int = 0, path: Path | None = None
-                ) -> tuple[nn.Module, RecognizerConfig, ImportReport]:
+def load_source(
+    name: str, charset: Charset | str = DEFAULT_CHARSET, seed: int = 0, path: Path | None = None
+) -> tuple[nn.Module, RecognizerConfig, ImportReport]:
     """The pretrained network of source ``name`` mapped onto ``charset``, in eval mode, with its config.
 
     ``path`` replaces the installed package's file (it must still have the known checksum).
@@ -274,8 +316,9 @@ def load_source(name: str, charset: Charset | str = DEFAULT_CHARSET, seed: int =
     cfg = default_config(source.arch, charset)
     network = build_from_config(cfg)
     load_state_checked(network, _ppocrv6_state(model, mapping, network, seed), str(path))
-    report = ImportReport(source=name, file=str(path), sha256=source.sha256, kept_chars=mapping.kept,
-                          new_chars=mapping.new_chars)
+    report = ImportReport(
+        source=name, file=str(path), sha256=source.sha256, kept_chars=mapping.kept, new_chars=mapping.new_chars
+    )
     return network.eval(), cfg, report
 
 
@@ -291,11 +334,15 @@ def load_exported(onnx_path: Path | str) -> tuple[nn.Module, RecognizerConfig]:
     onnx_path = Path(onnx_path)
     sidecar = load_sidecar(sidecar_path(onnx_path))
     if sidecar.optimization is not None:
-        raise ModelError(f"{onnx_path} is an optimised model ({', '.join(sidecar.optimization.steps)} of "
-                         f"{sidecar.optimization.source}); fine-tune its float source instead")
+        raise ModelError(
+            f"{onnx_path} is an optimised model ({', '.join(sidecar.optimization.steps)} of "
+            f"{sidecar.optimization.source}); fine-tune its float source instead"
+        )
     if source_for_arch(sidecar.config.arch) is None:
-        raise ModelError(f"{onnx_path} is a {sidecar.config.arch} model, not an imported architecture; "
-                         "its fine-tuning weights are the model.pt beside it")
+        raise ModelError(
+            f"{onnx_path} is a {sidecar.config.arch} model, not an imported architecture; "
+            "its fine-tuning weights are the model.pt beside it"
+        )
     data = read_verified(onnx_path, sidecar.onnx_sha256, "model file named by its sidecar")
     model = _onnx().load_model_from_string(data)
     network = build_from_config(sidecar.config)
@@ -314,8 +361,10 @@ def load_init(init: str | Path, cfg: RecognizerConfig) -> dict[str, torch.Tensor
     if text == PRETRAINED or text in SOURCES:
         source = source_for_arch(cfg.arch) if text == PRETRAINED else get_source(text)
         if source is None:
-            raise EdgeOCRError(f"{cfg.arch} has no pretrained source; imported architectures: "
-                               f"{', '.join(s.arch for s in SOURCES.values())}")
+            raise EdgeOCRError(
+                f"{cfg.arch} has no pretrained source; imported architectures: "
+                f"{', '.join(s.arch for s in SOURCES.values())}"
+            )
         if source.arch != cfg.arch:
             raise EdgeOCRError(f"{source.name} is a {source.arch} model, this run trains {cfg.arch}")
         network, source_cfg, _ = load_source(source.name, cfg.charset)
@@ -328,6 +377,8 @@ def load_init(init: str | Path, cfg: RecognizerConfig) -> dict[str, torch.Tensor
         init_cfg, state = load_weights(text)
     different = [n for n in ("arch", "input_height", "charset") if getattr(init_cfg, n) != getattr(cfg, n)]
     if different:
-        raise EdgeOCRError(f"cannot start from {init}: its {', '.join(different)} differ from this run's "
-                           f"({', '.join(f'{n}={getattr(init_cfg, n)!r}' for n in different)})")
+        raise EdgeOCRError(
+            f"cannot start from {init}: its {', '.join(different)} differ from this run's "
+            f"({', '.join(f'{n}={getattr(init_cfg, n)!r}' for n in different)})"
+        )
     return state

@@ -29,18 +29,29 @@ class PretrainedSource:
 
     def derived_from(self) -> DerivedFrom:
         """The sidecar note that a model derived from these weights carries."""
-        return DerivedFrom(source=self.name, title=self.title, source_sha256=self.sha256, licence=self.licence,
-                           attribution=self.attribution, notice=f"edgeocr/assets/licenses/{self.notice}")
+        return DerivedFrom(
+            source=self.name,
+            title=self.title,
+            source_sha256=self.sha256,
+            licence=self.licence,
+            attribution=self.attribution,
+            notice=f"edgeocr/assets/licenses/{self.notice}",
+        )
 
 
 SOURCES: dict[str, PretrainedSource] = {
     "ppocrv6": PretrainedSource(
-        name="ppocrv6", arch="ppocrv6_small", title="PP-OCRv6 small recogniser (PP-OCRv6_rec_small)",
-        package="rapidocr", version="3.10.0", file="models/PP-OCRv6_rec_small.onnx",
-        sha256="6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884", licence="Apache-2.0",
+        name="ppocrv6",
+        arch="ppocrv6_small",
+        title="PP-OCRv6 small recogniser (PP-OCRv6_rec_small)",
+        package="rapidocr",
+        version="3.10.0",
+        file="models/PP-OCRv6_rec_small.onnx",
+        sha256="6f327246b50388f3c176ae304bd95767ea6dc0c9ae92153ef8cbe210b3c14884",
+        licence="Apache-2.0",
         attribution="PP-OCRv6 small recognition weights: copyright Baidu and/or the PaddleOCR rights holders, "
-                    "Apache-2.0; converted to ONNX and packaged by the RapidOCR Authors (rapidocr 3.10.0, Apache-2.0); "
-                    "modified and fine-tuned by the edgeocr authors",
+        "Apache-2.0; converted to ONNX and packaged by the RapidOCR Authors (rapidocr 3.10.0, Apache-2.0); "
+        "modified and fine-tuned by the edgeocr authors",
         notice="PP-OCRv6-rec-small.NOTICE.md",
     ),
 }

@@ -34,16 +34,19 @@ def weights_path(model_path: Path | str) -> Path:
 
 def save_state(model: nn.Module, config: BaseModel, path: Path | str, file_format: str = FORMAT) -> Path:
     """Write ``model``'s weights (floating tensors as float16) and ``config`` to ``path`` atomically."""
-    state = {k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
-             for k, v in model.state_dict().items()}
+    state = {
+        k: (v.detach().cpu().half() if v.is_floating_point() else v.detach().cpu())
+        for k, v in model.state_dict().items()
+    }
     buffer = io.BytesIO()
     torch.save({"format": file_format, "config": config.model_dump(mode="json"), "state_dict": state}, buffer)
     atomic_write_bytes(Path(path), buffer.getvalue())
     return Path(path)
 
 
-def load_state(path: Path | str, config_type: type[ConfigT], file_format: str = FORMAT,
-               hyperparameter: str = "recognizer") -> tuple[ConfigT, dict[str, torch.Tensor]]:
+def load_state(
+    path: Path | str, config_type: type[ConfigT], file_format: str = FORMAT, hyperparameter: str = "recognizer"
+) -> tuple[ConfigT, dict[str, torch.Tensor]]:
     """The configuration and float32 ``state_dict`` of a weights file of ``file_format`` or a training checkpoint.
 
     A Lightning checkpoint is accepted too: its network weights (``model.*``) and the
@@ -63,7 +66,7 @@ def load_state(path: Path | str, config_type: type[ConfigT], file_format: str = 
         config, state = raw.get("config"), raw.get("state_dict")
     elif "state_dict" in raw and isinstance(raw.get("hyper_parameters"), dict):
         config = raw["hyper_parameters"].get(hyperparameter)
-        state = {k[len(LIGHTNING_PREFIX):]: v for k, v in raw["state_dict"].items() if k.startswith(LIGHTNING_PREFIX)}
+        state = {k[len(LIGHTNING_PREFIX) :]: v for k, v in raw["state_dict"].items() if k.startswith(LIGHTNING_PREFIX)}
     else:
         raise ModelError(f"{path}: not an {kind}")
     if not isinstance(config, dict) or not isinstance(state, dict) or not state:

@@ -79,8 +79,9 @@ def check_calibration(spec: str) -> list[Path] | None:
         return None
     folder = Path(spec)
     if not folder.is_dir():
-        raise DataError(f"--calib {spec}: no such folder (give a folder of line images, a labels.tsv folder, "
-                        "or synthetic[:N])")
+        raise DataError(
+            f"--calib {spec}: no such folder (give a folder of line images, a labels.tsv folder, or synthetic[:N])"
+        )
     files = _image_files(folder)
     if not files:
         raise DataError(f"--calib {spec}: the folder holds no images ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -107,8 +108,11 @@ def calibration_images(spec: str, work_dir: Path, limit: int = DEFAULT_CALIB_LIN
     return images, f"{description} ({len(images)} lines used)"
 
 
-def network_batches(images: Sequence[np.ndarray], cfg: RecognizerConfig, batch_size: int = CALIB_BATCH,
-                    ) -> list[np.ndarray]:
+def network_batches(
+    images: Sequence[np.ndarray],
+    cfg: RecognizerConfig,
+    batch_size: int = CALIB_BATCH,
+) -> list[np.ndarray]:
     """Network inputs ``[N, 1, H, W]`` float32 for ``images``: width-sorted batches, each padded to its widest."""
     strips = sorted((to_line_strip(image, cfg) for image in images), key=lambda s: s.shape[1])
     batches = []

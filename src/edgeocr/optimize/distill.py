@@ -57,8 +57,9 @@ def _model_files(onnx: Path) -> list[Path]:
     return [onnx, sidecar_path(onnx), weights_path(onnx)]
 
 
-def _student(student: str | Path, teacher_cfg: RecognizerConfig,
-             seed: int) -> tuple[RecognizerConfig, nn.Module, str, list[Path]]:
+def _student(
+    student: str | Path, teacher_cfg: RecognizerConfig, seed: int
+) -> tuple[RecognizerConfig, nn.Module, str, list[Path]]:
     """(configuration, network, description, source files) of the student."""
     if isinstance(student, str) and student in available_architectures():
         # Same input configuration as the teacher; the frame stride is the architecture's own.
@@ -69,27 +70,46 @@ def _student(student: str | Path, teacher_cfg: RecognizerConfig,
     try:
         onnx, weights = resolve_trainable_model(student, "student")
     except ModelError as exc:
-        raise ModelError(f"student {student!r}: not an architecture ({', '.join(available_architectures())}) "
-                         f"nor a usable model: {exc}") from None
+        raise ModelError(
+            f"student {student!r}: not an architecture ({', '.join(available_architectures())}) "
+            f"nor a usable model: {exc}"
+        ) from None
     cfg, network = load_network(weights)
     different = [f for f in INPUT_FIELDS if getattr(cfg, f) != getattr(teacher_cfg, f)]
     if different:
-        raise ModelError(f"the student {onnx} and the teacher prepare lines differently ({', '.join(different)}): "
-                         "distillation feeds both the same batch")
+        raise ModelError(
+            f"the student {onnx} and the teacher prepare lines differently ({', '.join(different)}): "
+            "distillation feeds both the same batch"
+        )
     return cfg, network, str(onnx), _model_files(onnx)
 
 
 def _frames_note(student_cfg: RecognizerConfig, teacher_cfg: RecognizerConfig) -> str:
     if student_cfg.frame_stride == teacher_cfg.frame_stride:
         return f"one to one: both networks give one frame per {student_cfg.frame_stride} px"
-    return (f"teacher posteriors interpolated from one frame per {teacher_cfg.frame_stride} px to the student's "
-            f"one per {student_cfg.frame_stride} px")
+    return (
+        f"teacher posteriors interpolated from one frame per {teacher_cfg.frame_stride} px to the student's "
+        f"one per {student_cfg.frame_stride} px"
+    )
 
 
-def distill(student: str | Path, teacher: Path, out_dir: Path, *, steps: int, batch_size: int = 32, seed: int = 0,
-            kl_weight: float = 1.0, temperature: float = 2.0, lr: float = 1e-3, val_lines: int = 500,
-            workers: int = 1, width_chunks: int = 4, overwrite: bool = False,
-            progress: bool = False) -> DistillResult:
+def distill(
+    student: str | Path,
+    teacher: Path,
+    out_dir: Path,
+    *,
+    steps: int,
+    batch_size: int = 32,
+    seed: int = 0,
+    kl_weight: float = 1.0,
+    temperature: float = 2.0,
+    lr: float = 1e-3,
+    val_lines: int = 500,
+    workers: int = 1,
+    width_chunks: int = 4,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> DistillResult:
     """Train ``student`` (an architecture name, from scratch, or a model with ``.pt`` weights) for ``steps``
     steps of ``batch_size`` synthetic lines, distilled from ``teacher`` (a model with ``.pt`` weights or a
     shipped name), and export it to ``out_dir``.
@@ -106,9 +126,18 @@ def distill(student: str | Path, teacher: Path, out_dir: Path, *, steps: int, ba
     if steps < 1:
         raise EdgeOCRError(f"distillation needs at least one step, got {steps}")
     try:
-        settings = ShortTrainingSettings(steps=steps, batch_size=batch_size, seed=seed, lr=lr, kl_weight=kl_weight,
-                                         temperature=temperature, val_lines=val_lines, workers=workers,
-                                         width_chunks=width_chunks, progress=progress)
+        settings = ShortTrainingSettings(
+            steps=steps,
+            batch_size=batch_size,
+            seed=seed,
+            lr=lr,
+            kl_weight=kl_weight,
+            temperature=temperature,
+            val_lines=val_lines,
+            workers=workers,
+            width_chunks=width_chunks,
+            progress=progress,
+        )
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise EdgeOCRError(f"invalid distillation settings: {problems}") from None
@@ -124,14 +153,25 @@ def distill(student: str | Path, teacher: Path, out_dir: Path, *, steps: int, ba
         exported = export_onnx(student_net, student_cfg, tmp / MODEL_FILE)
         save_network(student_net, student_cfg, weights_path(exported))
         stats: dict[str, Any] = {
-            "student": student_name, "student_arch": student_cfg.arch, "teacher": str(teacher_onnx),
-            "teacher_arch": teacher_cfg.arch, "distilled": kl_weight > 0, "kl_weight": kl_weight,
-            "temperature": temperature, "steps": outcome.steps, "batch_size": batch_size, "lr": lr, "seed": seed,
+            "student": student_name,
+            "student_arch": student_cfg.arch,
+            "teacher": str(teacher_onnx),
+            "teacher_arch": teacher_cfg.arch,
+            "distilled": kl_weight > 0,
+            "kl_weight": kl_weight,
+            "temperature": temperature,
+            "steps": outcome.steps,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
             "frames": _frames_note(student_cfg, teacher_cfg),
             "student_params": sum(p.numel() for p in student_net.parameters()),
             "teacher_params": sum(p.numel() for p in teacher_net.parameters()),
-            "student_macs": count_macs(student_net, student_cfg), "teacher_macs": count_macs(teacher_net, teacher_cfg),
-            "onnx_bytes": exported.stat().st_size, "wall_time_s": outcome.wall_time_s, "losses": outcome.losses,
+            "student_macs": count_macs(student_net, student_cfg),
+            "teacher_macs": count_macs(teacher_net, teacher_cfg),
+            "onnx_bytes": exported.stat().st_size,
+            "wall_time_s": outcome.wall_time_s,
+            "losses": outcome.losses,
             "held_out": {"student": outcome.held_out, "teacher": teacher_score},
         }
         atomic_write_bytes(tmp / STATS_FILE, (json.dumps(stats, indent=1) + "\n").encode("utf-8"))

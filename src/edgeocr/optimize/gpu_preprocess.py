@@ -441,10 +441,14 @@ def _resize(op: ResizePad) -> TorchFn:
         if op.pad == "background":
             fill = _background(image)
         else:
-            fill = torch.full((1 if image.ndim == 2 else image.shape[2],), op.pad, dtype=torch.uint8,
-                              device=image.device)
-        canvas = fill.expand(op.height, op.width, -1).clone() if image.ndim == 3 else \
-            fill[0].expand(op.height, op.width).clone()
+            fill = torch.full(
+                (1 if image.ndim == 2 else image.shape[2],), op.pad, dtype=torch.uint8, device=image.device
+            )
+        canvas = (
+            fill.expand(op.height, op.width, -1).clone()
+            if image.ndim == 3
+            else fill[0].expand(op.height, op.width).clone()
+        )
         canvas[top : top + new_h, left : left + new_w] = resized
         return canvas
 
@@ -509,8 +513,9 @@ def _torch_fn(op: PreprocessOp) -> TorchFn | None:
 
 
 #: Operations with a torch implementation; the others (clahe, deskew, adaptive gaussian) use OpenCV.
-NATIVE_OPS = frozenset({"gray", "invert", "gaussian", "median", "equalize", "otsu", "adaptive", "morph",
-                        "polarity", "resize", "normalize"})
+NATIVE_OPS = frozenset(
+    {"gray", "invert", "gaussian", "median", "equalize", "otsu", "adaptive", "morph", "polarity", "resize", "normalize"}
+)
 
 
 @dataclass(frozen=True)

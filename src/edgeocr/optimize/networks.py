@@ -35,8 +35,10 @@ def resolve_trainable_model(model: str | Path, role: str = "model") -> tuple[Pat
     load_sidecar(sidecar_path(onnx))  # ModelError: missing or malformed sidecar
     weights = weights_path(onnx)
     if not weights.is_file():
-        raise ModelError(f"the {role} {onnx} has no trainable weights beside it ({weights.name}); "
-                         "export it with its weights (edgeocr train or edgeocr export write them)")
+        raise ModelError(
+            f"the {role} {onnx} has no trainable weights beside it ({weights.name}); "
+            "export it with its weights (edgeocr train or edgeocr export write them)"
+        )
     return onnx, weights
 
 
@@ -49,8 +51,10 @@ def check_output_dir(out_dir: Path, sources: list[Path], overwrite: bool) -> Pat
     out = Path(out_dir).absolute().resolve()
     for source in sources:
         if Path(source).absolute().resolve().is_relative_to(out):
-            raise OutputError(f"{out_dir} holds the source model {source}: choose another output folder "
-                              "(the source model is never overwritten)")
+            raise OutputError(
+                f"{out_dir} holds the source model {source}: choose another output folder "
+                "(the source model is never overwritten)"
+            )
     if not overwrite and out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise OutputError(f"{out_dir} already exists; choose another output folder or overwrite it")
     return out
@@ -86,8 +90,9 @@ def load_network(weights: Path | str) -> tuple[RecognizerConfig, nn.Module]:
         try:
             cfg, state = load_state(weights, RecognizerConfig, file_format=PRUNED_WEIGHTS_FORMAT)
         except ModelError:
-            raise ModelError(f"{weights}: not an edgeocr recogniser weights file (plain or pruned) "
-                             "or training checkpoint") from None
+            raise ModelError(
+                f"{weights}: not an edgeocr recogniser weights file (plain or pruned) or training checkpoint"
+            ) from None
         pruned = True
     network = build_from_config(cfg)
     if pruned:

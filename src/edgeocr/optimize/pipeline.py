@@ -39,26 +39,14 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import onnx
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-import edgeocr
-from edgeocr.core.atomic import atomic_output_dir, atomic_write_bytes
+from edgeocr.core.atomic import atomic_output_dir
 from edgeocr.core.errors import EdgeOCRError, Interrupted, ModelError, OutputError
-from edgeocr.core.sidecar import ModelSidecar, OptimizationNote, load_sidecar, sha256_hex, sidecar_path
+from edgeocr.core.sidecar import OptimizationNote, load_sidecar, sidecar_path
 from edgeocr.optimize.calibration import LineSet, calibration_images, check_calibration, eval_sets, network_batches
-from edgeocr.optimize.engines import (
-    CheckedOnnxRecognizer,
-    OpenVinoRecognizer,
-    TensorRtRecognizer,
-    build_tensorrt_engine,
-    convert_to_openvino,
-    default_trt_cache,
-    parse_providers,
-    require_openvino,
-    require_tensorrt,
-    write_openvino_sidecar,
-)
+from edgeocr.optimize.derived import StepModel, onnx_model, save_derived_onnx
+from edgeocr.optimize.engines import convert_to_openvino, write_openvino_sidecar
 from edgeocr.optimize.quantize import (
     FASTEST_ACTIVATIONS,
     Int8Settings,
@@ -68,6 +56,16 @@ from edgeocr.optimize.quantize import (
     quantize_int8,
 )
 from edgeocr.optimize.report import write_card
+from edgeocr.runtime.engines import (
+    OpenVinoRecognizer,
+    TensorRtRecognizer,
+    build_tensorrt_engine,
+    default_trt_cache,
+    require,
+    require_openvino,
+    require_tensorrt,
+)
+from edgeocr.runtime.providers import parse_providers
 from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 
 MAX_GATE_ROUNDS = 12
@@ -81,44 +79,70 @@ class OptimizeSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    model: str = Field(min_length=1, description="The model to optimise: 'default', an .onnx with its sidecar, or "
-                       "(with distill_from) an architecture name such as 'crnn_s'.")
+    model: str = Field(
+        min_length=1,
+        description="The model to optimise: 'default', an .onnx with its sidecar, or "
+        "(with distill_from) an architecture name such as 'crnn_s'.",
+    )
     out: Path = Field(description="Output folder: the optimised model, steps/ and the report card.")
     int8: bool = Field(default=False, description="Int8 post-training quantisation behind the accuracy gate.")
-    calib: str = Field(default="synthetic", description="Calibration lines: a folder of line images, a labels.tsv "
-                       "folder, or synthetic[:N].")
+    calib: str = Field(
+        default="synthetic",
+        description="Calibration lines: a folder of line images, a labels.tsv folder, or synthetic[:N].",
+    )
     calib_lines: int = Field(default=256, ge=1, description="At most this many calibration lines are used.")
     fp16: bool = Field(default=False, description="Float16 weights (GPU / OpenVINO / TensorRT).")
     bf16: bool = Field(default=False, description="Bfloat16 inference on the CPU (OpenVINO).")
-    prune: float | None = Field(default=None, description="Share of weights (magnitude) or channels (structured) "
-                                "to prune, in (0, 1); None: no pruning.")
+    prune: float | None = Field(
+        default=None,
+        description="Share of weights (magnitude) or channels (structured) to prune, in (0, 1); None: no pruning.",
+    )
     prune_method: Literal["magnitude", "structured"] = Field(default="magnitude", description="Pruning method.")
     finetune_steps: int = Field(default=300, ge=0, description="Fine-tuning steps after pruning.")
     distill_from: str | None = Field(default=None, description="Teacher model: MODEL is trained as its student.")
     distill_steps: int = Field(default=2000, ge=1, description="Distillation training steps.")
-    engine: Literal["onnxruntime", "openvino", "tensorrt"] = Field(default="onnxruntime",
-                                                                  description="Engine the result is built for.")
-    providers: tuple[str, ...] = Field(default=("cpu",), description="ONNX Runtime execution providers for "
-                                       "measuring: cpu, cuda, tensorrt (refused when not available).")
-    eval: tuple[Path, ...] = Field(default=(), description="labels.tsv folders to score on (default: 500 synthetic "
-                                   "lines of the test seed).")
-    max_drop_pt: float = Field(default=0.5, description="Accuracy gate: largest character-accuracy drop (points) "
-                               "int8 may cost on any eval set.")
-    qat_steps: int = Field(default=0, ge=0, description="Quantisation-aware fine-tuning steps before int8 "
-                           "(needs the .pt weights); 0: post-training quantisation only.")
+    engine: Literal["onnxruntime", "openvino", "tensorrt"] = Field(
+        default="onnxruntime", description="Engine the result is built for."
+    )
+    providers: tuple[str, ...] = Field(
+        default=("cpu",),
+        description="ONNX Runtime execution providers for measuring: cpu, cuda, tensorrt (refused when not available).",
+    )
+    eval: tuple[Path, ...] = Field(
+        default=(), description="labels.tsv folders to score on (default: 500 synthetic lines of the test seed)."
+    )
+    max_drop_pt: float = Field(
+        default=0.5,
+        description="Accuracy gate: largest character-accuracy drop (points) int8 may cost on any eval set.",
+    )
+    qat_steps: int = Field(
+        default=0,
+        ge=0,
+        description="Quantisation-aware fine-tuning steps before int8 "
+        "(needs the .pt weights); 0: post-training quantisation only.",
+    )
     quant_format: Literal["auto", "qdq", "qoperator"] = Field(
-        default="auto", description="ONNX int8 format; auto: qoperator for ONNX Runtime, qdq for TensorRT.")
+        default="auto", description="ONNX int8 format; auto: qoperator for ONNX Runtime, qdq for TensorRT."
+    )
     activations: Literal["auto", "int8", "uint8"] = Field(
-        default="auto", description="Int8 activation type: int8 (S8S8) or uint8 (U8S8); auto: the faster one measured "
-        "for the format (uint8 with qoperator, int8 with qdq).")
+        default="auto",
+        description="Int8 activation type: int8 (S8S8) or uint8 (U8S8); auto: the faster one measured "
+        "for the format (uint8 with qoperator, int8 with qdq).",
+    )
     threads: int = Field(default=2, ge=1, description="Threads for every measurement, baseline and optimised alike.")
-    workers: int = Field(default=1, ge=1, description="Throughput only: this many threads read batches at once "
-                         "from one session, baseline and optimised alike (e.g. --threads 1 --workers 2: one "
-                         "worker per core, as a 2-worker server runs).")
-    speed_rounds: int = Field(default=3, ge=1, description="Throughput rounds, baseline and optimised alternating; "
-                              "the median is reported.")
-    speed_lines: int = Field(default=2048, ge=64, description="Throughput is measured on the first this many lines "
-                             "of the first eval set.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Throughput only: this many threads read batches at once "
+        "from one session, baseline and optimised alike (e.g. --threads 1 --workers 2: one "
+        "worker per core, as a 2-worker server runs).",
+    )
+    speed_rounds: int = Field(
+        default=3, ge=1, description="Throughput rounds, baseline and optimised alternating; the median is reported."
+    )
+    speed_lines: int = Field(
+        default=2048, ge=64, description="Throughput is measured on the first this many lines of the first eval set."
+    )
     seed: int = Field(default=0, description="Seed of the training steps (distillation, pruning fine-tuning).")
     overwrite: bool = Field(default=False, description="Replace an existing OUT (never the source model's folder).")
 
@@ -130,20 +154,6 @@ class AccuracyGateRefused(EdgeOCRError):
         super().__init__(message)
         self.attempts = attempts
         self.ranking = ranking
-
-
-@dataclass(frozen=True)
-class StepModel:
-    """A model some step produced: its main file, format, and every file that counts towards its size."""
-
-    path: Path
-    kind: Literal["onnx", "openvino", "tensorrt"]
-    files: tuple[Path, ...]
-    precision: str = "fp32"  # TensorRT build precision
-
-    @property
-    def size_bytes(self) -> int:
-        return sum(f.stat().st_size for f in self.files)
 
 
 @dataclass
@@ -169,8 +179,11 @@ class Run:
         return self.work / "steps" / f"{len(self.steps) + 1:02d}-{name}"
 
     def engine_config(self, max_batch_size: int = 16) -> EngineConfig:
-        return EngineConfig(intra_op_threads=self.settings.threads, max_batch_size=max_batch_size,
-                            providers=parse_providers(self.settings.providers))
+        return EngineConfig(
+            intra_op_threads=self.settings.threads,
+            max_batch_size=max_batch_size,
+            providers=parse_providers(self.settings.providers),
+        )
 
     def recognizer(self, model: StepModel, max_batch_size: int = 16) -> OnnxRecognizer:
         engine = self.engine_config(max_batch_size)
@@ -178,13 +191,13 @@ class Run:
             return OpenVinoRecognizer(model.path, engine)
         if model.kind == "tensorrt":
             return TensorRtRecognizer(model.path, engine, precision=model.precision)
-        return CheckedOnnxRecognizer(model.path, engine)
+        return OnnxRecognizer(model.path, engine)
 
     def char_accuracy(self, model: StepModel) -> dict[str, float]:
         """Character accuracy on every eval set, each line read alone (as edgeocr eval reads)."""
-        from edgeocr.bench.evaluate import load_images
-        from edgeocr.bench.metrics import accuracy
         from edgeocr.data.labels import read_labels
+        from edgeocr.measure.evaluate import load_images
+        from edgeocr.measure.metrics import accuracy
 
         key = (model.path, model.precision)
         if key not in self._scores:
@@ -201,8 +214,9 @@ class Run:
         return self._scores[key]
 
     def note(self, names: Sequence[str], details: dict) -> OptimizationNote:
-        return OptimizationNote(source=self.note_source[0], source_sha256=self.note_source[1], steps=tuple(names),
-                                details=details)
+        return OptimizationNote(
+            source=self.note_source[0], source_sha256=self.note_source[1], steps=tuple(names), details=details
+        )
 
 
 # --- checks before any work --------------------------------------------------------------------
@@ -227,8 +241,10 @@ def _resolve_with_sidecar(name: str, role: str) -> Path:
 def check_settings(s: OptimizeSettings) -> tuple[Path, list[Path]]:
     """Refuse every bad argument before any work; returns the baseline model and the files OUT must not replace."""
     if not (s.int8 or s.fp16 or s.bf16 or s.prune is not None or s.distill_from or s.engine != "onnxruntime"):
-        raise EdgeOCRError("nothing to do: ask for at least one of --int8, --fp16, --bf16, --prune, --distill-from "
-                           "or --engine openvino|tensorrt")
+        raise EdgeOCRError(
+            "nothing to do: ask for at least one of --int8, --fp16, --bf16, --prune, --distill-from "
+            "or --engine openvino|tensorrt"
+        )
     if s.qat_steps and not s.int8:
         raise EdgeOCRError("--qat-steps fine-tunes for int8: add --int8")
     if s.fp16 and s.bf16:
@@ -236,18 +252,20 @@ def check_settings(s: OptimizeSettings) -> tuple[Path, list[Path]]:
     if s.prune is not None and not 0 < s.prune < 1:
         raise EdgeOCRError(f"--prune takes a ratio strictly between 0 and 1 (the share pruned), got {s.prune}")
     if s.bf16 and s.engine != "openvino":
-        raise EdgeOCRError("--bf16 runs through OpenVINO's bfloat16 CPU kernels: add --engine openvino (ONNX Runtime "
-                           "has no bfloat16 CPU kernels for these layers; TensorRT on Jetson uses --fp16)")
+        raise EdgeOCRError(
+            "--bf16 runs through OpenVINO's bfloat16 CPU kernels: add --engine openvino (ONNX Runtime "
+            "has no bfloat16 CPU kernels for these layers; TensorRT on Jetson uses --fp16)"
+        )
     providers = parse_providers(s.providers)  # EngineUnavailable for CUDA / TensorRT providers not present
     if s.fp16 and s.engine == "onnxruntime" and providers == ("CPUExecutionProvider",):
-        raise EdgeOCRError("--fp16 with ONNX Runtime is for GPUs (--providers cuda): ONNX Runtime's CPU provider "
-                           "has no float16 kernels for these layers (and crashed loading such a model here); on a "
-                           "CPU use --int8, or --engine openvino with --bf16")
+        raise EdgeOCRError(
+            "--fp16 with ONNX Runtime is for GPUs (--providers cuda): ONNX Runtime's CPU provider "
+            "has no float16 kernels for these layers (and crashed loading such a model here); on a "
+            "CPU use --int8, or --engine openvino with --bf16"
+        )
     if s.engine == "openvino":
         require_openvino()
         if s.int8:
-            from edgeocr.optimize.engines import require
-
             require("nncf", "--int8 --engine openvino", "pip install 'edgeocr[optimize]'")
     if s.engine == "tensorrt":
         require_tensorrt()  # loud: TensorRT or its GPU missing; never a CPU fallback
@@ -263,8 +281,10 @@ def check_settings(s: OptimizeSettings) -> tuple[Path, list[Path]]:
         baseline = teacher
     else:
         if _is_architecture(s.model):
-            raise EdgeOCRError(f"{s.model} is an architecture, not a trained model: an untrained network can only be "
-                               "optimised as the student of --distill-from TEACHER")
+            raise EdgeOCRError(
+                f"{s.model} is an architecture, not a trained model: an untrained network can only be "
+                "optimised as the student of --distill-from TEACHER"
+            )
         baseline = _resolve_with_sidecar(s.model, "model")
         protected.append(baseline)
     _check_out(s.out, protected, s.overwrite)
@@ -275,8 +295,9 @@ def _check_out(out: Path, protected: Sequence[Path], overwrite: bool) -> None:
     final = out.absolute().resolve()
     for model in protected:
         if model.absolute().resolve().is_relative_to(final):
-            raise OutputError(f"--out {out} holds the model {model}: writing there would replace it; choose a new "
-                              "folder")
+            raise OutputError(
+                f"--out {out} holds the model {model}: writing there would replace it; choose a new folder"
+            )
     if final.exists() and not overwrite and (not final.is_dir() or any(final.iterdir())):
         raise OutputError(f"{out} already exists; pass --overwrite to replace it, or choose a new folder")
 
@@ -284,26 +305,17 @@ def _check_out(out: Path, protected: Sequence[Path], overwrite: bool) -> None:
 # --- steps ---------------------------------------------------------------------------------------
 
 
-def _onnx_model(path: Path) -> StepModel:
-    return StepModel(path, "onnx", (path,))
-
-
-def save_derived_onnx(source: Path, out: Path, source_sidecar: ModelSidecar, note: OptimizationNote) -> StepModel:
-    """Write ``source``'s ONNX bytes to ``out`` with a sidecar of their own checksum, opset and the note."""
-    data = source.read_bytes()
-    opset = next((o.version for o in onnx.load_from_string(data).opset_import if o.domain in ("", "ai.onnx")),
-                 source_sidecar.opset)
-    sidecar = ModelSidecar(**{**source_sidecar.model_dump(), "edgeocr_version": edgeocr.__version__,
-                              "onnx_file": out.name, "onnx_sha256": sha256_hex(data), "opset": opset,
-                              "optimization": note})
-    atomic_write_bytes(out, data)
-    atomic_write_bytes(sidecar_path(out), sidecar.to_json().encode("utf-8"))
-    return _onnx_model(out)
-
-
 def _record(run: Run, name: str, model: StepModel, started: float, **extra) -> None:
-    run.steps.append({"name": name, "model": str(model.path.relative_to(run.work)), "format": model.kind,
-                      "size_bytes": model.size_bytes, "seconds": round(time.perf_counter() - started, 2), **extra})
+    run.steps.append(
+        {
+            "name": name,
+            "model": str(model.path.relative_to(run.work)),
+            "format": model.kind,
+            "size_bytes": model.size_bytes,
+            "seconds": round(time.perf_counter() - started, 2),
+            **extra,
+        }
+    )
 
 
 def _step_names(run: Run, name: str) -> list[str]:
@@ -317,9 +329,15 @@ def distill_step(run: Run, teacher: Path) -> StepModel:
     student = s.model if _is_architecture(s.model) else _resolve_with_sidecar(s.model, "student")
     run.say(f"distilling {s.model} from {teacher} ({s.distill_steps} steps)")
     result = distill(student, teacher, folder, steps=s.distill_steps, seed=s.seed)
-    model = _onnx_model(result.onnx_path)
-    _record(run, "distill", model, started, settings={"student": s.model, "teacher": str(teacher),
-                                                       "steps": s.distill_steps}, stats=result.stats)
+    model = onnx_model(result.onnx_path)
+    _record(
+        run,
+        "distill",
+        model,
+        started,
+        settings={"student": s.model, "teacher": str(teacher), "steps": s.distill_steps},
+        stats=result.stats,
+    )
     return model
 
 
@@ -329,9 +347,15 @@ def prune_step(run: Run, model: StepModel) -> StepModel:
     s, started, folder = run.settings, time.perf_counter(), run.step_dir("prune")
     run.say(f"pruning {s.prune:.0%} ({s.prune_method}), {s.finetune_steps} fine-tuning steps")
     result = prune(model.path, s.prune, s.prune_method, folder, finetune_steps=s.finetune_steps, seed=s.seed)
-    pruned = _onnx_model(result.onnx_path)
-    _record(run, "prune", pruned, started, settings={"ratio": s.prune, "method": s.prune_method,
-                                                      "finetune_steps": s.finetune_steps}, stats=result.stats)
+    pruned = onnx_model(result.onnx_path)
+    _record(
+        run,
+        "prune",
+        pruned,
+        started,
+        settings={"ratio": s.prune, "method": s.prune_method, "finetune_steps": s.finetune_steps},
+        stats=result.stats,
+    )
     return pruned
 
 
@@ -339,8 +363,13 @@ def _drops(reference: dict[str, float], candidate: dict[str, float]) -> dict[str
     return {name: round(100 * (reference[name] - candidate[name]), 3) for name in reference}
 
 
-def gated(run: Run, build: Callable[[list[str], Path], StepModel], rank: Callable[[], list[str]],
-          reference: StepModel, folder: Path) -> tuple[StepModel, list[dict], list[dict] | None]:
+def gated(
+    run: Run,
+    build: Callable[[list[str], Path], StepModel],
+    rank: Callable[[], list[str]],
+    reference: StepModel,
+    folder: Path,
+) -> tuple[StepModel, list[dict], list[dict] | None]:
     """Build the quantised model, keeping the most sensitive layers in float until the drop is within the gate.
 
     ``build(kept_float, folder)`` makes a candidate; ``rank()`` orders the layers, most sensitive first
@@ -355,8 +384,10 @@ def gated(run: Run, build: Callable[[list[str], Path], StepModel], rank: Callabl
         drops = _drops(baseline, run.char_accuracy(candidate))
         accepted = max(drops.values()) <= limit
         attempts.append({"kept_float": list(kept), "drop_pt": drops, "accepted": accepted})
-        run.say(f"  gate: {len(kept)} layer(s) in float -> drop {max(drops.values()):+.2f} pt "
-                f"({'accepted' if accepted else f'over {limit} pt'})")
+        run.say(
+            f"  gate: {len(kept)} layer(s) in float -> drop {max(drops.values()):+.2f} pt "
+            f"({'accepted' if accepted else f'over {limit} pt'})"
+        )
         if accepted:
             return candidate, attempts, ranking
         if ranking is None:
@@ -370,7 +401,9 @@ def gated(run: Run, build: Callable[[list[str], Path], StepModel], rank: Callabl
         f"int8 costs {max(attempts[-1]['drop_pt'].values()):.2f} points of character accuracy even with "
         f"{len(attempts[-1]['kept_float'])} layer(s) kept in float, more than --max-drop-pt {limit}; no model was "
         "written (raise --max-drop-pt, calibrate on data closer to yours with --calib, or keep the float model)",
-        attempts, ranking)
+        attempts,
+        ranking,
+    )
 
 
 def _keep(chosen: StepModel, folder: Path) -> StepModel:
@@ -382,8 +415,9 @@ def _keep(chosen: StepModel, folder: Path) -> StepModel:
     for child in folder.iterdir():
         if child not in moved:
             shutil.rmtree(child) if child.is_dir() else child.unlink()
-    return StepModel(folder / chosen.path.name, chosen.kind, tuple(folder / f.name for f in chosen.files),
-                     chosen.precision)
+    return StepModel(
+        folder / chosen.path.name, chosen.kind, tuple(folder / f.name for f in chosen.files), chosen.precision
+    )
 
 
 def _calibration(run: Run, model: StepModel) -> list[np.ndarray]:
@@ -400,7 +434,7 @@ def qat_step(run: Run, model: StepModel) -> StepModel:
     s, started, folder = run.settings, time.perf_counter(), run.step_dir("qat")
     run.say(f"quantisation-aware fine-tuning ({s.qat_steps} steps)")
     path, stats = qat_finetune(model.path, folder / "model.onnx", s.qat_steps, seed=s.seed)
-    tuned = _onnx_model(path)
+    tuned = onnx_model(path)
     _record(run, "qat", tuned, started, settings={"steps": s.qat_steps, "lr": QAT_LR}, stats=stats)
     return tuned
 
@@ -409,12 +443,15 @@ def int8_settings(s: OptimizeSettings) -> Int8Settings:
     """The quantiser's settings: TensorRT reads only QDQ with symmetric int8 activations and no contrib LSTM."""
     tensorrt = s.engine == "tensorrt"
     if tensorrt and (s.quant_format == "qoperator" or s.activations == "uint8"):
-        raise EdgeOCRError("--engine tensorrt reads only QDQ models with int8 activations: drop --quant-format "
-                           "qoperator / --activations uint8")
+        raise EdgeOCRError(
+            "--engine tensorrt reads only QDQ models with int8 activations: drop --quant-format "
+            "qoperator / --activations uint8"
+        )
     quant_format = ("qdq" if tensorrt else "qoperator") if s.quant_format == "auto" else s.quant_format
     activations = FASTEST_ACTIVATIONS[quant_format] if s.activations == "auto" else s.activations
-    return Int8Settings(quant_format=quant_format, activations=activations, quantize_lstm=not tensorrt,
-                        symmetric_activations=tensorrt)
+    return Int8Settings(
+        quant_format=quant_format, activations=activations, quantize_lstm=not tensorrt, symmetric_activations=tensorrt
+    )
 
 
 def int8_onnx_step(run: Run, model: StepModel, reference: StepModel) -> StepModel:
@@ -436,13 +473,21 @@ def int8_onnx_step(run: Run, model: StepModel, reference: StepModel) -> StepMode
     def rank() -> list[dict]:
         return node_sensitivity(prepared, batches, sidecar.input_name, settings, threads=s.threads)
 
-    run.say(f"quantising to int8 ({settings.quant_format}, {settings.activations} activations, per-channel int8 "
-            "weights)")
+    run.say(
+        f"quantising to int8 ({settings.quant_format}, {settings.activations} activations, per-channel int8 weights)"
+    )
     chosen, attempts, ranking = gated(run, build, rank, reference, folder)
     final = _keep(chosen, folder)
-    _record(run, "int8", final, started, settings={**applied, "calibration_data": run.calibration,
-                                                    "max_drop_pt": s.max_drop_pt},
-            gate=attempts, sensitivity=ranking, kept_float=attempts[-1]["kept_float"])
+    _record(
+        run,
+        "int8",
+        final,
+        started,
+        settings={**applied, "calibration_data": run.calibration, "max_drop_pt": s.max_drop_pt},
+        gate=attempts,
+        sensitivity=ranking,
+        kept_float=attempts[-1]["kept_float"],
+    )
     return final
 
 
@@ -463,18 +508,31 @@ def openvino_step(run: Run, model: StepModel, reference: StepModel) -> StepModel
     s, started, folder = run.settings, time.perf_counter(), run.step_dir("openvino")
     sidecar = load_sidecar(sidecar_path(model.path))
     precision = "bf16" if s.bf16 else "f32"
-    details = {"engine": "openvino", "inference_precision": precision, "weights": "fp16" if s.fp16 else "fp32",
-               "int8": "nncf" if s.int8 else None}
-    names = _step_names(run, "openvino") + (["int8"] if s.int8 else []) + (["bf16"] if s.bf16 else []) + (
-        ["fp16"] if s.fp16 else [])
+    details = {
+        "engine": "openvino",
+        "inference_precision": precision,
+        "weights": "fp16" if s.fp16 else "fp32",
+        "int8": "nncf" if s.int8 else None,
+    }
+    names = (
+        _step_names(run, "openvino")
+        + (["int8"] if s.int8 else [])
+        + (["bf16"] if s.bf16 else [])
+        + (["fp16"] if s.fp16 else [])
+    )
 
     def build(kept: list[str], attempt: Path) -> StepModel:
-        xml = convert_to_openvino(model.path, attempt / "model.xml", int8_batches=batches if s.int8 else None,
-                                  keep_float=kept, fp16_weights=s.fp16)
+        xml = convert_to_openvino(
+            model.path,
+            attempt / "model.xml",
+            int8_batches=batches if s.int8 else None,
+            keep_float=kept,
+            fp16_weights=s.fp16,
+        )
         write_openvino_sidecar(xml, sidecar, run.note(names, {**details, "kept_float": kept}))
         return StepModel(xml, "openvino", (xml, xml.with_suffix(".bin")))
 
-    run.say(f"converting to OpenVINO ({', '.join(names[len(run.steps):])})")
+    run.say(f"converting to OpenVINO ({', '.join(names[len(run.steps) :])})")
     attempts = ranking = None
     folder.mkdir(parents=True)
     if s.int8:
@@ -488,8 +546,15 @@ def openvino_step(run: Run, model: StepModel, reference: StepModel) -> StepModel
     else:
         chosen = build([], folder / "attempt-0")
     final = _keep(chosen, folder)
-    _record(run, "openvino", final, started, settings={k: v for k, v in details.items() if v is not None},
-            gate=attempts or [], sensitivity=ranking)
+    _record(
+        run,
+        "openvino",
+        final,
+        started,
+        settings={k: v for k, v in details.items() if v is not None},
+        gate=attempts or [],
+        sensitivity=ranking,
+    )
     return final
 
 
@@ -510,9 +575,9 @@ def tensorrt_step(run: Run, model: StepModel) -> StepModel:
 def _publish(model: StepModel, run: Run, out_tmp: Path) -> StepModel:
     """Copy the final model into OUT (``model.onnx`` / ``model.xml`` + ``.bin`` / ``model.plan``) with its sidecar."""
     if model.kind == "tensorrt":
-        onnx_model = _publish(_onnx_model(model.path), run, out_tmp)
+        published = _publish(onnx_model(model.path), run, out_tmp)
         shutil.copyfile(model.files[0], out_tmp / "model.plan")
-        return StepModel(onnx_model.path, "tensorrt", (out_tmp / "model.plan",), model.precision)
+        return StepModel(published.path, "tensorrt", (out_tmp / "model.plan",), model.precision)
     for source in (*model.files, sidecar_path(model.path)):
         target = out_tmp / f"model{source.suffix}"
         shutil.copyfile(source, target)
@@ -520,9 +585,13 @@ def _publish(model: StepModel, run: Run, out_tmp: Path) -> StepModel:
     sidecar = load_sidecar(sidecar_path(model.path))
     # The published note: every step with its settings (and the layers int8 kept in float); OpenVINO's
     # precision hint stays at the top level, where OpenVinoRecognizer reads it.
-    details: dict = {step["name"]: {**step.get("settings", {}),
-                                    **({"kept_float": step["kept_float"]} if "kept_float" in step else {})}
-                     for step in run.steps}
+    details: dict = {
+        step["name"]: {
+            **step.get("settings", {}),
+            **({"kept_float": step["kept_float"]} if "kept_float" in step else {}),
+        }
+        for step in run.steps
+    }
     if sidecar.optimization and "inference_precision" in sidecar.optimization.details:
         details["inference_precision"] = sidecar.optimization.details["inference_precision"]
     note = run.note([step["name"] for step in run.steps], details)
@@ -544,11 +613,11 @@ def measure(run: Run, baseline: StepModel, optimized: StepModel) -> dict:
     ``speed_lines`` lines of the first set, and the median round is kept: ONNX Runtime's threads spin-wait
     on each other, so a moment of contention from another process costs one pass a lot, and alternating
     spreads it over both models instead of charging it to whichever ran second."""
-    from edgeocr.bench.evaluate import load_images
-    from edgeocr.bench.harness import measure_throughput, run_rec_benchmark
-    from edgeocr.bench.peers import EdgeOcrEngine
-    from edgeocr.bench.resources import environment
     from edgeocr.data.labels import read_labels
+    from edgeocr.measure.engines import EdgeOcrEngine
+    from edgeocr.measure.evaluate import load_images
+    from edgeocr.measure.resources import environment
+    from edgeocr.measure.timing import measure_rec, measure_throughput
     from edgeocr.optimize.report import headline, model_figures
 
     class _Engine(EdgeOcrEngine):
@@ -567,7 +636,7 @@ def measure(run: Run, baseline: StepModel, optimized: StepModel) -> dict:
     records: dict[str, list[dict]] = {"baseline": [], "optimized": []}
     for line_set in run.sets:
         run.say(f"measuring accuracy and latency of baseline and optimised on {line_set.name}")
-        result = run_rec_benchmark(line_set.folder, list(engines.values()), batches=(1,), threads=run.settings.threads)
+        result = measure_rec(line_set.folder, list(engines.values()), batches=(1,), threads=run.settings.threads)
         for record in result["engines"]:
             if record["status"] != "ok":
                 raise EdgeOCRError(f"{record['name']} model could not be measured: {record.get('reason')}")
@@ -583,19 +652,27 @@ def measure(run: Run, baseline: StepModel, optimized: StepModel) -> dict:
     figures = {}
     for name, recs in records.items():
         figures[name] = model_figures(recs, names)
-        figures[name]["throughput_ips"] = {str(b): float(np.median([r[str(b)] for r in rounds[name]]))
-                                           for b in SPEED_BATCHES}
+        figures[name]["throughput_ips"] = {
+            str(b): float(np.median([r[str(b)] for r in rounds[name]])) for b in SPEED_BATCHES
+        }
         figures[name]["throughput_rounds"] = rounds[name]
     top = str(max(SPEED_BATCHES))
     paired = [round(o[top] / b[top], 3) for b, o in zip(rounds["baseline"], rounds["optimized"])]
-    return {"baseline": figures["baseline"], "optimized": figures["optimized"],
-            "throughput_measure": {"lines": len(images), "set": run.sets[0].name, "rounds": run.settings.speed_rounds,
-                                   "workers": run.settings.workers,
-                                   "kept": "median round per batch size, baseline and optimised alternating",
-                                   f"speedup_per_round_batch{top}": paired,
-                                   f"speedup_median_of_rounds_batch{top}": float(np.median(paired))},
-            "headline": headline(figures["baseline"], figures["optimized"], max(SPEED_BATCHES)),
-            "environment": environment()}
+    return {
+        "baseline": figures["baseline"],
+        "optimized": figures["optimized"],
+        "throughput_measure": {
+            "lines": len(images),
+            "set": run.sets[0].name,
+            "rounds": run.settings.speed_rounds,
+            "workers": run.settings.workers,
+            "kept": "median round per batch size, baseline and optimised alternating",
+            f"speedup_per_round_batch{top}": paired,
+            f"speedup_median_of_rounds_batch{top}": float(np.median(paired)),
+        },
+        "headline": headline(figures["baseline"], figures["optimized"], max(SPEED_BATCHES)),
+        "environment": environment(),
+    }
 
 
 def optimize_command(settings: OptimizeSettings, command_line: str = "", progress: Progress | None = None) -> dict:
@@ -608,18 +685,33 @@ def optimize_command(settings: OptimizeSettings, command_line: str = "", progres
     except OSError as exc:
         raise OutputError(f"cannot create a working folder beside {out}: {exc}") from exc
     baseline_sidecar = load_sidecar(sidecar_path(baseline_path))
-    run = Run(settings, work, baseline_path, (settings.distill_from or settings.model, baseline_sidecar.onnx_sha256),
-              progress=progress)
-    card: dict = {"kind": "edgeocr-optimize-report", "version": 1, "command": command_line,
-                  "settings": settings.model_dump(mode="json"), "threads": settings.threads,
-                  "source": {"model": settings.distill_from or settings.model, "path": str(baseline_path),
-                             "sha256": baseline_sidecar.onnx_sha256},
-                  "output": {"engine": settings.engine}}
+    run = Run(
+        settings,
+        work,
+        baseline_path,
+        (settings.distill_from or settings.model, baseline_sidecar.onnx_sha256),
+        progress=progress,
+    )
+    card: dict = {
+        "kind": "edgeocr-optimize-report",
+        "version": 1,
+        "command": command_line,
+        "settings": settings.model_dump(mode="json"),
+        "threads": settings.threads,
+        "source": {
+            "model": settings.distill_from or settings.model,
+            "path": str(baseline_path),
+            "sha256": baseline_sidecar.onnx_sha256,
+        },
+        "output": {"engine": settings.engine},
+    }
     try:
         run.sets = eval_sets(list(settings.eval), work / "data")
-        card["eval_sets"] = [{"name": s.name, "path": str(s.folder) if not s.synthetic else None,
-                              "synthetic": s.synthetic} for s in run.sets]
-        model = _onnx_model(baseline_path)
+        card["eval_sets"] = [
+            {"name": s.name, "path": str(s.folder) if not s.synthetic else None, "synthetic": s.synthetic}
+            for s in run.sets
+        ]
+        model = onnx_model(baseline_path)
         if settings.distill_from:
             model = distill_step(run, baseline_path)
         if settings.prune is not None:
@@ -636,8 +728,12 @@ def optimize_command(settings: OptimizeSettings, command_line: str = "", progres
         elif settings.engine == "tensorrt":
             model = tensorrt_step(run, model)
     except AccuracyGateRefused as exc:
-        card.update(status="refused", reason=str(exc), steps=run.steps + [_refused_step(exc)],
-                    step_names=[s["name"] for s in run.steps])
+        card.update(
+            status="refused",
+            reason=str(exc),
+            steps=run.steps + [_refused_step(exc)],
+            step_names=[s["name"] for s in run.steps],
+        )
         with atomic_output_dir(out, overwrite=settings.overwrite) as tmp:
             card["outputs"] = {k: str(out / v.name) for k, v in write_card(card, tmp).items()}
         shutil.rmtree(work, ignore_errors=True)
@@ -653,10 +749,14 @@ def optimize_command(settings: OptimizeSettings, command_line: str = "", progres
             final = _publish(model, run, tmp)
             if (work / "steps").is_dir():
                 shutil.copytree(work / "steps", tmp / "steps")
-            card.update(measure(run, _onnx_model(baseline_path), final))
+            card.update(measure(run, onnx_model(baseline_path), final))
             card.update(status="ok", steps=run.steps, step_names=[s["name"] for s in run.steps])
-            card["output"].update(model=str(out / final.path.name), files=[str(out / f.name) for f in final.files],
-                                  format=final.kind, size_bytes=final.size_bytes)
+            card["output"].update(
+                model=str(out / final.path.name),
+                files=[str(out / f.name) for f in final.files],
+                format=final.kind,
+                size_bytes=final.size_bytes,
+            )
             card["outputs"] = {k: str(out / v.name) for k, v in write_card(card, tmp).items()}
     finally:
         shutil.rmtree(work, ignore_errors=True)

@@ -7,7 +7,7 @@ CPU provider has no float16 kernels for these layers: with its full graph optimi
 ``edgeocr optimize --fp16`` refuses the CPU-only ONNX Runtime engine, and :func:`compare` measures the
 float16 ONNX model only with extended (not full) optimisation, where it loads.
 
-``python -m edgeocr.optimize.precision --model default --data DIR --threads 2 --out FILE.json`` reads
+``edgeocr study precision --model default --data DIR --threads 2 --out FILE.json`` reads
 the same lines with every precision this CPU offers and prints one table: ONNX Runtime float32 and
 float16, OpenVINO float32 and bfloat16 (the ``INFERENCE_PRECISION_HINT``; AVX512-BF16/AMX kernels),
 and torch eager float32 and bfloat16 autocast. Each row: character accuracy, latency p50 at batch 1,
@@ -47,7 +47,7 @@ def _extended_optimisation_recognizer(model_path: Path, engine: EngineConfig) ->
     """An ONNX recogniser whose session uses extended (not full) graph optimisation: the float16 model on CPU."""
     import onnxruntime as ort
 
-    from edgeocr.optimize.engines import EngineRecognizer
+    from edgeocr.runtime.engines import EngineRecognizer
     from edgeocr.runtime.recognizer import session_options
 
     class Extended(EngineRecognizer):
@@ -63,8 +63,9 @@ def _extended_optimisation_recognizer(model_path: Path, engine: EngineConfig) ->
 def _variants(model: Path, work: Path) -> dict[str, Callable[[EngineConfig], OnnxRecognizer]]:
     """Every precision this machine can run, as recogniser factories."""
     from edgeocr.core.sidecar import OptimizationNote
-    from edgeocr.optimize.engines import OpenVinoRecognizer, TorchRecognizer, convert_to_openvino, write_openvino_sidecar
-    from edgeocr.optimize.pipeline import save_derived_onnx
+    from edgeocr.optimize.derived import save_derived_onnx
+    from edgeocr.optimize.engines import TorchRecognizer, convert_to_openvino, write_openvino_sidecar
+    from edgeocr.runtime.engines import OpenVinoRecognizer
 
     sidecar = load_sidecar(sidecar_path(model))
     note = OptimizationNote(source=str(model), source_sha256=sidecar.onnx_sha256, steps=("fp16",))
@@ -86,9 +87,9 @@ def compare(model: Path, data: Path, threads: int, batch: int = 64, limit: int |
     import tempfile
     import time
 
-    from edgeocr.bench.evaluate import evaluate_samples, load_images
-    from edgeocr.bench.resources import environment
     from edgeocr.data.labels import read_labels
+    from edgeocr.measure.evaluate import evaluate_samples, load_images
+    from edgeocr.measure.resources import environment
 
     samples, _ = read_labels(data, strict=True)
     samples = samples[:limit] if limit else samples
@@ -98,7 +99,7 @@ def compare(model: Path, data: Path, threads: int, batch: int = 64, limit: int |
         for name, factory in _variants(model, Path(tmp)).items():
             recognizer = factory(EngineConfig(intra_op_threads=threads, max_batch_size=batch))
 
-            def read(image: np.ndarray) -> tuple[str, float]:
+            def read(image: np.ndarray, recognizer: OnnxRecognizer = recognizer) -> tuple[str, float]:
                 line = recognizer.recognize([image])[0]
                 return line.text, line.confidence
 
@@ -109,12 +110,26 @@ def compare(model: Path, data: Path, threads: int, batch: int = 64, limit: int |
             for chunk in chunks:
                 recognizer.recognize(chunk)
             rate = len(images) / (time.perf_counter() - start)
-            rows[name] = {"char_accuracy": scored["char_accuracy"], "exact_match": scored["exact_match"],
-                          "latency_ms_p50": scored["latency_ms_p50"], f"throughput_ips_batch{batch}": round(rate, 1)}
-            print(f"{name:48s} char {100 * scored['char_accuracy']:6.2f} %  p50 {scored['latency_ms_p50']:6.2f} ms  "
-                  f"batch {batch}: {rate:7.1f} lines/s", flush=True)
-    return {"model": str(model), "data": str(data), "n": len(samples), "threads": threads, "batch": batch,
-            "rows": rows, "environment": environment()}
+            rows[name] = {
+                "char_accuracy": scored["char_accuracy"],
+                "exact_match": scored["exact_match"],
+                "latency_ms_p50": scored["latency_ms_p50"],
+                f"throughput_ips_batch{batch}": round(rate, 1),
+            }
+            print(
+                f"{name:48s} char {100 * scored['char_accuracy']:6.2f} %  p50 {scored['latency_ms_p50']:6.2f} ms  "
+                f"batch {batch}: {rate:7.1f} lines/s",
+                flush=True,
+            )
+    return {
+        "model": str(model),
+        "data": str(data),
+        "n": len(samples),
+        "threads": threads,
+        "batch": batch,
+        "rows": rows,
+        "environment": environment(),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +152,3 @@ def main(argv: list[str] | None = None) -> int:
     if args.out:
         atomic_write_bytes(args.out, (json.dumps(result, indent=1) + "\n").encode())
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -55,8 +55,10 @@ STATS_FILE = "prune_stats.json"
 DEFAULT_CHANNEL_MULTIPLE = 8  # kept channel counts are multiples of this (SIMD-friendly conv blocks)
 MACS_WIDTH = 256  # line width (px) at which multiply-accumulates are counted
 FINETUNE_LR = 5e-4  # starting from trained weights: a third of the default model's peak training rate
-NO_SPEED_CLAIM = ("unstructured zeros are stored and computed densely (ONNX Runtime has no sparse kernels for "
-                  "these layers): no speed gain is claimed; the gain is the compressed size")
+NO_SPEED_CLAIM = (
+    "unstructured zeros are stored and computed densely (ONNX Runtime has no sparse kernels for "
+    "these layers): no speed gain is claimed; the gain is the compressed size"
+)
 
 
 @dataclass(frozen=True)
@@ -79,8 +81,9 @@ def _magnitude_targets(network: nn.Module) -> list[tuple[nn.Module, str]]:
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             targets.append((module, "weight"))
         elif isinstance(module, nn.RNNBase):
-            targets += [(module, name) for name, _ in module.named_parameters(recurse=False)
-                        if name.startswith("weight_")]
+            targets += [
+                (module, name) for name, _ in module.named_parameters(recurse=False) if name.startswith("weight_")
+            ]
     return targets
 
 
@@ -96,9 +99,11 @@ def _weight_sparsity(network: nn.Module) -> dict[str, Any]:
         zeros, total = zeros + count, total + weight.numel()
     parameters = list(network.parameters())
     all_zeros = sum(int((p == 0).sum()) for p in parameters)
-    return {"sparsity": round(zeros / total, 6) if total else 0.0,
-            "sparsity_all_parameters": round(all_zeros / sum(p.numel() for p in parameters), 6),
-            "sparsity_per_weight": per_weight}
+    return {
+        "sparsity": round(zeros / total, 6) if total else 0.0,
+        "sparsity_all_parameters": round(all_zeros / sum(p.numel() for p in parameters), 6),
+        "sparsity_per_weight": per_weight,
+    }
 
 
 def _onnx_sparsity(data: bytes) -> float:
@@ -155,15 +160,26 @@ def prune_channels(network: nn.Module, cfg: RecognizerConfig, ratio: float, chan
     if isinstance(network.sequence, nn.LSTM):
         # The whole network is traced: the last conv's channels go with the LSTM's input columns.
         # The LSTM (its hidden units) and the head are never pruning roots.
-        root, ignored, pruned = network, [network.sequence, network.head], (
-            "every conv's output channels, with the LSTM's input columns; LSTM hidden size and CTC head unchanged")
+        root, ignored, pruned = (
+            network,
+            [network.sequence, network.head],
+            ("every conv's output channels, with the LSTM's input columns; LSTM hidden size and CTC head unchanged"),
+        )
     else:
         # torch-pruning cannot follow a GRU: prune inside the backbone, keeping the channels it hands on.
-        root, ignored, pruned = network.backbone, [convs[-1][1]], (
-            "conv output channels except the last conv's (they feed the GRU); GRU and CTC head unchanged")
-    pruner = tp.pruner.MetaPruner(root, example, ignored_layers=ignored,
-                                  importance=tp.importance.MagnitudeImportance(p=1), pruning_ratio=ratio,
-                                  round_to=channel_multiple)
+        root, ignored, pruned = (
+            network.backbone,
+            [convs[-1][1]],
+            ("conv output channels except the last conv's (they feed the GRU); GRU and CTC head unchanged"),
+        )
+    pruner = tp.pruner.MetaPruner(
+        root,
+        example,
+        ignored_layers=ignored,
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        round_to=channel_multiple,
+    )
     pruner.step()
     return {
         "pruned": pruned,
@@ -177,10 +193,23 @@ def _parameter_count(network: nn.Module) -> int:
     return sum(p.numel() for p in network.parameters())
 
 
-def prune(model: Path, ratio: float, method: str, out_dir: Path, *, finetune_steps: int = 300, batch_size: int = 32,
-          seed: int = 0, lr: float = FINETUNE_LR, channel_multiple: int = DEFAULT_CHANNEL_MULTIPLE,
-          recovery_kl_weight: float = 0.0, val_lines: int = 500, workers: int = 1, overwrite: bool = False,
-          progress: bool = False) -> PruneResult:
+def prune(
+    model: Path,
+    ratio: float,
+    method: str,
+    out_dir: Path,
+    *,
+    finetune_steps: int = 300,
+    batch_size: int = 32,
+    seed: int = 0,
+    lr: float = FINETUNE_LR,
+    channel_multiple: int = DEFAULT_CHANNEL_MULTIPLE,
+    recovery_kl_weight: float = 0.0,
+    val_lines: int = 500,
+    workers: int = 1,
+    overwrite: bool = False,
+    progress: bool = False,
+) -> PruneResult:
     """Prune ``model`` (an ``.onnx`` with sidecar and ``.pt`` beside it, or a shipped name) into ``out_dir``.
 
     ``method`` 'magnitude' or 'structured' (see the module docstring); ``ratio`` in (0, 1) is the share
@@ -205,16 +234,25 @@ def prune(model: Path, ratio: float, method: str, out_dir: Path, *, finetune_ste
     if not 0 < ratio < 1:
         raise EdgeOCRError(f"the pruning ratio must be between 0 and 1 (exclusive), got {ratio}")
     if finetune_steps < 0 or batch_size < 1 or channel_multiple < 1 or recovery_kl_weight < 0:
-        raise EdgeOCRError("finetune_steps and recovery_kl_weight must be >= 0, batch_size and channel_multiple "
-                           f">= 1; got {finetune_steps}, {recovery_kl_weight}, {batch_size} and {channel_multiple}")
+        raise EdgeOCRError(
+            "finetune_steps and recovery_kl_weight must be >= 0, batch_size and channel_multiple "
+            f">= 1; got {finetune_steps}, {recovery_kl_weight}, {batch_size} and {channel_multiple}"
+        )
     onnx_path, weights = resolve_trainable_model(model)
     out = check_output_dir(out_dir, [onnx_path, weights, sidecar_path(onnx_path)], overwrite)
     cfg, network = load_network(weights)
     if method == "structured":
         _check_channel_pruning(network, cfg)  # before any work
-    settings = ShortTrainingSettings(steps=finetune_steps, batch_size=batch_size, seed=seed, lr=lr,
-                                     kl_weight=recovery_kl_weight, val_lines=val_lines, workers=workers,
-                                     progress=progress)
+    settings = ShortTrainingSettings(
+        steps=finetune_steps,
+        batch_size=batch_size,
+        seed=seed,
+        lr=lr,
+        kl_weight=recovery_kl_weight,
+        val_lines=val_lines,
+        workers=workers,
+        progress=progress,
+    )
     source = onnx_path.read_bytes()
     params_before, macs_before = _parameter_count(network), count_macs(network, cfg, MACS_WIDTH)
     val_set = held_out_lines(cfg, settings)
@@ -241,17 +279,31 @@ def prune(model: Path, ratio: float, method: str, out_dir: Path, *, finetune_ste
         data = exported.read_bytes()
         params_after = _parameter_count(network)
         stats: dict[str, Any] = {
-            "method": method, "ratio": ratio, "source": str(onnx_path), "arch": cfg.arch,
-            **_weight_sparsity(network), "onnx_sparsity": _onnx_sparsity(data),
-            "params_before": params_before, "params_after": params_after,
+            "method": method,
+            "ratio": ratio,
+            "source": str(onnx_path),
+            "arch": cfg.arch,
+            **_weight_sparsity(network),
+            "onnx_sparsity": _onnx_sparsity(data),
+            "params_before": params_before,
+            "params_after": params_after,
             "nonzero_params_after": sum(int((p != 0).sum()) for p in network.parameters()),
             "params_removed": round(1 - params_after / params_before, 6),
-            "macs_before": macs_before, "macs_after": count_macs(network, cfg, MACS_WIDTH), "macs_width_px": MACS_WIDTH,
-            "onnx_bytes_before": len(source), "onnx_bytes_after": len(data),
-            "compressed_bytes_before": compressed_size(source), "compressed_bytes_after": compressed_size(data),
-            "finetune_steps": outcome.steps, "finetune_batch_size": batch_size, "finetune_lr": lr, "seed": seed,
+            "macs_before": macs_before,
+            "macs_after": count_macs(network, cfg, MACS_WIDTH),
+            "macs_width_px": MACS_WIDTH,
+            "onnx_bytes_before": len(source),
+            "onnx_bytes_after": len(data),
+            "compressed_bytes_before": compressed_size(source),
+            "compressed_bytes_after": compressed_size(data),
+            "finetune_steps": outcome.steps,
+            "finetune_batch_size": batch_size,
+            "finetune_lr": lr,
+            "seed": seed,
             "recovery_kl_weight": recovery_kl_weight,
-            "finetune_wall_time_s": outcome.wall_time_s, "finetune_losses": outcome.losses, "held_out": held_out,
+            "finetune_wall_time_s": outcome.wall_time_s,
+            "finetune_losses": outcome.losses,
+            "held_out": held_out,
             **details,
         }
         atomic_write_bytes(tmp / STATS_FILE, (json.dumps(stats, indent=1) + "\n").encode("utf-8"))

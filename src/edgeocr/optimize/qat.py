@@ -39,13 +39,24 @@ QAT_LR = 1e-4  # a tenth of training's peak: the weights only need to settle ont
 
 
 def _weight_quantiser() -> FakeQuantize:
-    return FakeQuantize(observer=MovingAveragePerChannelMinMaxObserver, quant_min=-127, quant_max=127,
-                        dtype=torch.qint8, qscheme=torch.per_channel_symmetric, ch_axis=0)
+    return FakeQuantize(
+        observer=MovingAveragePerChannelMinMaxObserver,
+        quant_min=-127,
+        quant_max=127,
+        dtype=torch.qint8,
+        qscheme=torch.per_channel_symmetric,
+        ch_axis=0,
+    )
 
 
 def _activation_quantiser() -> FakeQuantize:
-    return FakeQuantize(observer=MovingAverageMinMaxObserver, quant_min=-128, quant_max=127, dtype=torch.qint8,
-                        qscheme=torch.per_tensor_affine)
+    return FakeQuantize(
+        observer=MovingAverageMinMaxObserver,
+        quant_min=-128,
+        quant_max=127,
+        dtype=torch.qint8,
+        qscheme=torch.per_tensor_affine,
+    )
 
 
 def fold_batch_norms(network: nn.Module) -> int:
@@ -92,8 +103,10 @@ def qat_finetune(model: Path, out: Path, steps: int, *, batch_size: int = 32, se
 
     weights = weights_path(model)
     if not weights.is_file():
-        raise ModelError(f"--qat-steps needs the training weights {weights} beside {model} (a model.pt, as "
-                         "edgeocr train and export write)")
+        raise ModelError(
+            f"--qat-steps needs the training weights {weights} beside {model} (a model.pt, as "
+            "edgeocr train and export write)"
+        )
     cfg, state = load_weights(weights)
     network = build_from_config(cfg)
     network.load_state_dict(state)
@@ -105,5 +118,11 @@ def qat_finetune(model: Path, out: Path, steps: int, *, batch_size: int = 32, se
     remove_fake_quantisers(network, hooks)
     out.parent.mkdir(parents=True, exist_ok=True)
     path = export_onnx(network.eval(), cfg, out)
-    return path, {"steps": outcome.steps, "batch_size": batch_size, "lr": QAT_LR, "batch_norms_folded": folded,
-                  "wall_time_s": outcome.wall_time_s, "losses": outcome.losses}
+    return path, {
+        "steps": outcome.steps,
+        "batch_size": batch_size,
+        "lr": QAT_LR,
+        "batch_norms_folded": folded,
+        "wall_time_s": outcome.wall_time_s,
+        "losses": outcome.losses,
+    }

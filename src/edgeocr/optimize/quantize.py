@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import tempfile
 from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
@@ -71,9 +72,15 @@ class Int8Settings:
             recurrent["lstm"] = "int8 (dynamic)" if self.quantize_lstm else "float"
         if "GRU" in op_types:
             recurrent["gru"] = "float (ONNX Runtime has no int8 GRU)"
-        return {"format": self.quant_format, "activations": self.activations, "weights": "int8",
-                "per_channel": self.per_channel, **recurrent, "symmetric_activations": self.symmetric_activations,
-                "calibration_method": self.calibration}
+        return {
+            "format": self.quant_format,
+            "activations": self.activations,
+            "weights": "int8",
+            "per_channel": self.per_channel,
+            **recurrent,
+            "symmetric_activations": self.symmetric_activations,
+            "calibration_method": self.calibration,
+        }
 
 
 def op_types(model: Path) -> set[str]:
@@ -93,13 +100,31 @@ def _quiet_quantiser() -> Iterator[None]:
         root.setLevel(level)
 
 
+@contextlib.contextmanager
+def _in_scratch_dir() -> Iterator[None]:
+    """Run the block in an empty temporary working directory, removed afterwards.
+
+    ONNX Runtime's symbolic shape inference, when it cannot finish, saves its partial model to
+    ``sym_shape_infer_temp.onnx`` plus a ``<uuid>.data`` file in the current directory; this keeps them out
+    of the user's folder. The working directory is process-wide: paths used inside the block must be absolute.
+    """
+    previous = os.getcwd()
+    with tempfile.TemporaryDirectory(prefix="edgeocr-prepare-") as scratch:
+        os.chdir(scratch)
+        try:
+            yield
+        finally:
+            os.chdir(previous)
+
+
 def prepare_for_quantisation(model: Path, out: Path) -> Path:
     """``quant_pre_process``: shape inference and graph optimisation, so that ranges cover fused ops."""
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    source, target = Path(model).absolute(), Path(out).absolute()  # before the working directory changes
     try:
-        with _quiet_quantiser():
-            quant_pre_process(str(model), str(out), skip_symbolic_shape=False)
+        with _quiet_quantiser(), _in_scratch_dir():
+            quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
     except Exception as exc:  # the pre-processor raises whatever onnx or its shape inference raise
         raise ModelError(f"cannot prepare {model} for quantisation: {exc}") from exc
     return out
@@ -111,8 +136,15 @@ def quantisable_nodes(model: Path, settings: Int8Settings) -> list[str]:
     return [node.name for node in onnx.load(str(model)).graph.node if node.op_type in types]
 
 
-def quantize_int8(prepared: Path, out: Path, batches: Sequence[np.ndarray], input_name: str,
-                  settings: Int8Settings, exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
+def quantize_int8(
+    prepared: Path,
+    out: Path,
+    batches: Sequence[np.ndarray],
+    input_name: str,
+    settings: Int8Settings,
+    exclude: Sequence[str] = (),
+    only: Sequence[str] | None = None,
+) -> Path:
     """Quantise ``prepared`` (see :func:`prepare_for_quantisation`) to ``out``; ``exclude`` stays float.
 
     ``only``: quantise just these nodes (sensitivity analysis). Returns ``out``."""
@@ -124,25 +156,42 @@ def quantize_int8(prepared: Path, out: Path, batches: Sequence[np.ndarray], inpu
     lstm_nodes = [n.name for n in wanted if n.op_type in DYNAMIC_OP_TYPES] if settings.quantize_lstm else []
     kept_float = [*exclude, *(n.name for n in graph.node if n.op_type in FLOAT_OP_TYPES)]
     if not static_nodes and not lstm_nodes:
-        raise ModelError(f"{prepared}: nothing to quantise (no {', '.join(STATIC_OP_TYPES + DYNAMIC_OP_TYPES)} "
-                         "node left after the exclusions)")
+        raise ModelError(
+            f"{prepared}: nothing to quantise (no {', '.join(STATIC_OP_TYPES + DYNAMIC_OP_TYPES)} "
+            "node left after the exclusions)"
+        )
     activation = QuantType.QInt8 if settings.activations == "int8" else QuantType.QUInt8
-    method = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
-              "percentile": CalibrationMethod.Percentile}[settings.calibration]
+    method = {
+        "minmax": CalibrationMethod.MinMax,
+        "entropy": CalibrationMethod.Entropy,
+        "percentile": CalibrationMethod.Percentile,
+    }[settings.calibration]
     with tempfile.TemporaryDirectory(prefix="edgeocr-quant-") as tmp, _quiet_quantiser():
         static_out = Path(tmp) / "static.onnx" if lstm_nodes else out
         source = prepared
         if static_nodes:
-            quantize_static(str(prepared), str(static_out), BatchFeed(batches, input_name),
-                            quant_format=QuantFormat.QDQ if settings.quant_format == "qdq" else QuantFormat.QOperator,
-                            nodes_to_quantize=list(only) if only is not None else None, nodes_to_exclude=kept_float,
-                            per_channel=settings.per_channel, activation_type=activation,
-                            weight_type=QuantType.QInt8, calibrate_method=method,
-                            extra_options={"ActivationSymmetric": settings.symmetric_activations})
+            quantize_static(
+                str(prepared),
+                str(static_out),
+                BatchFeed(batches, input_name),
+                quant_format=QuantFormat.QDQ if settings.quant_format == "qdq" else QuantFormat.QOperator,
+                nodes_to_quantize=list(only) if only is not None else None,
+                nodes_to_exclude=kept_float,
+                per_channel=settings.per_channel,
+                activation_type=activation,
+                weight_type=QuantType.QInt8,
+                calibrate_method=method,
+                extra_options={"ActivationSymmetric": settings.symmetric_activations},
+            )
             source = static_out
         if lstm_nodes:
-            quantize_dynamic(str(source), str(out), op_types_to_quantize=list(DYNAMIC_OP_TYPES),
-                             nodes_to_quantize=lstm_nodes, weight_type=QuantType.QInt8)
+            quantize_dynamic(
+                str(source),
+                str(out),
+                op_types_to_quantize=list(DYNAMIC_OP_TYPES),
+                nodes_to_quantize=lstm_nodes,
+                weight_type=QuantType.QInt8,
+            )
     return out
 
 
@@ -161,8 +210,9 @@ def output_change(reference: Sequence[np.ndarray], candidate: Sequence[np.ndarra
     return float(flips.mean()), float(diff.mean())
 
 
-def node_sensitivity(prepared: Path, batches: Sequence[np.ndarray], input_name: str, settings: Int8Settings,
-                     threads: int = 0) -> list[dict]:
+def node_sensitivity(
+    prepared: Path, batches: Sequence[np.ndarray], input_name: str, settings: Int8Settings, threads: int = 0
+) -> list[dict]:
     """Each quantisable node quantised alone: how much the output moves, most damaging first."""
     reference = outputs(prepared, batches, input_name, threads)
     ranking = []

@@ -44,8 +44,10 @@ def model_figures(records: Sequence[dict], set_names: Sequence[str]) -> dict:
         "latency_ms_p50": first["latency_ms_p50"],
         "latency_ms_p95": first["latency_ms_p95"],
         "throughput_ips": first["throughput_ips"],
-        "accuracy": {name: {"n": r["n"], "char_accuracy": r["char_accuracy"], "exact_match": r["exact_match"]}
-                     for name, r in zip(set_names, records)},
+        "accuracy": {
+            name: {"n": r["n"], "char_accuracy": r["char_accuracy"], "exact_match": r["exact_match"]}
+            for name, r in zip(set_names, records)
+        },
         "resources": first.get("resources"),
     }
 
@@ -57,17 +59,24 @@ def _ratio(a: float | None, b: float | None) -> float | None:
 def headline(baseline: dict, optimized: dict, batch: int) -> dict:
     """speedup, size_reduction, accuracy_drop_pt (and their per-set and relative forms) with the checks."""
     key = str(batch)
-    drops = {name: round(100 * (baseline["accuracy"][name]["char_accuracy"] - acc["char_accuracy"]), 3)
-             for name, acc in optimized["accuracy"].items()}
-    relative = {name: round(drop / (100 * baseline["accuracy"][name]["char_accuracy"]), 5)
-                if baseline["accuracy"][name]["char_accuracy"] else None for name, drop in drops.items()}
+    drops = {
+        name: round(100 * (baseline["accuracy"][name]["char_accuracy"] - acc["char_accuracy"]), 3)
+        for name, acc in optimized["accuracy"].items()
+    }
+    relative = {
+        name: round(drop / (100 * baseline["accuracy"][name]["char_accuracy"]), 5)
+        if baseline["accuracy"][name]["char_accuracy"]
+        else None
+        for name, drop in drops.items()
+    }
     speedup = _ratio(optimized["throughput_ips"].get(key), baseline["throughput_ips"].get(key))
     size_ratio = _ratio(baseline["size_bytes"], optimized["size_bytes"])
     figures = {
         "speedup": speedup,
         "speedup_batch": batch,
-        "speedup_by_batch": {b: _ratio(optimized["throughput_ips"].get(b), rate)
-                             for b, rate in baseline["throughput_ips"].items()},
+        "speedup_by_batch": {
+            b: _ratio(optimized["throughput_ips"].get(b), rate) for b, rate in baseline["throughput_ips"].items()
+        },
         "size_reduction": round(1 - optimized["size_bytes"] / baseline["size_bytes"], 4),
         "size_ratio": size_ratio,
         "accuracy_drop_pt": max(drops.values()),
@@ -82,9 +91,11 @@ def headline(baseline: dict, optimized: dict, batch: int) -> dict:
         "relative_accuracy_drop": _check(worst_relative, "<=", FLOOR["relative_accuracy_drop"]),
     }
     ours = {**floor, "accuracy_drop_pt": _check(figures["accuracy_drop_pt"], "<=", OURS_MAX_DROP_PT)}
-    gate = {"speedup": _check(speedup, ">=", DEFAULT_GATE["speedup"]),
-            "size_ratio": _check(size_ratio, ">=", DEFAULT_GATE["size_ratio"]),
-            "accuracy_drop_pt": _check(figures["accuracy_drop_pt"], "<=", DEFAULT_GATE["accuracy_drop_pt"])}
+    gate = {
+        "speedup": _check(speedup, ">=", DEFAULT_GATE["speedup"]),
+        "size_ratio": _check(size_ratio, ">=", DEFAULT_GATE["size_ratio"]),
+        "accuracy_drop_pt": _check(figures["accuracy_drop_pt"], "<=", DEFAULT_GATE["accuracy_drop_pt"]),
+    }
     figures["checks"] = {"floor": floor, "ours": ours, "int8_default_gate": gate}
     figures["pass"] = {name: all(c["pass"] for c in checks.values()) for name, checks in figures["checks"].items()}
     figures["verdict"] = verdict(figures)
@@ -98,14 +109,17 @@ def _check(value: float | None, op: str, target: float) -> dict:
 
 def verdict(figures: dict) -> str:
     """The pass/fail line."""
+
     def word(name: str) -> str:
         return "PASS" if figures["pass"][name] else "FAIL"
 
-    return (f"floor (>= 2x, >= 30 % smaller, <= 5 % relative accuracy drop): {word('floor')}; "
-            f"ours (<= 0.5 pt): {word('ours')}; int8-default gate (>= 2x, >= 3x smaller, <= 0.5 pt): "
-            f"{word('int8_default_gate')} -- speedup {_fmt(figures['speedup'], 'x')} at batch "
-            f"{figures['speedup_batch']}, {_fmt(figures['size_ratio'], 'x')} smaller, "
-            f"accuracy drop {figures['accuracy_drop_pt']:+.2f} pt")
+    return (
+        f"floor (>= 2x, >= 30 % smaller, <= 5 % relative accuracy drop): {word('floor')}; "
+        f"ours (<= 0.5 pt): {word('ours')}; int8-default gate (>= 2x, >= 3x smaller, <= 0.5 pt): "
+        f"{word('int8_default_gate')} -- speedup {_fmt(figures['speedup'], 'x')} at batch "
+        f"{figures['speedup_batch']}, {_fmt(figures['size_ratio'], 'x')} smaller, "
+        f"accuracy drop {figures['accuracy_drop_pt']:+.2f} pt"
+    )
 
 
 def _fmt(value: float | None, unit: str = "", digits: int = 2) -> str:
@@ -123,47 +137,66 @@ def _mb(size: int) -> str:
 
 def markdown(card: dict) -> str:
     """The report card as Markdown."""
-    lines = [f"# Optimisation report: {card['source']['model']} -> {', '.join(card['step_names']) or 'unchanged'} "
-             f"({card['output']['engine']})", ""]
+    lines = [
+        f"# Optimisation report: {card['source']['model']} -> {', '.join(card['step_names']) or 'unchanged'} "
+        f"({card['output']['engine']})",
+        "",
+    ]
     if card["status"] != "ok":
         lines += [f"**Refused:** {card['reason']}", "", "Nothing but this report was written.", ""]
         lines += _steps_md(card)
         return "\n".join(lines) + "\n"
     h, base, opt = card["headline"], card["baseline"], card["optimized"]
-    lines += [f"**{h['verdict']}**", "",
-              f"Measured in one run on {card['environment']['cpu']['model']}, {card['threads']} thread{'s' if card['threads'] > 1 else ''}, "
-              f"{card['environment']['date']}. Baseline: `{card['source']['path']}`; optimised: "
-              f"`{card['output']['model']}`. Throughput: median of {card['throughput_measure']['rounds']} "
-              f"alternating rounds over {card['throughput_measure']['lines']} lines of "
-              f"{_workers(card['throughput_measure'])}"
-              f"{card['throughput_measure']['set']} (speedup at batch 64 in each round: "
-              f"{', '.join(f'{r:.2f}x' for r in card['throughput_measure']['speedup_per_round_batch64'])}).", "",
-              "| figure | baseline | optimised | change |", "|---|---:|---:|---:|",
-              f"| size on disk | {_mb(base['size_bytes'])} | {_mb(opt['size_bytes'])} | "
-              f"{-100 * h['size_reduction']:+.1f} % ({_fmt(h['size_ratio'], 'x')} smaller) |",
-              f"| latency p50, batch 1 | {base['latency_ms_p50']:.2f} ms | {opt['latency_ms_p50']:.2f} ms | "
-              f"{_fmt(h['latency_p50_ratio'], 'x')} faster |",
-              f"| latency p95, batch 1 | {base['latency_ms_p95']:.2f} ms | {opt['latency_ms_p95']:.2f} ms | |"]
+    lines += [
+        f"**{h['verdict']}**",
+        "",
+        f"Measured in one run on {card['environment']['cpu']['model']}, {card['threads']} thread{'s' if card['threads'] > 1 else ''}, "
+        f"{card['environment']['date']}. Baseline: `{card['source']['path']}`; optimised: "
+        f"`{card['output']['model']}`. Throughput: median of {card['throughput_measure']['rounds']} "
+        f"alternating rounds over {card['throughput_measure']['lines']} lines of "
+        f"{_workers(card['throughput_measure'])}"
+        f"{card['throughput_measure']['set']} (speedup at batch 64 in each round: "
+        f"{', '.join(f'{r:.2f}x' for r in card['throughput_measure']['speedup_per_round_batch64'])}).",
+        "",
+        "| figure | baseline | optimised | change |",
+        "|---|---:|---:|---:|",
+        f"| size on disk | {_mb(base['size_bytes'])} | {_mb(opt['size_bytes'])} | "
+        f"{-100 * h['size_reduction']:+.1f} % ({_fmt(h['size_ratio'], 'x')} smaller) |",
+        f"| latency p50, batch 1 | {base['latency_ms_p50']:.2f} ms | {opt['latency_ms_p50']:.2f} ms | "
+        f"{_fmt(h['latency_p50_ratio'], 'x')} faster |",
+        f"| latency p95, batch 1 | {base['latency_ms_p95']:.2f} ms | {opt['latency_ms_p95']:.2f} ms | |",
+    ]
     for batch, rate in base["throughput_ips"].items():
-        lines.append(f"| throughput, batch {batch} | {_fmt(rate, ' lines/s', 1)} | "
-                     f"{_fmt(opt['throughput_ips'].get(batch), ' lines/s', 1)} | "
-                     f"{_fmt(h['speedup_by_batch'].get(batch), 'x')} |")
+        lines.append(
+            f"| throughput, batch {batch} | {_fmt(rate, ' lines/s', 1)} | "
+            f"{_fmt(opt['throughput_ips'].get(batch), ' lines/s', 1)} | "
+            f"{_fmt(h['speedup_by_batch'].get(batch), 'x')} |"
+        )
     for name, acc in opt["accuracy"].items():
         b = base["accuracy"][name]
-        lines.append(f"| char accuracy, {name} (n={acc['n']}) | {100 * b['char_accuracy']:.2f} % | "
-                     f"{100 * acc['char_accuracy']:.2f} % | {-h['accuracy_drop_pt_per_set'][name]:+.2f} pt |")
-        lines.append(f"| exact match, {name} | {100 * b['exact_match']:.2f} % | {100 * acc['exact_match']:.2f} % | "
-                     f"{100 * (acc['exact_match'] - b['exact_match']):+.2f} pt |")
+        lines.append(
+            f"| char accuracy, {name} (n={acc['n']}) | {100 * b['char_accuracy']:.2f} % | "
+            f"{100 * acc['char_accuracy']:.2f} % | {-h['accuracy_drop_pt_per_set'][name]:+.2f} pt |"
+        )
+        lines.append(
+            f"| exact match, {name} | {100 * b['exact_match']:.2f} % | {100 * acc['exact_match']:.2f} % | "
+            f"{100 * (acc['exact_match'] - b['exact_match']):+.2f} pt |"
+        )
     lines += ["", "| check | value | target | result |", "|---|---:|---:|---|"]
     for group, checks in h["checks"].items():
         for name, check in checks.items():
-            lines.append(f"| {group}: {name} | {_fmt(check['value'], '', 4)} | {check['target']} | "
-                         f"{'pass' if check['pass'] else 'FAIL'} |")
+            lines.append(
+                f"| {group}: {name} | {_fmt(check['value'], '', 4)} | {check['target']} | "
+                f"{'pass' if check['pass'] else 'FAIL'} |"
+            )
     lines += [""] + _steps_md(card)
     env = card["environment"]
     flags = ", ".join(f for f, on in env["cpu"]["flags"].items() if on)
-    lines += ["", f"Environment: {env['platform']}, Python {env['python']}, CPU flags {flags}; "
-              f"libraries {', '.join(f'{k} {v}' for k, v in env['libraries'].items())}."]
+    lines += [
+        "",
+        f"Environment: {env['platform']}, Python {env['python']}, CPU flags {flags}; "
+        f"libraries {', '.join(f'{k} {v}' for k, v in env['libraries'].items())}.",
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -171,12 +204,15 @@ def _steps_md(card: dict) -> list[str]:
     lines = ["## Steps", ""]
     for index, step in enumerate(card["steps"], start=1):
         settings = ", ".join(f"{k}={v}" for k, v in step.get("settings", {}).items())
-        lines.append(f"{index}. **{step['name']}** -> `{step.get('model', '-')}` ({settings}; "
-                     f"{step.get('seconds', 0):.1f} s)")
+        lines.append(
+            f"{index}. **{step['name']}** -> `{step.get('model', '-')}` ({settings}; {step.get('seconds', 0):.1f} s)"
+        )
         for attempt in step.get("gate", []):
             drops = ", ".join(f"{k} {v:+.2f} pt" for k, v in attempt["drop_pt"].items())
-            lines.append(f"   - gate: {len(attempt['kept_float'])} layer(s) kept in float -> drop {drops}"
-                         f"{' (accepted)' if attempt.get('accepted') else ''}")
+            lines.append(
+                f"   - gate: {len(attempt['kept_float'])} layer(s) kept in float -> drop {drops}"
+                f"{' (accepted)' if attempt.get('accepted') else ''}"
+            )
         for key, value in step.get("stats", {}).items():
             lines.append(f"   - {key}: {value}")
     return lines

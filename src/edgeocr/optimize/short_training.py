@@ -39,8 +39,11 @@ class ShortTrainingSettings(BaseModel):
 
     steps: int = Field(ge=0, description="Optimizer steps; 0: no training, only the held-out score.")
     batch_size: int = Field(default=32, ge=1, description="Synthetic lines per step.")
-    seed: int = Field(default=0, description="Seed of the synthetic training lines, of dropout and of the held-out "
-                      "set (seed + 1000003, as edgeocr train).")
+    seed: int = Field(
+        default=0,
+        description="Seed of the synthetic training lines, of dropout and of the held-out "
+        "set (seed + 1000003, as edgeocr train).",
+    )
     lr: float = Field(default=1e-3, gt=0, description="Peak AdamW learning rate (warm-up, then cosine decay).")
     warmup_fraction: float = Field(default=0.05, ge=0, lt=1, description="Share of the steps warming the rate up.")
     width_chunks: int = Field(default=4, ge=1, description="Width-sorted chunks per batch (see edgeocr train).")
@@ -49,7 +52,8 @@ class ShortTrainingSettings(BaseModel):
     val_lines: int = Field(default=500, ge=0, description="Held-out synthetic lines scored at the end; 0: none.")
     workers: int = Field(default=1, ge=0, description="DataLoader processes rendering the lines; 0: in this one.")
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = Field(
-        default="auto", description="Lightning accelerator: a CUDA GPU when there is one, else the CPU.")
+        default="auto", description="Lightning accelerator: a CUDA GPU when there is one, else the CPU."
+    )
     progress: bool = Field(default=False, description="Show Lightning's progress bar and messages.")
 
 
@@ -69,8 +73,9 @@ class _LossRecorder(Callback):
     def __init__(self) -> None:
         self.rows: list[dict[str, float]] = []
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
         row = {"step": float(trainer.global_step), "loss": float(loss)}
         for key in (TRAIN_CTC, TRAIN_KL):
@@ -88,8 +93,12 @@ def loss_curve(rows: list[dict[str, float]], points: int = LOSS_CURVE_POINTS) ->
     for start in range(0, len(rows), size):
         window = rows[start : start + size]
         keys = [k for k in window[0] if k != "step"]
-        curve.append({"step": int(window[-1]["step"]),
-                      **{k: round(sum(r[k] for r in window if k in r) / len(window), 5) for k in keys}})
+        curve.append(
+            {
+                "step": int(window[-1]["step"]),
+                **{k: round(sum(r[k] for r in window if k in r) / len(window), 5) for k in keys},
+            }
+        )
     return curve
 
 
@@ -100,20 +109,34 @@ def held_out_lines(cfg: RecognizerConfig, settings: ShortTrainingSettings) -> In
     return render_synthetic(settings.val_lines, settings.seed + HELD_OUT_SEED_OFFSET, cfg.charset)
 
 
-def _module(network: nn.Module, cfg: RecognizerConfig, settings: ShortTrainingSettings,
-            teacher: FrozenTeacher | None) -> RecognizerModule:
-    module = RecognizerModule(cfg.model_dump(mode="json"), lr=settings.lr, warmup_fraction=settings.warmup_fraction,
-                              width_chunks=settings.width_chunks, kl_weight=settings.kl_weight,
-                              temperature=settings.temperature, teacher=teacher)
+def _module(
+    network: nn.Module, cfg: RecognizerConfig, settings: ShortTrainingSettings, teacher: FrozenTeacher | None
+) -> RecognizerModule:
+    module = RecognizerModule(
+        cfg.model_dump(mode="json"),
+        lr=settings.lr,
+        warmup_fraction=settings.warmup_fraction,
+        width_chunks=settings.width_chunks,
+        kl_weight=settings.kl_weight,
+        temperature=settings.temperature,
+        teacher=teacher,
+    )
     module.model = network  # the network to train (maybe pruned), instead of a fresh one of cfg.arch
     return module
 
 
 def _trainer(settings: ShortTrainingSettings, callbacks: list[Callback]) -> L.Trainer:
     return L.Trainer(
-        accelerator=settings.accelerator, devices=1, precision=resolve_precision("auto", settings.accelerator),
-        max_epochs=1, max_steps=max(settings.steps, 1), logger=False, enable_checkpointing=False,
-        enable_progress_bar=settings.progress, enable_model_summary=False, num_sanity_val_steps=0,
+        accelerator=settings.accelerator,
+        devices=1,
+        precision=resolve_precision("auto", settings.accelerator),
+        max_epochs=1,
+        max_steps=max(settings.steps, 1),
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=settings.progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
         callbacks=callbacks,
     )
 
@@ -145,28 +168,41 @@ class _Quiet:
         self.warnings.__exit__(*exc)
 
 
-def _validate(trainer: L.Trainer, module: RecognizerModule, val_set: Dataset | None, cfg: RecognizerConfig,
-              batch_size: int) -> dict[str, float | int | None]:
+def _validate(
+    trainer: L.Trainer, module: RecognizerModule, val_set: Dataset | None, cfg: RecognizerConfig, batch_size: int
+) -> dict[str, float | int | None]:
     if val_set is None:
         return {"lines": 0, "char_accuracy": None, "exact_match": None, "ctc_loss": None}
     # Held-out lines too long for their width stay in: they count as misreads, as in edgeocr train.
-    loader = DataLoader(val_set, batch_size=batch_size, shuffle=False, num_workers=0,
-                        collate_fn=LineCollator(cfg, drop_too_long=False))
+    loader = DataLoader(
+        val_set, batch_size=batch_size, shuffle=False, num_workers=0, collate_fn=LineCollator(cfg, drop_too_long=False)
+    )
     results = trainer.validate(module, dataloaders=loader, verbose=False)[0]
-    return {"lines": len(val_set), "char_accuracy": round(float(results[VAL_CHAR_ACC]), 6),  # type: ignore[arg-type]
-            "exact_match": round(float(results[VAL_EXACT]), 6), "ctc_loss": round(float(results[VAL_LOSS]), 6)}
+    return {
+        "lines": len(val_set),
+        "char_accuracy": round(float(results[VAL_CHAR_ACC]), 6),  # type: ignore[arg-type]
+        "exact_match": round(float(results[VAL_EXACT]), 6),
+        "ctc_loss": round(float(results[VAL_LOSS]), 6),
+    }
 
 
-def score_network(network: nn.Module, cfg: RecognizerConfig, settings: ShortTrainingSettings,
-                  val_set: Dataset | None) -> dict[str, float | int | None]:
+def score_network(
+    network: nn.Module, cfg: RecognizerConfig, settings: ShortTrainingSettings, val_set: Dataset | None
+) -> dict[str, float | int | None]:
     """Greedy-decoding character accuracy, exact match and CTC loss of ``network`` on ``val_set``."""
     with _Quiet(settings):
-        return _validate(_trainer(settings, []), _module(network, cfg, settings, None), val_set, cfg,
-                         settings.batch_size)
+        return _validate(
+            _trainer(settings, []), _module(network, cfg, settings, None), val_set, cfg, settings.batch_size
+        )
 
 
-def train_network(network: nn.Module, cfg: RecognizerConfig, settings: ShortTrainingSettings,
-                  teacher: FrozenTeacher | None = None, val_set: Dataset | None = None) -> TrainingOutcome:
+def train_network(
+    network: nn.Module,
+    cfg: RecognizerConfig,
+    settings: ShortTrainingSettings,
+    teacher: FrozenTeacher | None = None,
+    val_set: Dataset | None = None,
+) -> TrainingOutcome:
     """Train ``network`` in place for ``settings.steps`` steps (with ``teacher`` when ``kl_weight > 0``),
     then score it on ``val_set`` (default: :func:`held_out_lines`)."""
     if val_set is None:
@@ -178,13 +214,19 @@ def train_network(network: nn.Module, cfg: RecognizerConfig, settings: ShortTrai
         start = time.perf_counter()
         if settings.steps:
             train_set = SyntheticLines(settings.steps * settings.batch_size, settings.seed, cfg.charset)
-            loader = DataLoader(train_set, batch_size=settings.batch_size, shuffle=False, num_workers=settings.workers,
-                                collate_fn=LineCollator(cfg))
+            loader = DataLoader(
+                train_set,
+                batch_size=settings.batch_size,
+                shuffle=False,
+                num_workers=settings.workers,
+                collate_fn=LineCollator(cfg),
+            )
             L.seed_everything(settings.seed, workers=False, verbose=False)  # same dropout draws in every run
             module.train()  # a loaded network comes in eval mode, and Lightning keeps the mode it finds
             trainer.fit(module, train_dataloaders=loader)
         wall_time = time.perf_counter() - start
         held_out = _validate(trainer, module, val_set, cfg, settings.batch_size)
     network.eval()
-    return TrainingOutcome(steps=trainer.global_step, wall_time_s=round(wall_time, 3),
-                           losses=loss_curve(recorder.rows), held_out=held_out)
+    return TrainingOutcome(
+        steps=trainer.global_step, wall_time_s=round(wall_time, 3), losses=loss_curve(recorder.rows), held_out=held_out
+    )

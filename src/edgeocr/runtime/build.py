@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from edgeocr.runtime.reader import LineDetector
+from edgeocr.runtime.protocols import LineDetector
 from edgeocr.runtime.recognizer import EngineConfig
 
 #: The spec that selects PP-OCR's detector (the default when none is given).

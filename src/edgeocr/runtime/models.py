@@ -32,21 +32,32 @@ def shipped_detectors() -> dict[str, Path]:
     return _shipped("detectors")
 
 
+#: What a folder written by ``edgeocr train``/``finetune``/``optimize`` holds, in order of preference.
+MODEL_FILES = ("model.onnx", "model.xml")
+
+
 def _resolve(name_or_path: str | Path, shipped: dict[str, Path], what: str) -> Path:
     candidate = Path(name_or_path)
-    if candidate.suffix == ".onnx" or candidate.exists():
+    if candidate.is_dir():  # a run or optimize output folder
+        found = [candidate / name for name in MODEL_FILES if (candidate / name).is_file()]
+        if not found:
+            raise ModelError(f"{candidate} holds no {' or '.join(MODEL_FILES)}; pass the model file itself")
+        return found[0]
+    if candidate.suffix in (".onnx", ".xml") or candidate.exists():
         if not candidate.is_file():
             raise ModelError(f"{what} file {candidate} does not exist")
         return candidate
     if str(name_or_path) in shipped:
         return shipped[str(name_or_path)]
     names = ", ".join(shipped) or "none yet"
-    raise ModelError(f"no {what} named {name_or_path!r}: shipped {what}s are {names}; "
-                     "or pass the path of an .onnx file")
+    raise ModelError(
+        f"no {what} named {name_or_path!r}: shipped {what}s are {names}; or pass the path of an .onnx file"
+    )
 
 
 def resolve_model(name_or_path: str | Path) -> Path:
-    """A path to a recogniser ``.onnx`` file, or the name of a shipped one ('default')."""
+    """A recogniser: a shipped one's name ('default'), an ``.onnx`` file, an OpenVINO ``.xml`` written by
+    ``edgeocr optimize --engine openvino``, or the folder a run or ``edgeocr optimize`` wrote."""
     return _resolve(name_or_path, shipped_models(), "model")
 
 

@@ -22,10 +22,10 @@ import numpy as np
 import onnxruntime as ort
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
 from edgeocr.core.crops import order_quad, quad_angle
+from edgeocr.core.errors import EdgeOCRError, ImageError, ModelError
 from edgeocr.runtime.detector import reading_order
-from edgeocr.runtime.reader import DetectedLine
+from edgeocr.runtime.protocols import DetectedLine
 from edgeocr.runtime.recognizer import EngineConfig, session_options
 
 MISSING_EXTRA = (
@@ -54,9 +54,7 @@ class RapidOCRDetectorConfig(BaseModel):
             "'max': downscale so the longer side is at most limit_side_len."
         ),
     )
-    thresh: float = Field(
-        default=0.3, gt=0.0, lt=1.0, description="Probability-map threshold for text pixels."
-    )
+    thresh: float = Field(default=0.3, gt=0.0, lt=1.0, description="Probability-map threshold for text pixels.")
     box_thresh: float = Field(
         default=0.5,
         ge=0.0,
@@ -66,9 +64,7 @@ class RapidOCRDetectorConfig(BaseModel):
     unclip_ratio: float = Field(
         default=1.6, gt=0.0, description="How far the shrunk text kernels are grown back into line boxes."
     )
-    max_candidates: int = Field(
-        default=1000, ge=1, description="At most this many contours are turned into boxes."
-    )
+    max_candidates: int = Field(default=1000, ge=1, description="At most this many contours are turned into boxes.")
     use_dilation: bool = Field(default=True, description="Dilate the text mask (2x2) before finding boxes.")
     score_mode: Literal["fast", "slow"] = Field(
         default="fast", description="'fast': box score over the bounding box; 'slow': over the exact contour."
@@ -76,12 +72,8 @@ class RapidOCRDetectorConfig(BaseModel):
     min_box_side: int = Field(
         default=4, ge=1, description="Boxes narrower or shorter than this many pixels are dropped."
     )
-    intra_op_threads: int = Field(
-        default=0, ge=0, description="ONNX Runtime threads per operator; 0: its default."
-    )
-    inter_op_threads: int = Field(
-        default=0, ge=0, description="ONNX Runtime threads across operators; 0: its default."
-    )
+    intra_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads per operator; 0: its default.")
+    inter_op_threads: int = Field(default=0, ge=0, description="ONNX Runtime threads across operators; 0: its default.")
 
 
 def _import_rapidocr() -> tuple[Path, Any, Any]:
@@ -104,9 +96,7 @@ class RapidOCRDetector:
         det = dict(read_yaml(root / "config.yaml")["Det"])
         model_path = root / det["model_path"]
         if not model_path.is_file():
-            raise ModelError(
-                f"the RapidOCR detector model {model_path} is missing; reinstall rapidocr-onnxruntime"
-            )
+            raise ModelError(f"the RapidOCR detector model {model_path} is missing; reinstall rapidocr-onnxruntime")
         cfg = self.config
         det.update(
             model_path=str(model_path),
@@ -128,10 +118,12 @@ class RapidOCRDetector:
             self._detector = detector_class(det)
             # Our own session on the same file: RapidOCR's lets idle threads spin, and in a reader they
             # would spin on the cores the recogniser needs next (see EngineConfig.spin_wait).
-            engine = EngineConfig(intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads,
-                                  spin_wait=False)
-            self._session = ort.InferenceSession(str(model_path), session_options(engine),
-                                                 providers=list(engine.providers))
+            engine = EngineConfig(
+                intra_op_threads=cfg.intra_op_threads, inter_op_threads=cfg.inter_op_threads, spin_wait=False
+            )
+            self._session = ort.InferenceSession(
+                str(model_path), session_options(engine), providers=list(engine.providers)
+            )
         except Exception as exc:  # noqa: BLE001 - onnxruntime and RapidOCR raise various types
             raise ModelError(f"cannot load the RapidOCR detector {model_path}: {exc}") from exc
         self._detector.infer = None  # RapidOCR's session is not used: free it
@@ -141,9 +133,7 @@ class RapidOCRDetector:
         """Text lines of a uint8 BGR or gray image, in reading order, in its pixel coordinates."""
         image = np.asarray(image)
         if image.dtype != np.uint8 or image.ndim not in (2, 3) or min(image.shape[:2]) < 1:
-            raise ImageError(
-                f"the detector needs a uint8 gray or BGR image, got {image.dtype} {list(image.shape)}"
-            )
+            raise ImageError(f"the detector needs a uint8 gray or BGR image, got {image.dtype} {list(image.shape)}")
         if image.ndim == 2 or image.shape[2] == 1:
             image = cv2.cvtColor(image.reshape(image.shape[:2]), cv2.COLOR_GRAY2BGR)
         elif image.shape[2] == 4:

@@ -23,8 +23,8 @@ per-frame probabilities; the reader works without one (free reading). Until
 ``OnnxRecognizer.recognize_probs`` exists, :func:`_line_probabilities` computes those
 probabilities with the recogniser's session, batched exactly as ``OnnxRecognizer.recognize``.
 
-Line crops come from :func:`_crop_quad`, a private perspective warp, until
-``edgeocr.core.crops.crop_line`` is available. Each crop then goes through the configured
+Line crops come from :func:`edgeocr.core.crops.crop_line`, the one crop of the package (the CLI
+and the service cut the same pixels for the same polygon). Each crop then goes through the configured
 preprocessing pipeline (``ReaderConfig.preprocess``, or a region's own ``Region.preprocess``;
 :mod:`edgeocr.core.preprocess`), built once per reader and immutable, before the recogniser's
 own resize and normalisation (those stay the model's, from its sidecar).
@@ -34,83 +34,28 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Literal, Protocol, runtime_checkable
+from typing import Literal
 
-import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgeocr.core.charset import Charset
-from edgeocr.core.formats import FormatSet, compile_format, decode_constrained
+from edgeocr.core.crops import crop_line
 from edgeocr.core.errors import EdgeOCRError, ImageError
+from edgeocr.core.formats import FormatSet, compile_format, decode_constrained
 from edgeocr.core.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
 from edgeocr.core.preprocess import Normalize, Pipeline, PipelineError, parse_pipeline
+from edgeocr.runtime.engines import engine_config, open_recognizer
 from edgeocr.runtime.models import resolve_model
+from edgeocr.runtime.protocols import DetectedLine, FormatMatch, FormatMatcher, LineDetector  # noqa: F401 - public here too
 from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
+from edgeocr.runtime.results import ImageResult, LineRead, Point, path_of
 
 DetectionMode = Literal["roi", "detector", "whole"]
-
-# --- protocols: what the reader needs from a detector and from a format matcher ------------------
-
-
-@dataclass(frozen=True, eq=False)
-class DetectedLine:
-    """One text line found by a detector.
-
-    ``poly``: float32 ``[4, 2]`` corners (x, y) in image pixels, in reading order: top-left,
-    top-right, bottom-right, bottom-left of the text (so a line printed upside down has its
-    "top-left" at the bottom right of the box). ``score``: the detector's confidence in [0, 1].
-    ``angle``: degrees of the top edge against the x axis (positive: turned clockwise on screen).
-    """
-
-    poly: np.ndarray
-    score: float
-    angle: float = 0.0
-
-    def __post_init__(self) -> None:
-        poly = np.asarray(self.poly, dtype=np.float32)
-        if poly.shape != (4, 2) or not np.isfinite(poly).all():
-            raise ValueError(f"a detected line needs 4 finite (x, y) corners, got shape {poly.shape}")
-        object.__setattr__(self, "poly", poly)
-        object.__setattr__(self, "score", float(self.score))
-
-
-@runtime_checkable
-class LineDetector(Protocol):
-    """Finds text lines in an image. ``detect`` must be safe to call from several threads."""
-
-    def detect(self, image: np.ndarray) -> Sequence[DetectedLine]:
-        """Lines of a uint8 BGR ``[H, W, 3]`` or gray ``[H, W]`` image, in reading order."""
-        ...
-
-
-@dataclass(frozen=True)
-class FormatMatch:
-    """A line read under a format's constraints.
-
-    ``text``/``confidence``/``char_confidences`` as in :class:`~edgeocr.core.ctc.DecodedLine`;
-    ``format_name``: the format that matched, None when none did; ``valid``: the text matches
-    that format and passes its checks (check digits, date ranges...).
-    """
-
-    text: str
-    confidence: float
-    char_confidences: tuple[float, ...]
-    format_name: str | None
-    valid: bool
-
-
-@runtime_checkable
-class FormatMatcher(Protocol):
-    """Decodes a line's per-frame probabilities under a set of formats. Must be thread-safe."""
-
-    def match(self, probs: np.ndarray, charset: Charset, allowed: Sequence[str]) -> FormatMatch:
-        """Best reading of ``probs`` (float64 ``[T, C]``, softmax) among the ``allowed`` format names."""
-        ...
-
 
 # --- configuration -------------------------------------------------------------------------------
 
@@ -136,14 +81,12 @@ class Region(BaseModel):
         default=None,
         description="Axis-aligned rectangle (x, y, width, height) of the line; give rect or quad.",
     )
-    quad: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]] | None = (
-        Field(
-            default=None,
-            description=(
-                "Four (x, y) corners of a tilted or perspective line, in reading order: top-left, "
-                "top-right, bottom-right, bottom-left of the text; give rect or quad."
-            ),
-        )
+    quad: tuple[tuple[float, float], tuple[float, float], tuple[float, float], tuple[float, float]] | None = Field(
+        default=None,
+        description=(
+            "Four (x, y) corners of a tilted or perspective line, in reading order: top-left, "
+            "top-right, bottom-right, bottom-left of the text; give rect or quad."
+        ),
     )
     units: Literal["pixels", "relative"] = Field(
         default="pixels",
@@ -184,9 +127,7 @@ class Region(BaseModel):
             if x < 0 or y < 0:
                 raise ValueError(f"rect corner must not be negative, got {self.rect}")
             if self.units == "relative" and (x + width > 1.0 + 1e-9 or y + height > 1.0 + 1e-9):
-                raise ValueError(
-                    f"relative rect {self.rect} extends beyond the image (x + w and y + h must be <= 1)"
-                )
+                raise ValueError(f"relative rect {self.rect} extends beyond the image (x + w and y + h must be <= 1)")
         corners = self._corners()
         if (corners < 0).any() or (self.units == "relative" and (corners > 1.0 + 1e-9).any()):
             raise ValueError(f"region corners must lie inside the image, got {corners.tolist()}")
@@ -245,15 +186,11 @@ class ReaderConfig(BaseModel):
         default=0.5,
         ge=0.0,
         le=1.0,
-        description=(
-            "Lines whose confidence (the weakest character's) is below this are reported as not valid."
-        ),
+        description=("Lines whose confidence (the weakest character's) is below this are reported as not valid."),
     )
     formats: tuple[str, ...] = Field(
         default=(),
-        description=(
-            "Names of the formats lines may take (compiled by edgeocr.core.formats); empty: free text."
-        ),
+        description=("Names of the formats lines may take (compiled by edgeocr.core.formats); empty: free text."),
     )
     preprocess: str = Field(
         default="none",
@@ -269,8 +206,7 @@ class ReaderConfig(BaseModel):
         default=DEFAULT_MAX_PIXELS,
         ge=1,
         description=(
-            "Input images with more pixels are refused before decoding (decompression-bomb guard); "
-            "None: no limit."
+            "Input images with more pixels are refused before decoding (decompression-bomb guard); None: no limit."
         ),
     )
 
@@ -316,9 +252,7 @@ class ReadOptions(BaseModel):
     )
     formats: tuple[str, ...] | None = Field(
         default=None,
-        description=(
-            "Formats in play for this call, a subset of ReaderConfig.formats; None: all; (): free text."
-        ),
+        description=("Formats in play for this call, a subset of ReaderConfig.formats; None: all; (): free text."),
     )
     regions: tuple[str, ...] | None = Field(
         default=None, description="In 'roi' mode, read only the regions with these names; None: all."
@@ -331,92 +265,7 @@ class ReadOptions(BaseModel):
 
 DEFAULT_OPTIONS = ReadOptions()
 
-# --- results -------------------------------------------------------------------------------------
-
-Point = tuple[float, float]
-
-
-@dataclass(frozen=True)
-class LineRead:
-    """One text line read from an image.
-
-    ``text``: the reading (under the matched format when formats are in play); ``raw_text``: the
-    free reading without format constraints. ``confidence`` is the weakest character's.
-    ``poly``: the line's corners (x, y) in the input image (after EXIF orientation), reading
-    order top-left, top-right, bottom-right, bottom-left. ``format``: the matched format's name.
-    ``valid``: the text is non-empty, its confidence reaches the minimum and, when formats are in
-    play, it matches one. ``region``: the ROI's name ('roi' mode). ``detection_score``: the
-    detector's score ('detector' mode), else None. ``crop``: the upright line crop after
-    preprocessing (what the recogniser saw) when ``ReadOptions.return_crops`` was set (not part
-    of equality).
-    """
-
-    text: str
-    confidence: float
-    char_confidences: tuple[float, ...]
-    poly: tuple[Point, Point, Point, Point]
-    format: str | None
-    valid: bool
-    raw_text: str
-    region: str | None = None
-    detection_score: float | None = None
-    crop: np.ndarray | None = field(default=None, compare=False, repr=False)
-
-    def to_dict(self) -> dict[str, object]:
-        """A JSON-ready dict of everything but the crop."""
-        return {
-            "text": self.text,
-            "confidence": self.confidence,
-            "char_confidences": list(self.char_confidences),
-            "poly": [list(p) for p in self.poly],
-            "format": self.format,
-            "valid": self.valid,
-            "raw_text": self.raw_text,
-            "region": self.region,
-            "detection_score": self.detection_score,
-        }
-
-
 # --- geometry ------------------------------------------------------------------------------------
-
-
-_HALF_PIXEL_FORWARD = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0]])
-_HALF_PIXEL_BACK = np.array([[1.0, 0.0, -0.5], [0.0, 1.0, -0.5], [0.0, 0.0, 1.0]])
-
-
-def _crop_quad(image: np.ndarray, quad: np.ndarray) -> np.ndarray:
-    """The quadrilateral ``quad`` (tl, tr, br, bl) of ``image`` warped to an upright rectangle.
-
-    The output is as wide as the longer of the top and bottom edges and as tall as the longer of
-    the side edges. An integer axis-aligned rectangle inside the image is sliced (identical to
-    the warp, which maps output pixel (i, j) to input pixel (x + i, y + j), but cheaper).
-    Private stand-in for ``edgeocr.core.crops.crop_line``.
-    """
-    quad = np.asarray(quad, np.float64)
-    top, bottom = np.linalg.norm(quad[1] - quad[0]), np.linalg.norm(quad[2] - quad[3])
-    left, right = np.linalg.norm(quad[3] - quad[0]), np.linalg.norm(quad[2] - quad[1])
-    width, height = max(1, round(max(top, bottom))), max(1, round(max(left, right)))
-    x0, y0 = quad[0]
-    rect = np.array([[x0, y0], [x0 + width, y0], [x0 + width, y0 + height], [x0, y0 + height]])
-    image_h, image_w = image.shape[:2]
-    if (
-        np.array_equal(quad, rect)
-        and float(x0).is_integer()
-        and float(y0).is_integer()
-        and x0 >= 0
-        and y0 >= 0
-        and x0 + width <= image_w
-        and y0 + height <= image_h
-    ):
-        return image[int(y0) : int(y0) + height, int(x0) : int(x0) + width].copy()
-    target = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float32)
-    transform = cv2.getPerspectiveTransform(quad.astype(np.float32), target)
-    # Corners are pixel edges (pixel i spans [i, i + 1)) but OpenCV puts pixel i's centre at i:
-    # shift by half a pixel on both sides so that e.g. a 90-degree turn maps pixels exactly.
-    transform = _HALF_PIXEL_BACK @ transform @ _HALF_PIXEL_FORWARD
-    return cv2.warpPerspective(
-        image, transform, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
-    )
 
 
 def _as_points(quad: np.ndarray) -> tuple[Point, Point, Point, Point]:
@@ -449,8 +298,13 @@ class CompiledFormats:
 
     def match(self, probs: np.ndarray, charset: Charset, allowed: Sequence[str]) -> FormatMatch:
         read = decode_constrained(probs, charset, self._set(tuple(allowed)), beam_width=self.beam_width)
-        return FormatMatch(text=read.text, confidence=read.confidence, char_confidences=read.char_confidences,
-                           format_name=read.format_name, valid=read.valid)
+        return FormatMatch(
+            text=read.text,
+            confidence=read.confidence,
+            char_confidences=read.char_confidences,
+            format_name=read.format_name,
+            valid=read.valid,
+        )
 
 
 # --- the reader ----------------------------------------------------------------------------------
@@ -468,8 +322,31 @@ class _LineJob:
     region_preprocess: str | None = None
 
 
+#: ``Reader(detector=...)``'s default: the line detector shipped in the package.
+DEFAULT_DETECTOR = "default"
+_UNSET = object()
+
+
 class Reader:
-    """Reads text lines from images. Immutable; ``read``/``read_batch`` may run in many threads at once."""
+    """Reads text lines from images. Immutable; ``read``/``read_batch`` may run in many threads at once.
+
+    The front door takes keywords::
+
+        reader = Reader()                                   # shipped detector + default recogniser
+        reader = Reader(model="fast", detector=None)        # each image is one line crop
+        reader = Reader(formats=["LOT [A-Z0-9]{7}"], device="cpu", threads=2)
+
+    ``model``: a shipped recogniser's name ('default', 'accurate', 'fast', ...) or an ``.onnx``
+    path. ``detector``: a shipped detector's name or an ``.onnx`` path, 'rapidocr' for PP-OCR's
+    (the ``ppocr-detector`` extra), a :class:`LineDetector` object, or None to read each image
+    whole. ``formats``: the code formats lines may take (free text when empty). ``device``: 'cpu'
+    or 'cuda' (ONNX Runtime's CUDA provider; refused, never silently the CPU, when it is missing).
+    ``engine``: 'onnxruntime' (default), 'openvino' (CPU; also an OpenVINO ``.xml`` written by
+    ``edgeocr optimize``) or 'tensorrt' (with 'cuda'), or a whole :class:`EngineConfig`.
+    ``threads``: ONNX Runtime threads (0: all cores). ``min_confidence``: reads below it are not
+    valid. For everything else (regions, preprocessing, engine details) pass a frozen
+    :class:`ReaderConfig` instead: ``Reader(config, detector=...)``.
+    """
 
     __slots__ = ("_config", "_recognizer", "_detector", "_matcher", "_charset", "_pipelines")
 
@@ -477,14 +354,58 @@ class Reader:
         self,
         config: ReaderConfig | None = None,
         *,
-        detector: LineDetector | None = None,
+        model: str | os.PathLike[str] | None = None,
+        detector: LineDetector | str | os.PathLike[str] | None = _UNSET,  # type: ignore[assignment]
+        formats: Sequence[str] | None = None,
+        device: Literal["cpu", "cuda"] | None = None,
+        engine: Literal["onnxruntime", "openvino", "tensorrt"] | EngineConfig | None = None,
+        threads: int | None = None,
+        min_confidence: float | None = None,
         format_matcher: FormatMatcher | None = None,
     ) -> None:
-        config = config or ReaderConfig()
+        shortcuts = {
+            "model": model,
+            "formats": formats,
+            "device": device,
+            "engine": engine,
+            "threads": threads,
+            "min_confidence": min_confidence,
+        }
+        if config is None:
+            if detector is _UNSET:
+                detector = DEFAULT_DETECTOR
+            if isinstance(engine, EngineConfig):
+                if device is not None or threads is not None:
+                    raise TypeError("an EngineConfig already says the device and threads: pass it alone")
+                engine_cfg = engine
+            else:
+                engine_cfg = engine_config(device or "cpu", engine or "onnxruntime", threads or 0)
+            fields: dict[str, object] = {"engine": engine_cfg, "mode": "whole" if detector is None else "detector"}
+            if model is not None:
+                fields["model"] = model
+            if formats is not None:
+                if isinstance(formats, str):
+                    raise TypeError("formats takes a list of format names, e.g. formats=['LOT [A-Z0-9]{7}']")
+                fields["formats"] = tuple(formats)
+            if min_confidence is not None:
+                fields["min_confidence"] = min_confidence
+            config = ReaderConfig(**fields)
+        else:
+            given = sorted(name for name, value in shortcuts.items() if value is not None)
+            if given:
+                raise TypeError(f"pass either a ReaderConfig or the keywords {given}, not both")
+            if detector is _UNSET:
+                detector = None
+        if isinstance(detector, (str, os.PathLike)):
+            if config.mode != "detector":
+                raise ValueError(f"a detector was named but the mode is {config.mode!r}, which would ignore it")
+            from edgeocr.runtime.build import build_line_detector
+
+            detector = build_line_detector(os.fspath(detector), config.engine)
         if config.mode == "detector" and detector is None:
             raise EdgeOCRError(
-                "mode 'detector' needs a detector: pass detector=... (e.g. "
-                "edgeocr.runtime.rapidocr_detector.RapidOCRDetector())"
+                "mode 'detector' needs a detector: pass detector='default' (shipped), 'rapidocr' (PP-OCR's) "
+                "or a LineDetector object"
             )
         if config.mode != "detector" and detector is not None:
             raise ValueError(f"a detector was given but the mode is {config.mode!r}, which would ignore it")
@@ -497,7 +418,7 @@ class Reader:
         engine = config.engine
         if config.mode == "detector":  # two sessions take turns: see EngineConfig.spin_wait
             engine = replace(engine, spin_wait=False)
-        recognizer = OnnxRecognizer(resolve_model(config.model), engine)
+        recognizer = open_recognizer(resolve_model(config.model), engine)
         # Pipelines are frozen and their ops keep no state between calls: safe to share across threads.
         specs = [config.preprocess, *(r.preprocess for r in config.regions if r.preprocess is not None)]
         pipelines = MappingProxyType({spec: line_pipeline(spec) for spec in specs})
@@ -534,34 +455,87 @@ class Reader:
 
     # -- public API --
 
-    def read(self, image: ImageSource, *, options: ReadOptions | None = None) -> list[LineRead]:
-        """The lines of one image (any input :func:`edgeocr.core.images.load_image` accepts)."""
+    def read(self, image: ImageSource, *, options: ReadOptions | None = None) -> ImageResult:
+        """The lines of one image (a path, encoded bytes, a numpy array or a PIL image)."""
         return self.read_batch([image], options=options)[0]
 
-    def read_batch(
-        self, images: Sequence[ImageSource], *, options: ReadOptions | None = None
-    ) -> list[list[LineRead]]:
+    def read_batch(self, images: Sequence[ImageSource], *, options: ReadOptions | None = None) -> list[ImageResult]:
         """The lines of each image; all line crops of all images are recognised in shared batches.
 
         An image that cannot be loaded raises :class:`ImageError` naming it (for the whole call).
         """
         if isinstance(images, (np.ndarray, str, bytes, bytearray, memoryview, os.PathLike)):
             raise TypeError("read_batch takes a sequence of images; use read() for a single image")
-        images = list(images)  # iterated twice below; a generator is fine too
         options = options or DEFAULT_OPTIONS
         self._check_options(options)
+        return self._read(list(images), options, None)  # list: iterated twice; a generator is fine too
+
+    def read_regions(
+        self, images: Sequence[ImageSource], regions: Sequence[Region], *, options: ReadOptions | None = None
+    ) -> list[ImageResult]:
+        """Read the given regions of each image, whatever the reader's mode, exactly as mode 'roi' reads its own.
+
+        For callers whose regions change per call (the HTTP service's requests): the same crop, bounds
+        check, per-region format and batching as a reader configured with these regions. A region's
+        ``format`` must be among the reader's formats and its ``preprocess`` among the pipelines the
+        reader was built with (its ``preprocess`` or its configured regions'); ``options.regions``
+        (names of configured regions) does not apply.
+        """
+        if isinstance(images, (np.ndarray, str, bytes, bytearray, memoryview, os.PathLike)):
+            raise TypeError("read_regions takes a sequence of images")
+        options = options or DEFAULT_OPTIONS
+        if options.regions is not None:
+            raise ValueError("ReadOptions.regions names configured regions; read_regions reads the regions given")
+        self._check_options(options)
+        regions = tuple(regions)
+        for region in regions:
+            if region.format is not None and region.format not in self._config.formats:
+                raise ValueError(
+                    f"region {region.name or '(unnamed)'} expects format {region.format!r}, which is "
+                    f"not among the reader's formats {list(self._config.formats)}"
+                )
+            if region.preprocess is not None and region.preprocess not in self._pipelines:
+                raise ValueError(
+                    f"region {region.name or '(unnamed)'} asks for preprocess {region.preprocess!r}, "
+                    f"which this reader was not built with ({sorted(self._pipelines)})"
+                )
+        return self._read(list(images), options, regions)
+
+    def _read(
+        self, images: list[ImageSource], options: ReadOptions, regions: tuple[Region, ...] | None
+    ) -> list[ImageResult]:
         jobs: list[_LineJob] = []
         crops: list[np.ndarray] = []
+        sizes: list[tuple[int, int]] = []
+        timings: list[dict[str, float]] = []
         for index, source in enumerate(images):
+            began = time.perf_counter()
             image = load_image(source, max_pixels=self._config.max_pixels)
-            for job in self._locate(image, index, options, describe_source(source)):
+            loaded = time.perf_counter()
+            source_name = describe_source(source)
+            located_jobs = (
+                self._locate(image, index, options, source_name)
+                if regions is None
+                else _region_jobs(regions, image, index, source_name)
+            )
+            for job in located_jobs:
                 jobs.append(job)
                 pipeline = self._pipelines[job.region_preprocess or self._config.preprocess]
-                crops.append(pipeline.apply(_crop_quad(image, job.poly)))
+                crops.append(pipeline.apply(crop_line(image, job.poly)))
+            located = time.perf_counter()
+            sizes.append((image.shape[1], image.shape[0]))
+            timings.append({"load": (loaded - began) * 1e3, "locate": (located - loaded) * 1e3})
+        began = time.perf_counter()
         lines = self._recognise(jobs, crops, options)
-        results: list[list[LineRead]] = [[] for _ in images]
+        per_line_ms = (time.perf_counter() - began) * 1e3 / max(1, len(lines))
+        per_image: list[list[LineRead]] = [[] for _ in images]
         for job, line in zip(jobs, lines, strict=True):
-            results[job.image_index].append(line)
+            per_image[job.image_index].append(line)
+        results = []
+        for source, found, size, timing in zip(images, per_image, sizes, timings, strict=True):
+            timing["recognize"] = per_line_ms * len(found)
+            timing["total"] = timing["load"] + timing["locate"] + timing["recognize"]
+            results.append(ImageResult(tuple(found), size, timing, describe_source(source), path_of(source)))
         return results
 
     # -- steps --
@@ -571,8 +545,7 @@ class Reader:
             unknown = [f for f in options.formats if f not in self._config.formats]
             if unknown:
                 raise ValueError(
-                    f"ReadOptions.formats {unknown} are not among the reader's formats "
-                    f"{list(self._config.formats)}"
+                    f"ReadOptions.formats {unknown} are not among the reader's formats {list(self._config.formats)}"
                 )
         if options.regions is not None:
             if self._config.mode != "roi":
@@ -594,18 +567,8 @@ class Reader:
             whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
             return [_LineJob(index, whole, None, None, None)]
         if mode == "roi":
-            jobs = []
-            for region in self._config.regions:
-                if options.regions is not None and region.name not in options.regions:
-                    continue
-                poly = region.polygon(width, height)
-                if (poly[:, 0] > width + 1e-6).any() or (poly[:, 1] > height + 1e-6).any():
-                    raise ImageError(
-                        f"{source}: region {region.name or '(unnamed)'} {poly.tolist()} extends beyond "
-                        f"the {width}x{height} image"
-                    )
-                jobs.append(_LineJob(index, poly, region.name, region.format, None, region.preprocess))
-            return jobs
+            wanted = [r for r in self._config.regions if options.regions is None or r.name in options.regions]
+            return _region_jobs(wanted, image, index, source)
         assert self._detector is not None  # guaranteed by __init__
         limits = np.array([width, height], np.float64)
         jobs = []
@@ -625,9 +588,7 @@ class Reader:
             formats = tuple(f for f in formats if f == job.region_format)
         return formats
 
-    def _recognise(
-        self, jobs: list[_LineJob], crops: list[np.ndarray], options: ReadOptions
-    ) -> list[LineRead]:
+    def _recognise(self, jobs: list[_LineJob], crops: list[np.ndarray], options: ReadOptions) -> list[LineRead]:
         if not crops:
             return []
         allowed = [self._formats_in_play(job, options) for job in jobs]
@@ -647,7 +608,11 @@ class Reader:
         for job, crop, free, match in zip(jobs, crops, decoded, matches, strict=True):
             if match is None:
                 text, confidence, chars, name, format_ok = (
-                    free.text, free.confidence, free.char_confidences, None, True
+                    free.text,
+                    free.confidence,
+                    free.char_confidences,
+                    None,
+                    True,
                 )
             else:
                 text, confidence, chars = match.text, match.confidence, match.char_confidences
@@ -667,3 +632,18 @@ class Reader:
                 )
             )
         return reads
+
+
+def _region_jobs(regions: Sequence[Region], image: np.ndarray, index: int, source: str) -> list[_LineJob]:
+    """One job per region of ``image``; a region reaching past the image is an ImageError naming it."""
+    height, width = image.shape[:2]
+    jobs = []
+    for region in regions:
+        poly = region.polygon(width, height)
+        if (poly[:, 0] > width + 1e-6).any() or (poly[:, 1] > height + 1e-6).any():
+            raise ImageError(
+                f"{source}: region {region.name or '(unnamed)'} {poly.tolist()} extends beyond "
+                f"the {width}x{height} image"
+            )
+        jobs.append(_LineJob(index, poly, region.name, region.format, None, region.preprocess))
+    return jobs

@@ -20,6 +20,10 @@ from edgeocr.core.errors import ModelError
 from edgeocr.core.lineimage import pad_and_normalise, padded_width, to_line_strip
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.core.sidecar import ModelSidecar, load_sidecar, sha256_hex, sidecar_path
+from edgeocr.runtime.providers import check_session_providers, require_providers
+
+#: What can run a recogniser: see ``EngineConfig.backend``.
+BACKENDS = ("onnxruntime", "openvino", "tensorrt")
 
 
 @dataclass(frozen=True)
@@ -31,6 +35,12 @@ class EngineConfig:
     ``providers``: execution providers in order of preference.
     ``max_batch_size``: lines sent to the network at once; larger batches are split.
     ``decoder`` / ``beam_width``: override the sidecar's decoder choice when not None.
+    ``backend``: what runs the network: 'onnxruntime' (the ``.onnx`` file with ``providers``),
+    'openvino' (an OpenVINO IR ``.xml`` written by ``edgeocr optimize --engine openvino``, or an
+    ``.onnx`` compiled by OpenVINO) or 'tensorrt' (an engine built from the ``.onnx`` and cached);
+    see :func:`edgeocr.runtime.engines.open_recognizer`.
+    ``strict``: refuse, loudly, a provider or backend that is missing or that ONNX Runtime dropped
+    while loading, instead of running on the CPU (:mod:`edgeocr.runtime.providers`).
     ``spin_wait``: idle intra-op threads spin, waiting for work (ONNX Runtime's ``allow_spinning``).
     Spinning saves the wake-up on back-to-back calls to one session; where two sessions take turns
     on few cores (a reader's detector and recogniser) the idle one's spinning threads take the
@@ -45,8 +55,12 @@ class EngineConfig:
     decoder: Literal["greedy", "beam"] | None = None
     beam_width: int | None = None
     spin_wait: bool = True
+    backend: Literal["onnxruntime", "openvino", "tensorrt"] = "onnxruntime"
+    strict: bool = True
 
     def __post_init__(self) -> None:
+        if self.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {self.backend!r}")
         if self.intra_op_threads < 0 or self.inter_op_threads < 0:
             raise ValueError("thread counts must be >= 0 (0 lets ONNX Runtime choose)")
         if self.max_batch_size < 1:
@@ -67,8 +81,9 @@ def session_options(engine: EngineConfig) -> ort.SessionOptions:
     return options
 
 
-def open_verified_session(model_path: Path, expected_sha256: str, input_name: str, output_name: str,
-                          engine: EngineConfig) -> ort.InferenceSession:
+def open_verified_session(
+    model_path: Path, expected_sha256: str, input_name: str, output_name: str, engine: EngineConfig
+) -> ort.InferenceSession:
     """An ONNX Runtime session on ``model_path`` after checking it against its sidecar's figures.
 
     The bytes are hashed and then loaded from memory, so the file cannot change between check and
@@ -86,10 +101,14 @@ def open_verified_session(model_path: Path, expected_sha256: str, input_name: st
             f"model file {model_path} does not match the checksum in {sidecar_path(model_path)}: it was modified "
             "or replaced after export; re-export the model"
         )
+    if engine.strict:
+        require_providers(engine.providers, ort.get_available_providers())
     try:
         session = ort.InferenceSession(data, sess_options=session_options(engine), providers=list(engine.providers))
     except Exception as exc:  # onnxruntime raises several unrelated exception types
         raise ModelError(f"ONNX Runtime cannot load {model_path}: {exc}") from exc
+    if engine.strict:
+        check_session_providers(session, engine.providers, model_path)
     inputs, outputs = session.get_inputs(), session.get_outputs()
     if [i.name for i in inputs] != [input_name]:
         raise ModelError(f"{model_path} has inputs {[i.name for i in inputs]}, the sidecar expects {input_name!r}")
@@ -106,14 +125,21 @@ class OnnxRecognizer:
         self.engine = engine or EngineConfig()
         self.sidecar: ModelSidecar = load_sidecar(sidecar_path(self.model_path))
         self._charset = self.sidecar.config.charset_obj
-        self._session = open_verified_session(self.model_path, self.sidecar.onnx_sha256, self.sidecar.input_name,
-                                              self.sidecar.output_name, self.engine)
+        self._session = open_verified_session(
+            self.model_path, self.sidecar.onnx_sha256, self.sidecar.input_name, self.sidecar.output_name, self.engine
+        )
         self._check_signature()
 
     @property
     def config(self) -> RecognizerConfig:
         """The recogniser configuration from the sidecar."""
         return self.sidecar.config
+
+    @property
+    def providers(self) -> list[str]:
+        """The execution providers the session actually runs on (ONNX Runtime may drop some)."""
+        get_providers = getattr(self._session, "get_providers", None)  # other engines' sessions may lack it
+        return list(get_providers()) if get_providers is not None else list(self.engine.providers)
 
     def _check_signature(self) -> None:
         outputs = self._session.get_outputs()

@@ -39,7 +39,9 @@ def expand_inputs(args: Sequence[str | Path]) -> list[InputItem]:
         text = str(arg)
         path = Path(text)
         if path.is_dir():
-            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES)
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
+            )
             if not found:
                 raise ImageError(f"{path}: folder holds no images or videos")
             items += [InputItem(p, p.suffix.lower() in VIDEO_SUFFIXES) for p in found]

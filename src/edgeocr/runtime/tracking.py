@@ -29,7 +29,7 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from edgeocr.runtime.reader import LineRead, Point
+from edgeocr.runtime.results import LineRead, Point
 
 
 class TrackerConfig(BaseModel):
@@ -232,8 +232,15 @@ class CodeTracker:
             self._extend(self._open[track_number], frame_index, reads[read_number], confirmed)
         for read_number, read in enumerate(reads):
             if read_number not in used_reads:
-                track = _Track(self._next_id, frame_index, frame_index, self._counter,
-                               np.asarray(read.poly, np.float64), read.region, read.text)
+                track = _Track(
+                    self._next_id,
+                    frame_index,
+                    frame_index,
+                    self._counter,
+                    np.asarray(read.poly, np.float64),
+                    read.region,
+                    read.text,
+                )
                 self._next_id += 1
                 self._open.append(track)
                 self._extend(track, frame_index, read, confirmed)

@@ -1,4 +1,4 @@
-"""Batch reading on Ray Data (``edgeocr read --engine ray``): many images, many cores, many machines.
+"""Batch reading on Ray Data (``edgeocr read --executor ray``): many images, many cores, many machines.
 
 The inputs become a Ray dataset: local files, folders and globs as a list of paths (each reader
 opens its files itself, so on a cluster they must sit on storage every node mounts at the same
@@ -182,8 +182,9 @@ def _start_ray(config: RayReadConfig) -> bool:
     return True
 
 
-def ray_read(inputs: Sequence[str], reader_factory: Callable[[], Reader], out: Path,
-             config: RayReadConfig | None = None) -> RayReadSummary:
+def ray_read(
+    inputs: Sequence[str], reader_factory: Callable[[], Reader], out: Path, config: RayReadConfig | None = None
+) -> RayReadSummary:
     """Read ``inputs`` on Ray and write their rows to ``out`` (``.parquet`` or ``.jsonl``).
 
     ``reader_factory`` is pickled to the actors and called once in each; it must build the reader
@@ -225,8 +226,8 @@ def ray_read(inputs: Sequence[str], reader_factory: Callable[[], Reader], out: P
             raise ImageError(f"{', '.join(inputs)}: no images to read")
         table = pa.concat_tables(tables)
         local = table.column(_ORDER).null_count == 0
-        table = table.sort_by([(_ORDER if local else "path", "ascending"), ("line", "ascending")])
-        images = len(set(table.column(_ORDER if local else "path").to_pylist()))
+        table = table.sort_by([(_ORDER if local else "source", "ascending"), ("line", "ascending")])
+        images = len(set(table.column(_ORDER if local else "source").to_pylist()))
         rows = table.select(list(result_schema().names)).to_pylist()
         write_results(rows, out)
         seconds = time.perf_counter() - begin

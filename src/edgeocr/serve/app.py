@@ -93,8 +93,9 @@ class LineOut(BaseModel):
     raw_text: str = Field(description="The free reading, without format constraints.")
     confidence: float = Field(description="The weakest character's confidence, in [0, 1].")
     char_confidences: list[float] = Field(description="Each character's confidence.")
-    poly: list[list[float]] = Field(description="Corners [x, y] in the image: top-left, top-right, bottom-right, "
-                                    "bottom-left of the text.")
+    poly: list[list[float]] = Field(
+        description="Corners [x, y] in the image: top-left, top-right, bottom-right, bottom-left of the text."
+    )
     format: str | None = Field(description="The matched format, None when none matched or none was in play.")
     valid: bool = Field(description="Non-empty, confident enough and, with formats in play, matching one.")
     region: str | None = Field(description="The region's name (requests with regions).")
@@ -173,8 +174,9 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     def _too_large(self) -> RequestError:
-        return RequestError(413, "payload_too_large",
-                            f"request body over this service's limit of {self.max_bytes} bytes")
+        return RequestError(
+            413, "payload_too_large", f"request body over this service's limit of {self.max_bytes} bytes"
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -224,8 +226,11 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return JSONResponse(error_body(DEFAULT_CODES.get(exc.status_code, "http_error"), str(exc.detail)),
-                            status_code=exc.status_code, headers=getattr(exc, "headers", None))
+        return JSONResponse(
+            error_body(DEFAULT_CODES.get(exc.status_code, "http_error"), str(exc.detail)),
+            status_code=exc.status_code,
+            headers=getattr(exc, "headers", None),
+        )
 
     @app.exception_handler(Exception)
     async def server_fault(_: Request, exc: Exception) -> JSONResponse:  # the last resort: log, answer, go on
@@ -257,8 +262,11 @@ async def _parse_multipart(request: Request, field: str, limit: int) -> tuple[li
     async with request.form(max_files=limit + 64, max_fields=64) as form:
         unknown = sorted(set(form.keys()) - {field, OPTIONS_FIELD})
         if unknown:
-            raise RequestError(422, "invalid_request", f"unknown form field(s) {unknown}; expected '{field}' "
-                               f"and optionally '{OPTIONS_FIELD}'")
+            raise RequestError(
+                422,
+                "invalid_request",
+                f"unknown form field(s) {unknown}; expected '{field}' and optionally '{OPTIONS_FIELD}'",
+            )
         parts = form.getlist(field)
         if not parts:
             raise RequestError(422, "missing_field", f"no '{field}' file field in the form")
@@ -281,8 +289,9 @@ def _too_many(count: int, limit: int) -> RequestError:
     return RequestError(413, "too_many_images", f"{count} images in one request, over this service's limit of {limit}")
 
 
-def _json_images(body: bytes, model: type[ReadJSON] | type[BatchReadJSON],
-                 limit: int) -> tuple[list[tuple[str, bytes]], ReadRequestOptions]:
+def _json_images(
+    body: bytes, model: type[ReadJSON] | type[BatchReadJSON], limit: int
+) -> tuple[list[tuple[str, bytes]], ReadRequestOptions]:
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
@@ -302,12 +311,14 @@ def _json_images(body: bytes, model: type[ReadJSON] | type[BatchReadJSON],
         raise RequestError(422, code, _validation_message(exc)) from None
     if isinstance(parsed, ReadJSON):
         return [(IMAGE_FIELD, _base64_image(parsed.image, IMAGE_FIELD))], parsed.options
-    return [(f"{IMAGES_FIELD}[{i}]", _base64_image(text, f"{IMAGES_FIELD}[{i}]"))
-            for i, text in enumerate(parsed.images)], parsed.options
+    return [
+        (f"{IMAGES_FIELD}[{i}]", _base64_image(text, f"{IMAGES_FIELD}[{i}]")) for i, text in enumerate(parsed.images)
+    ], parsed.options
 
 
-async def _parse_json(request: Request, model: type[ReadJSON] | type[BatchReadJSON],
-                      limit: int) -> tuple[list[tuple[str, bytes]], ReadRequestOptions]:
+async def _parse_json(
+    request: Request, model: type[ReadJSON] | type[BatchReadJSON], limit: int
+) -> tuple[list[tuple[str, bytes]], ReadRequestOptions]:
     body = await request.body()
     if len(body) <= _INLINE_JSON_BYTES:
         return _json_images(body, model, limit)
@@ -322,9 +333,12 @@ async def _parse(request: Request, batch: bool, limit: int) -> tuple[list[tuple[
     if media == "application/json" or media.endswith("+json"):
         return await _parse_json(request, BatchReadJSON if batch else ReadJSON, limit)
     field = f"'{IMAGES_FIELD}' file fields" if batch else f"a file field '{IMAGE_FIELD}'"
-    raise RequestError(415, "unsupported_media_type",
-                       f"send multipart/form-data with {field}, or application/json with base64 images; "
-                       f"got {media or 'no Content-Type'}")
+    raise RequestError(
+        415,
+        "unsupported_media_type",
+        f"send multipart/form-data with {field}, or application/json with base64 images; "
+        f"got {media or 'no Content-Type'}",
+    )
 
 
 # --- answers -------------------------------------------------------------------------------------
@@ -358,16 +372,30 @@ def _openapi_bodies(app: FastAPI) -> Callable[[], dict[str, Any]]:
             model_schema = model.model_json_schema(ref_template=ref)
             components.update(model_schema.pop("$defs", {}))
             components[model.__name__] = model_schema
-        options_doc = {"type": "string", "description": "JSON of ReadRequestOptions (formats, regions, detector, "
-                       "min_confidence)."}
-        for path, field, many, json_model in (("/v1/read", IMAGE_FIELD, False, ReadJSON),
-                                              ("/v1/read/batch", IMAGES_FIELD, True, BatchReadJSON)):
+        options_doc = {
+            "type": "string",
+            "description": "JSON of ReadRequestOptions (formats, regions, detector, min_confidence).",
+        }
+        for path, field, many, json_model in (
+            ("/v1/read", IMAGE_FIELD, False, ReadJSON),
+            ("/v1/read/batch", IMAGES_FIELD, True, BatchReadJSON),
+        ):
             binary = {"type": "string", "format": "binary"}
-            multipart = {"type": "object", "required": [field], "properties": {
-                field: {"type": "array", "items": binary} if many else binary, OPTIONS_FIELD: options_doc}}
-            schema["paths"][path]["post"]["requestBody"] = {"required": True, "content": {
-                "multipart/form-data": {"schema": multipart},
-                "application/json": {"schema": {"$ref": ref.format(model=json_model.__name__)}}}}
+            multipart = {
+                "type": "object",
+                "required": [field],
+                "properties": {
+                    field: {"type": "array", "items": binary} if many else binary,
+                    OPTIONS_FIELD: options_doc,
+                },
+            }
+            schema["paths"][path]["post"]["requestBody"] = {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {"schema": multipart},
+                    "application/json": {"schema": {"$ref": ref.format(model=json_model.__name__)}},
+                },
+            }
         app.openapi_schema = schema
         return schema
 
@@ -393,8 +421,12 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
         yield
         executor.shutdown(wait=False, cancel_futures=True)
 
-    app = FastAPI(title="edgeocr", version=__version__, lifespan=lifespan,
-                  description="Read printed industrial codes (lots, dates, serials, containers) in images.")
+    app = FastAPI(
+        title="edgeocr",
+        version=__version__,
+        lifespan=lifespan,
+        description="Read printed industrial codes (lots, dates, serials, containers) in images.",
+    )
     app.state.settings, app.state.pool, app.state.metrics = settings, pool, metrics
     _install_error_handlers(app)
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
@@ -417,8 +449,11 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
         except ImageError as exc:  # an image the reader refuses; other errors are the service's (500)
             raise RequestError(400, "bad_image", str(exc)) from None
         done = time.perf_counter()
-        return images, results, {"queue": _ms(began - submitted), "decode": _ms(decoded - began),
-                                 "read": _ms(done - decoded)}
+        return (
+            images,
+            results,
+            {"queue": _ms(began - submitted), "decode": _ms(decoded - began), "read": _ms(done - decoded)},
+        )
 
     async def handle(request: Request, batch: bool, start: float) -> dict[str, Any]:
         payloads, options = await _parse(request, batch, settings.batch_max_images)
@@ -438,24 +473,34 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
         try:
             body = await asyncio.wait_for(handle(request, batch, start), settings.request_timeout_s)
         except asyncio.TimeoutError:  # the queued work was cancelled with the wait
-            raise RequestError(504, "timeout", f"not answered within this service's limit of "
-                               f"{settings.request_timeout_s:g} s; try again later or send smaller images") from None
+            raise RequestError(
+                504,
+                "timeout",
+                f"not answered within this service's limit of "
+                f"{settings.request_timeout_s:g} s; try again later or send smaller images",
+            ) from None
         except (RequestError, StarletteHTTPException):
             raise
         except Exception as exc:  # a fault of the service: log it, answer 500, keep serving
             logger.error("read request failed", exc_info=exc)
-            raise RequestError(500, "internal_error",
-                               f"the service failed on this request ({type(exc).__name__}: {exc})") from None
+            raise RequestError(
+                500, "internal_error", f"the service failed on this request ({type(exc).__name__}: {exc})"
+            ) from None
         return JSONResponse(body)
 
-    @app.post("/v1/read", response_model=ReadResponse, responses=ERROR_RESPONSES,
-              summary="Read the text lines of one image")
+    @app.post(
+        "/v1/read", response_model=ReadResponse, responses=ERROR_RESPONSES, summary="Read the text lines of one image"
+    )
     async def read(request: Request) -> JSONResponse:
         """Multipart field `image` (a file) or JSON `{"image": "<base64>"}`, with optional `options`."""
         return await answer(request, batch=False)
 
-    @app.post("/v1/read/batch", response_model=BatchReadResponse, responses=ERROR_RESPONSES,
-              summary="Read the text lines of several images")
+    @app.post(
+        "/v1/read/batch",
+        response_model=BatchReadResponse,
+        responses=ERROR_RESPONSES,
+        summary="Read the text lines of several images",
+    )
     async def read_batch(request: Request) -> JSONResponse:
         """Multipart fields `images` (files) or JSON `{"images": ["<base64>", ...]}`, with optional `options`.
         All lines of all images are recognised in shared batches."""
@@ -473,10 +518,13 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
             "detector": settings.detector or (type(pool.detector).__name__ if pool.detector else None),
             "formats": list(settings.formats),
             "uptime_s": round(time.monotonic() - started, 3),
-            "limits": {"max_body_bytes": settings.max_body_bytes, "max_pixels": settings.max_pixels,
-                       "batch_max_images": settings.batch_max_images,
-                       "request_timeout_s": settings.request_timeout_s,
-                       "max_concurrent_inferences": settings.max_concurrent_inferences},
+            "limits": {
+                "max_body_bytes": settings.max_body_bytes,
+                "max_pixels": settings.max_pixels,
+                "batch_max_images": settings.batch_max_images,
+                "request_timeout_s": settings.request_timeout_s,
+                "max_concurrent_inferences": settings.max_concurrent_inferences,
+            },
         }
 
     @app.get("/metrics", summary="Prometheus metrics")

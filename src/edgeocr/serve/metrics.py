@@ -8,8 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 #: Paths reported by name; anything else is counted as "other" (bounded label values).
-KNOWN_PATHS = frozenset({"/", "/v1/read", "/v1/read/batch", "/health", "/metrics", "/docs", "/redoc",
-                         "/openapi.json"})
+KNOWN_PATHS = frozenset({"/", "/v1/read", "/v1/read/batch", "/health", "/metrics", "/docs", "/redoc", "/openapi.json"})
 READ_PATHS = frozenset({"/v1/read", "/v1/read/batch"})
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
@@ -19,14 +18,24 @@ class ServiceMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter("edgeocr_http_requests", "HTTP requests answered, by endpoint and status.",
-                                ("endpoint", "method", "status"), registry=self.registry)
-        self.latency = Histogram("edgeocr_http_request_duration_seconds", "Time to answer a request, by endpoint.",
-                                 ("endpoint",), buckets=LATENCY_BUCKETS_S, registry=self.registry)
+        self.requests = Counter(
+            "edgeocr_http_requests",
+            "HTTP requests answered, by endpoint and status.",
+            ("endpoint", "method", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "edgeocr_http_request_duration_seconds",
+            "Time to answer a request, by endpoint.",
+            ("endpoint",),
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
         self.images = Counter("edgeocr_images_read", "Images read.", registry=self.registry)
         self.lines = Counter("edgeocr_lines_read", "Text lines read.", registry=self.registry)
-        self.in_flight = Gauge("edgeocr_read_requests_in_flight", "Read requests being handled now.",
-                               registry=self.registry)
+        self.in_flight = Gauge(
+            "edgeocr_read_requests_in_flight", "Read requests being handled now.", registry=self.registry
+        )
 
 
 class MetricsMiddleware:

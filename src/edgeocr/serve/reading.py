@@ -8,8 +8,9 @@ reader, which :class:`~edgeocr.runtime.reader.ReadOptions`), never a change to a
   reader; other format specs are compiled (a bad one is a 422 naming its position) and read by a
   reader built for exactly those formats, kept in a small least-recently-used cache;
 * **regions**: rectangles (or four-point quads) given in the request, in pixels or relative to
-  the image: each is cut out (rectangles at whole pixels, quads warped upright by
-  :func:`edgeocr.core.crops.crop_line`) and read as one line, with its own format if it names one;
+  the image, read by :meth:`~edgeocr.runtime.reader.Reader.read_regions`: the Reader's own crop
+  (:func:`edgeocr.core.crops.crop_line`) and region path, so a request reads exactly what a reader
+  configured with those regions reads; each region with its own format if it names one;
 * **detector** on/off: the detector reader, or the whole-image reader (the image is one line).
 
 Everything here that costs CPU (decoding, building a reader, reading) runs in the service's
@@ -18,23 +19,21 @@ inference threads, never on the event loop.
 
 from __future__ import annotations
 
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Annotated, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from edgeocr.core.crops import crop_line
 from edgeocr.core.errors import EdgeOCRError, ImageError
 from edgeocr.core.formats import compile_format
 from edgeocr.core.images import header_size, load_image
 from edgeocr.runtime.build import build_line_detector
+from edgeocr.runtime.engines import engine_config
 from edgeocr.runtime.reader import LineDetector, LineRead, Reader, ReaderConfig, ReadOptions, Region
-from edgeocr.runtime.recognizer import EngineConfig
 from edgeocr.serve.errors import RequestError
 from edgeocr.serve.settings import ServeSettings
 
@@ -105,15 +104,20 @@ class ReaderPool:
 
     def __init__(self, settings: ServeSettings, detector: LineDetector | None = None) -> None:
         self.settings = settings
-        self.engine = EngineConfig(intra_op_threads=settings.engine_threads)
+        self.engine = engine_config(settings.device, settings.engine, settings.engine_threads)
         if detector is None and settings.has_detector:
             detector = build_line_detector(settings.detector, self.engine)
         if detector is None and settings.mode == "detector":
             raise EdgeOCRError("mode 'detector' needs a detector")
         self.detector = detector
-        self._config = ReaderConfig(model=settings.model, engine=self.engine, mode="whole",
-                                    formats=settings.formats, min_confidence=settings.min_confidence,
-                                    max_pixels=settings.max_pixels)
+        self._config = ReaderConfig(
+            model=settings.model,
+            engine=self.engine,
+            mode="whole",
+            formats=settings.formats,
+            min_confidence=settings.min_confidence,
+            max_pixels=settings.max_pixels,
+        )
         self._shared = {"whole": Reader(self._config)}
         if detector is not None:
             self._shared["detector"] = self._build("detector", settings.formats)
@@ -170,8 +174,10 @@ class ReaderPool:
             own_formats, option_formats = request.formats, None
         for region in request.regions or ():
             if region.format is not None and region.format not in in_play:
-                raise _invalid(f"region {region.name or '(unnamed)'} expects format {region.format!r}, "
-                               f"which is not among the formats in play {list(in_play)}")
+                raise _invalid(
+                    f"region {region.name or '(unnamed)'} expects format {region.format!r}, "
+                    f"which is not among the formats in play {list(in_play)}"
+                )
         options = ReadOptions(formats=option_formats, min_confidence=request.min_confidence)
         return ReadPlan(mode=mode, formats=own_formats, options=options, regions=request.regions or ())
 
@@ -179,53 +185,12 @@ class ReaderPool:
         """The lines of each decoded image under ``plan`` (blocking; run it in an inference thread)."""
         reader = self.reader(plan)
         if plan.mode != "regions":
-            return reader.read_batch(images, options=plan.options)
-        return _read_regions(reader, images, plan)
-
-
-def _cut(image: np.ndarray, region: Region, poly: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The crop of ``region`` and the polygon actually read (rectangles are taken at whole pixels)."""
-    if region.rect is None:
-        return crop_line(image, poly), poly
-    height, width = image.shape[:2]
-    # Pixel edges: a rect (x, y, w, h) covers columns x..x+w-1; fractional edges grow outwards.
-    x0, y0 = math.floor(poly[0, 0] + 1e-6), math.floor(poly[0, 1] + 1e-6)
-    x1, y1 = min(width, math.ceil(poly[2, 0] - 1e-6)), min(height, math.ceil(poly[2, 1] - 1e-6))
-    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
-    rect = np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float64)
-    return image[y0:y1, x0:x1], rect
-
-
-def _read_regions(reader: Reader, images: Sequence[np.ndarray], plan: ReadPlan) -> list[list[LineRead]]:
-    """Cut every region out of every image and read the cuts, grouped by the format each region expects."""
-    cuts: list[np.ndarray] = []
-    owners: list[tuple[int, Region, np.ndarray]] = []
-    for index, image in enumerate(images):
-        height, width = image.shape[:2]
-        for region in plan.regions:
-            poly = region.polygon(width, height)
-            if (poly[:, 0] > width + 1e-6).any() or (poly[:, 1] > height + 1e-6).any():
-                raise RequestError(422, "invalid_options", f"image {index}: region {region.name or '(unnamed)'} "
-                                   f"{poly.round(2).tolist()} extends beyond the {width}x{height} image")
-            crop, read_poly = _cut(image, region, poly)
-            cuts.append(crop)
-            owners.append((index, region, read_poly))
-    groups: dict[str | None, list[int]] = {}
-    for k, (_, region, _) in enumerate(owners):
-        groups.setdefault(region.format, []).append(k)
-    reads: list[LineRead | None] = [None] * len(cuts)
-    for region_format, members in groups.items():
-        options = plan.options if region_format is None else plan.options.model_copy(
-            update={"formats": (region_format,)})
-        for k, lines in zip(members, reader.read_batch([cuts[k] for k in members], options=options), strict=True):
-            (line,) = lines  # whole-image mode: one line per cut
-            _, region, read_poly = owners[k]
-            poly = tuple((float(x), float(y)) for x, y in read_poly)
-            reads[k] = replace(line, poly=poly, region=region.name)
-    results: list[list[LineRead]] = [[] for _ in images]
-    for (index, _, _), line in zip(owners, reads, strict=True):
-        results[index].append(line)  # type: ignore[arg-type]
-    return results
+            return [list(result) for result in reader.read_batch(images, options=plan.options)]
+        try:  # the Reader's own region path: the same crops and reads as a reader in mode 'roi'
+            results = reader.read_regions(images, plan.regions, options=plan.options)
+        except (ImageError, ValueError) as exc:  # a region past the image, a preprocess the service lacks
+            raise RequestError(422, "invalid_options", str(exc)) from None
+        return [list(result) for result in results]
 
 
 def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
@@ -234,9 +199,13 @@ def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
 
     def check(width: int, height: int) -> None:
         if width * height > max_pixels:
-            raise RequestError(413, "image_too_large", f"{name}: image is {width}x{height} = "
-                               f"{width * height / 1e6:.1f} megapixels, over this service's limit of "
-                               f"{max_pixels / 1e6:.1f} megapixels")
+            raise RequestError(
+                413,
+                "image_too_large",
+                f"{name}: image is {width}x{height} = "
+                f"{width * height / 1e6:.1f} megapixels, over this service's limit of "
+                f"{max_pixels / 1e6:.1f} megapixels",
+            )
 
     try:
         size = header_size(data, name) if data else None

@@ -55,6 +55,17 @@ class ServeSettings(BaseModel):
         ge=0,
         description="ONNX Runtime threads per inference (recogniser and detector); 0: all cores.",
     )
+    device: Literal["cpu", "cuda"] = Field(
+        default="cpu",
+        description="Where the recogniser runs; 'cuda' is refused at start where CUDA is missing (never the CPU).",
+    )
+    engine: Literal["onnxruntime", "openvino", "tensorrt"] = Field(
+        default="onnxruntime",
+        description=(
+            "What runs the recogniser: ONNX Runtime, OpenVINO (CPU; also the .xml that edgeocr optimize writes) "
+            "or TensorRT (with device 'cuda'); see edgeocr.runtime.engines."
+        ),
+    )
     max_concurrent_inferences: int = Field(
         default=2,
         ge=1,
@@ -101,6 +112,9 @@ class ServeSettings(BaseModel):
     def _check_formats(self) -> ServeSettings:
         if len(set(self.formats)) != len(self.formats):
             raise ValueError(f"formats are listed more than once: {list(self.formats)}")
+        from edgeocr.runtime.engines import engine_config
+
+        engine_config(self.device, self.engine)  # ValueError for a pair that cannot run (tensorrt on the cpu)
         return self
 
     @property

@@ -54,8 +54,9 @@ def _apply(m: np.ndarray, points: np.ndarray) -> np.ndarray:
     return moved[:, :2] / moved[:, 2:3]
 
 
-def warp_with_points(image: np.ndarray, points: np.ndarray, rng: np.random.Generator,
-                     ranges: GeometryRange = GeometryRange()) -> tuple[np.ndarray, np.ndarray]:
+def warp_with_points(
+    image: np.ndarray, points: np.ndarray, rng: np.random.Generator, ranges: GeometryRange = GeometryRange()
+) -> tuple[np.ndarray, np.ndarray]:
     """Apply a random camera geometry; the output grows to fit the whole image (nothing is cut).
 
     One OpenCV warp for the whole geometry: albumentations' Affine and Perspective cost 0.3 ms of
@@ -104,13 +105,19 @@ def photometric_pipeline() -> A.Compose:
                 ],
                 p=0.35,
             ),
-            A.RandomSunFlare(flare_roi=(0, 0, 1, 1), src_radius=60, num_flare_circles_range=(1, 3),
-                             method="overlay", p=0.04),  # glare on glossy packs
+            A.RandomSunFlare(
+                flare_roi=(0, 0, 1, 1), src_radius=60, num_flare_circles_range=(1, 3), method="overlay", p=0.04
+            ),  # glare on glossy packs
             A.Downscale(scale_range=(0.35, 0.85), p=0.2),  # low resolution, far cameras
             # Sensor noise, grey or per colour channel (albumentations' ISONoise looks alike but costs
             # 0.7 ms per crop, a third of the whole budget).
-            A.OneOf([A.GaussNoise(std_range=(0.02, 0.09), per_channel=False),
-                     A.GaussNoise(std_range=(0.02, 0.07), per_channel=True)], p=0.4),
+            A.OneOf(
+                [
+                    A.GaussNoise(std_range=(0.02, 0.09), per_channel=False),
+                    A.GaussNoise(std_range=(0.02, 0.07), per_channel=True),
+                ],
+                p=0.4,
+            ),
             A.ToGray(p=0.25),  # monochrome industrial cameras
             A.ImageCompression(quality_range=(25, 90), p=0.35),
         ]

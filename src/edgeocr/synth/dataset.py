@@ -26,7 +26,7 @@ from edgeocr import __version__
 from edgeocr.core.atomic import atomic_output_dir, atomic_write_bytes, describe_os_error
 from edgeocr.core.charset import DEFAULT_CHARSET
 from edgeocr.core.errors import EdgeOCRError, Interrupted, OutputError
-from edgeocr.data.lmdb_layout import NUM_SAMPLES_KEY, image_key, label_key, meta_key
+from edgeocr.core.lmdb_layout import NUM_SAMPLES_KEY, image_key, label_key, meta_key
 from edgeocr.synth.fonts import discover_fonts
 from edgeocr.synth.ink import warm_glyph_cache
 from edgeocr.synth.lines import LineSynthConfig, LineSynthesizer
@@ -106,7 +106,9 @@ def _init_worker(job: SynthJob, target: Path) -> None:
 
 
 def _encode(image: np.ndarray, kind: str) -> bytes:
-    ok, buf = cv2.imencode(".png", image) if kind == "lines" else cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    ok, buf = (
+        cv2.imencode(".png", image) if kind == "lines" else cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 92])
+    )
     if not ok:
         raise EdgeOCRError("image encoding failed")
     return buf.tobytes()
@@ -121,15 +123,32 @@ def _make_chunk(bounds: tuple[int, int]) -> list[dict]:
         data = _encode(sample.image, _job.kind)
         if _job.kind == "lines":
             rel = f"{sample.category}/{i:08d}.png"
-            record = {"index": i, "file": rel, "text": sample.text,
-                      "meta": {"template": sample.template, "category": sample.category, "process": sample.process,
-                               "surface": sample.surface, "vertical": sample.vertical}}
+            record = {
+                "index": i,
+                "file": rel,
+                "text": sample.text,
+                "meta": {
+                    "template": sample.template,
+                    "category": sample.category,
+                    "process": sample.process,
+                    "surface": sample.surface,
+                    "vertical": sample.vertical,
+                },
+            }
         else:
             rel = f"images/{i:08d}.jpg"
             h, w = sample.image.shape[:2]
-            record = {"index": i, "file": rel,
-                      "annotation": {"file": rel, "width": w, "height": h, "exhaustive": True,
-                                     "lines": [vars(line) for line in sample.lines]}}
+            record = {
+                "index": i,
+                "file": rel,
+                "annotation": {
+                    "file": rel,
+                    "width": w,
+                    "height": h,
+                    "exhaustive": True,
+                    "lines": [vars(line) for line in sample.lines],
+                },
+            }
         if _job.format == "folder":
             path = _target / rel
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,8 +213,12 @@ def synthesize(job: SynthJob, progress: bool = True) -> SynthResult:
         cfg = LineSynthConfig()
         warm_glyph_cache(list(fonts.text + fonts.dot), DEFAULT_CHARSET, cfg.cap_height, stroke=False)
         warm_glyph_cache(list(fonts.bold), DEFAULT_CHARSET, cfg.cap_height, stroke=True)
-        warm_glyph_cache(list(fonts.seven_segment + fonts.fourteen_segment), "".join(sorted(FOURTEEN_SEGMENT_CHARS)),
-                         cfg.cap_height, stroke=False)
+        warm_glyph_cache(
+            list(fonts.seven_segment + fonts.fourteen_segment),
+            "".join(sorted(FOURTEEN_SEGMENT_CHARS)),
+            cfg.cap_height,
+            stroke=False,
+        )
 
     previous_sigterm = signal.signal(signal.SIGTERM, _raise_on_sigterm)
     start = time.perf_counter()
@@ -217,7 +240,10 @@ def synthesize(job: SynthJob, progress: bool = True) -> SynthResult:
             finally:
                 writer.close()
             manifest = {
-                "kind": job.kind, "count": job.count, "seed": job.seed, "format": job.format,
+                "kind": job.kind,
+                "count": job.count,
+                "seed": job.seed,
+                "format": job.format,
                 "edgeocr_version": __version__,
                 # Names, not absolute paths: the manifest must not depend on where the code lives.
                 "templates": {name: _file_digest(p) for name, p in _template_paths(job)},
@@ -266,8 +292,13 @@ class _progress:
         from rich.console import Console
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        self.bar = Progress(TextColumn(f"synth {self.job.kind}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=Console(stderr=True))
+        self.bar = Progress(
+            TextColumn(f"synth {self.job.kind}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+        )
         self.bar.start()
         task = self.bar.add_task("", total=self.job.count)
         return lambda: self.bar.advance(task)
@@ -319,8 +350,9 @@ class _LmdbWriter:
         self.lmdb_error = lmdb.Error
         self.root = root
         per_sample = 400_000 if job.kind == "scenes" else 40_000
-        self.env = lmdb.open(str(root), map_size=max(1 << 28, job.count * per_sample), subdir=True,
-                             meminit=True, map_async=False)  # meminit: no stray bytes in free space
+        self.env = lmdb.open(
+            str(root), map_size=max(1 << 28, job.count * per_sample), subdir=True, meminit=True, map_async=False
+        )  # meminit: no stray bytes in free space
         self.kind = job.kind
         self.txn = self.env.begin(write=True)
         self.n = 0

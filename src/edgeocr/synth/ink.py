@@ -34,8 +34,7 @@ def _cap_box(path: str, size: int) -> tuple[int, int]:
 _REFERENCE_CAPS = (20, 40, 64)
 
 
-def ttf_mask(text: str, font_path: str, cap_height: int, tracking: float = 0.0,
-             stroke: int = 0) -> np.ndarray:
+def ttf_mask(text: str, font_path: str, cap_height: int, tracking: float = 0.0, stroke: int = 0) -> np.ndarray:
     """Render ``text`` so that its capitals are ``cap_height`` pixels tall.
 
     ``tracking`` adds letter spacing as a fraction of the cap height (negative condenses).

@@ -11,8 +11,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from edgeocr.synth.capture import seeded, warp_with_points
 from edgeocr.synth.fonts import FontLibrary
-from edgeocr.synth.processes import apply_print, render_text_mask, sample_style, to_uint8
 from edgeocr.synth.generator import Synthesizer
+from edgeocr.synth.processes import apply_print, render_text_mask, sample_style, to_uint8
 from edgeocr.synth.surfaces import cylinder_warp, make_surface
 from edgeocr.synth.templates import Catalogue
 
@@ -28,13 +28,16 @@ class LineSynthConfig(BaseModel):
     capture_p: float = Field(default=0.9, ge=0, le=1, description="Probability of camera effects at all.")
     margin: tuple[float, float] = Field(default=(0.1, 0.6), description="Crop margin, in cap heights.")
     wide_margin_p: float = Field(
-        default=0.2, ge=0, le=1,
+        default=0.2,
+        ge=0,
+        le=1,
         description="Probability, per side, of a wide margin instead: crops cut by hand or by a generous "
         "detector leave a lot of bare surface, which a model that never saw it reads as extra characters.",
     )
     wide_margin: tuple[float, float] = Field(default=(0.6, 1.6), description="Wide crop margin, in cap heights.")
     min_contrast: float = Field(
-        default=28.0, ge=0,
+        default=28.0,
+        ge=0,
         description="Least gray-level difference between ink and surface (medians) as printed; a sample below "
         "it is drawn again, so that labels never describe text nobody could read.",
     )
@@ -42,7 +45,8 @@ class LineSynthConfig(BaseModel):
         default=8.0, ge=0, description="Least gray-level standard deviation of the final crop (same reason)."
     )
     min_local_contrast: float = Field(
-        default=10.0, ge=0,
+        default=10.0,
+        ge=0,
         description="Least ink-to-background contrast (gray levels) of every stretch of the final crop, a cap "
         "height long: glare, uneven light and washed-out print can erase part of a line after it was printed "
         "legibly, and a label must not name characters that are gone.",
@@ -75,8 +79,9 @@ class LineSynthesizer(Synthesizer):
 
     config: LineSynthConfig
 
-    def __init__(self, catalogue: Catalogue, fonts: FontLibrary, seed: int,
-                 config: LineSynthConfig | None = None) -> None:
+    def __init__(
+        self, catalogue: Catalogue, fonts: FontLibrary, seed: int, config: LineSynthConfig | None = None
+    ) -> None:
         super().__init__(catalogue, fonts, seed, config or LineSynthConfig())
 
     def sample(self, index: int) -> LineSample:
@@ -128,8 +133,15 @@ class LineSynthesizer(Synthesizer):
             image = seeded(self.photometric, rng)(image=image)["image"]
         if check and not self._legible(image, ink, cap, vertical):
             return None
-        return LineSample(image=image, text=text, category=template.spec.category, template=template.spec.name,
-                          process=style.process, surface=style.surface, vertical=vertical)
+        return LineSample(
+            image=image,
+            text=text,
+            category=template.spec.category,
+            template=template.spec.name,
+            process=style.process,
+            surface=style.surface,
+            vertical=vertical,
+        )
 
     def _margins(self, rng: np.random.Generator) -> np.ndarray:
         """Crop margins (left, top, right, bottom) in cap heights: uneven, as detectors cut, and now
@@ -139,15 +151,15 @@ class LineSynthesizer(Synthesizer):
         return np.where(wide, rng.uniform(*cfg.wide_margin, 4), rng.uniform(*cfg.margin, 4))
 
     @staticmethod
-    def _crop(image: np.ndarray, ink: np.ndarray, box: np.ndarray,
-              margins: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _crop(
+        image: np.ndarray, ink: np.ndarray, box: np.ndarray, margins: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Axis-aligned crop around the text box with the given margins in pixels."""
         (x0, y0), (x1, y1) = box
         h, w = image.shape[:2]
         left, top = max(int(x0 - margins[0]), 0), max(int(y0 - margins[1]), 0)
         right, bottom = min(int(np.ceil(x1 + margins[2])), w), min(int(np.ceil(y1 + margins[3])), h)
-        return (np.ascontiguousarray(image[top:bottom, left:right]),
-                np.ascontiguousarray(ink[top:bottom, left:right]))
+        return (np.ascontiguousarray(image[top:bottom, left:right]), np.ascontiguousarray(ink[top:bottom, left:right]))
 
     def _legible(self, image: np.ndarray, ink: np.ndarray, cap: int, vertical: bool) -> bool:
         """Whether the final crop still shows every part of its text (see ``min_std`` and
@@ -187,14 +199,14 @@ def min_local_contrast(gray: np.ndarray, ink: np.ndarray, cap: int, vertical: bo
         return 0.0
     step = max(cap, 4)
     starts = range(int(columns[0]), int(columns[-1]) + 1, step)
-    counts = [int(solid[:, start:start + step].sum()) for start in starts]
+    counts = [int(solid[:, start : start + step].sum()) for start in starts]
     least = max(4, 0.25 * float(np.median(counts)))  # gaps between words, slivers of a neighbour's edge
     worst = float("inf")
     for start, count in zip(starts, counts):
         if count < least:
             continue
         band = slice(max(start - step // 2, 0), start + step + step // 2)  # background from a little wider
-        stroke = gray[:, start:start + step][solid[:, start:start + step]]
+        stroke = gray[:, start : start + step][solid[:, start : start + step]]
         background = gray[:, band][clear[:, band]]
         if background.size < 4:
             background = gray[clear]

@@ -18,8 +18,9 @@ def line_sheet(items: list[tuple[np.ndarray, str]], columns: int = 3) -> np.ndar
         w = min(TILE_W, max(1, int(image.shape[1] * scale)))
         tile = np.full((TILE_H + CAPTION_H + 4, TILE_W + 6, 3), 255, np.uint8)
         tile[:TILE_H, :w] = cv2.resize(image, (w, TILE_H), interpolation=cv2.INTER_AREA)
-        cv2.putText(tile, text[:60], (2, TILE_H + CAPTION_H - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (20, 20, 160), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            tile, text[:60], (2, TILE_H + CAPTION_H - 3), cv2.FONT_HERSHEY_SIMPLEX, 0.42, (20, 20, 160), 1, cv2.LINE_AA
+        )
         tiles.append(tile)
     return _grid(tiles, columns)
 
@@ -34,12 +35,22 @@ def scene_sheet(items: list[tuple[np.ndarray, list[dict]]], columns: int = 3, wi
             poly = (np.array(line["poly"], np.float32) * scale).astype(np.int32)
             cv2.polylines(tile, [poly], True, (0, 0, 255), 1, cv2.LINE_AA)
             x, y = poly[0]
-            cv2.putText(tile, line["text"], (int(x), max(10, int(y) - 3)), cv2.FONT_HERSHEY_SIMPLEX, 0.38,
-                        (0, 200, 0), 1, cv2.LINE_AA)
+            cv2.putText(
+                tile,
+                line["text"],
+                (int(x), max(10, int(y) - 3)),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.38,
+                (0, 200, 0),
+                1,
+                cv2.LINE_AA,
+            )
         tiles.append(tile)
     height = max(t.shape[0] for t in tiles)
-    tiles = [cv2.copyMakeBorder(t, 0, height - t.shape[0] + 4, 0, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))
-             for t in tiles]
+    tiles = [
+        cv2.copyMakeBorder(t, 0, height - t.shape[0] + 4, 0, 4, cv2.BORDER_CONSTANT, value=(255, 255, 255))
+        for t in tiles
+    ]
     return _grid(tiles, columns)
 
 

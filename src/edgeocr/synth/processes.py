@@ -25,8 +25,14 @@ from edgeocr.synth.surfaces import SURFACE_WEIGHTS, SURFACES, TextureBank, colou
 from edgeocr.synth.templates import PRINT_PROCESSES
 
 PROCESS_WEIGHTS = {
-    "inkjet": 0.30, "thermal": 0.18, "laser": 0.12, "etched": 0.08,
-    "embossed": 0.08, "stamped": 0.08, "painted": 0.08, "segment": 0.08,
+    "inkjet": 0.30,
+    "thermal": 0.18,
+    "laser": 0.12,
+    "etched": 0.08,
+    "embossed": 0.08,
+    "stamped": 0.08,
+    "painted": 0.08,
+    "segment": 0.08,
 }
 assert set(PROCESS_WEIGHTS) == set(PRINT_PROCESSES)
 
@@ -81,21 +87,27 @@ def process_fits(process: str, text_lines: list[str]) -> bool:
     return True
 
 
-def sample_style(text_lines: list[str], allowed: list[str] | None, fonts: FontLibrary,
-                 rng: np.random.Generator, cap_height: float) -> PrintStyle:
+def sample_style(
+    text_lines: list[str], allowed: list[str] | None, fonts: FontLibrary, rng: np.random.Generator, cap_height: float
+) -> PrintStyle:
     candidates = [p for p in (allowed or PRINT_PROCESSES) if process_fits(p, text_lines)] or ["thermal"]
     process = choose(rng, candidates, [PROCESS_WEIGHTS[p] for p in candidates])
     surfaces = _PROCESS_SURFACES[process]
     surface = choose(rng, surfaces, [SURFACE_WEIGHTS[SURFACES.index(s)] for s in surfaces])
     if process == "segment":
         digits_only = set("".join(text_lines)) <= SEVEN_SEGMENT_CHARS
-        pool = fonts.seven_segment if digits_only and fonts.seven_segment and rng.random() < 0.8 else fonts.fourteen_segment
+        pool = (
+            fonts.seven_segment
+            if digits_only and fonts.seven_segment and rng.random() < 0.8
+            else fonts.fourteen_segment
+        )
         font = choose(rng, pool or fonts.require("seven_segment"))
     elif process in ("painted", "stamped", "embossed"):
         font = choose(rng, fonts.bold or fonts.require("text"))
     elif process == "inkjet":
         font = next((f for hint in _DOT_FALLBACK_HINTS for f in fonts.mono if hint + "." in f), None) or choose(
-            rng, fonts.require("text"))
+            rng, fonts.require("text")
+        )
     else:
         pool = fonts.require("text") + (fonts.dot if rng.random() < 0.1 else ())
         font = choose(rng, pool)
@@ -111,8 +123,9 @@ def sample_style(text_lines: list[str], allowed: list[str] | None, fonts: FontLi
     )
 
 
-def render_text_mask(text: str, style: PrintStyle, cap_height: int, rng: np.random.Generator,
-                     vertical: bool = False) -> np.ndarray:
+def render_text_mask(
+    text: str, style: PrintStyle, cap_height: int, rng: np.random.Generator, vertical: bool = False
+) -> np.ndarray:
     """Ink alpha of one printed line, trimmed to the ink."""
     if vertical:
         gap = max(1, int(cap_height * rng.uniform(0.15, 0.45)))
@@ -135,8 +148,14 @@ def _ink_for(surface_mean: float, process: str, rng: np.random.Generator) -> np.
     return np.array(choose(rng, palette), np.float32) + rng.normal(0, 6, 3).astype(np.float32)
 
 
-def apply_print(surface: np.ndarray, alpha: np.ndarray, style: PrintStyle, rng: np.random.Generator,
-                bank: TextureBank, cap_height: float) -> np.ndarray:
+def apply_print(
+    surface: np.ndarray,
+    alpha: np.ndarray,
+    style: PrintStyle,
+    rng: np.random.Generator,
+    bank: TextureBank,
+    cap_height: float,
+) -> np.ndarray:
     """Put the mark ``alpha`` (same size as ``surface``) onto the float32 BGR ``surface``."""
     h, w = alpha.shape
     process = style.process
@@ -146,7 +165,11 @@ def apply_print(surface: np.ndarray, alpha: np.ndarray, style: PrintStyle, rng: 
         gx = cv2.Sobel(height, cv2.CV_32F, 1, 0, ksize=3)
         gy = cv2.Sobel(height, cv2.CV_32F, 0, 1, ksize=3)
         angle = rng.uniform(0, 2 * np.pi)
-        relief = (float(np.cos(angle)) * gx + float(np.sin(angle)) * gy) * rng.uniform(60, 160) * (1 if rng.random() < 0.6 else -1)
+        relief = (
+            (float(np.cos(angle)) * gx + float(np.sin(angle)) * gy)
+            * rng.uniform(60, 160)
+            * (1 if rng.random() < 0.6 else -1)
+        )
         relief += alpha * rng.uniform(-12, 12)  # the stroke tops catch a little more or less light
         return cv2.add(surface, replicate(relief.astype(np.float32, copy=False)))
 

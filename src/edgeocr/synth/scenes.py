@@ -55,8 +55,9 @@ class SceneSynthesizer(Synthesizer):
 
     config: SceneSynthConfig
 
-    def __init__(self, catalogue: Catalogue, fonts: FontLibrary, seed: int,
-                 config: SceneSynthConfig | None = None) -> None:
+    def __init__(
+        self, catalogue: Catalogue, fonts: FontLibrary, seed: int, config: SceneSynthConfig | None = None
+    ) -> None:
         super().__init__(catalogue, fonts, seed, config or SceneSynthConfig())
 
     def sample(self, index: int) -> SceneSample:
@@ -74,22 +75,27 @@ class SceneSynthesizer(Synthesizer):
         image = to_uint8(canvas)
 
         points = np.array([p for line in lines for p in line.poly], np.float32).reshape(-1, 2)
-        warped, moved = warp_with_points(image, points, rng, GeometryRange(rotate_deg=3, shear_deg=4,
-                                                                            perspective=0.04))
+        warped, moved = warp_with_points(image, points, rng, GeometryRange(rotate_deg=3, shear_deg=4, perspective=0.04))
         # Back to the scene's nominal size, polygons scaled along.
         sx, sy = width / warped.shape[1], height / warped.shape[0]
         image = cv2.resize(warped, (width, height), interpolation=cv2.INTER_AREA)
         moved = moved * np.array([sx, sy], np.float32)
         image = seeded(self.photometric, rng)(image=image)["image"]
         out_lines = [
-            SceneLine(text=line.text, poly=np.round(moved[4 * i : 4 * i + 4], 1).tolist(), template=line.template,
-                      process=line.process, vertical=line.vertical)
+            SceneLine(
+                text=line.text,
+                poly=np.round(moved[4 * i : 4 * i + 4], 1).tolist(),
+                template=line.template,
+                process=line.process,
+                vertical=line.vertical,
+            )
             for i, line in enumerate(lines)
         ]
         return SceneSample(image=image, lines=out_lines)
 
-    def _print_block(self, canvas: np.ndarray, occupied: np.ndarray,
-                     rng: np.random.Generator) -> tuple[np.ndarray, list[SceneLine]]:
+    def _print_block(
+        self, canvas: np.ndarray, occupied: np.ndarray, rng: np.random.Generator
+    ) -> tuple[np.ndarray, list[SceneLine]]:
         cfg = self.config
         height, width = occupied.shape
         template = self.catalogue.pick(rng)
@@ -120,7 +126,9 @@ class SceneSynthesizer(Synthesizer):
             cx, cy = rng.uniform(0, width), rng.uniform(0, height)
             m = cv2.getRotationMatrix2D((block_w / 2, block_h / 2), angle, 1.0)
             m[:, 2] += (cx - block_w / 2, cy - block_h / 2)
-            corners = cv2.transform(np.array([[[0, 0], [block_w, 0], [block_w, block_h], [0, block_h]]], np.float32), m)[0]
+            corners = cv2.transform(
+                np.array([[[0, 0], [block_w, 0], [block_w, block_h], [0, block_h]]], np.float32), m
+            )[0]
             if corners.min() < 2 or (corners[:, 0] > width - 2).any() or (corners[:, 1] > height - 2).any():
                 continue
             footprint = np.zeros_like(occupied)
@@ -142,8 +150,11 @@ class SceneSynthesizer(Synthesizer):
         lines = []
         for text, (x0, y0, x1, y1) in zip(texts, rects):
             poly = cv2.transform(np.array([[[x0, y0], [x1, y0], [x1, y1], [x0, y1]]], np.float32), m)[0]
-            lines.append(SceneLine(text=text, poly=poly.tolist(), template=template.spec.name,
-                                   process=style.process, vertical=vertical))
+            lines.append(
+                SceneLine(
+                    text=text, poly=poly.tolist(), template=template.spec.name, process=style.process, vertical=vertical
+                )
+            )
         return canvas, lines
 
 

@@ -17,7 +17,16 @@ SURFACE_WEIGHTS = (0.22, 0.2, 0.22, 0.16, 0.08, 0.12)
 _BASE_COLOURS = {
     "paper": [(235, 240, 242), (225, 235, 240), (250, 250, 250), (205, 225, 235)],
     "cardboard": [(110, 150, 190), (95, 135, 175), (140, 170, 200), (200, 205, 210)],
-    "plastic": [(240, 240, 240), (30, 30, 30), (160, 60, 20), (40, 40, 170), (40, 140, 40), (30, 200, 230), (200, 200, 200), (120, 80, 140)],
+    "plastic": [
+        (240, 240, 240),
+        (30, 30, 30),
+        (160, 60, 20),
+        (40, 40, 170),
+        (40, 140, 40),
+        (30, 200, 230),
+        (200, 200, 200),
+        (120, 80, 140),
+    ],
     "metal": [(170, 170, 170), (120, 120, 125), (200, 200, 205), (90, 95, 100), (60, 60, 65)],
     "foil": [(200, 200, 200), (150, 170, 180), (60, 140, 200), (170, 140, 120)],
     "glass": [(40, 50, 45), (90, 110, 100), (20, 60, 110), (140, 150, 150), (25, 25, 30)],
@@ -52,9 +61,13 @@ class TextureBank:
             self.fields["fibre"].append(_normalise(fibre))
             brushed = cv2.GaussianBlur(rng.standard_normal((h, w)).astype(np.float32), (0, 0), sigmaX=25, sigmaY=0.6)
             self.fields["brushed"].append(_normalise(brushed))
-            blotch = cv2.resize(rng.standard_normal((h // 32, w // 32)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+            blotch = cv2.resize(
+                rng.standard_normal((h // 32, w // 32)).astype(np.float32), (w, h), interpolation=cv2.INTER_CUBIC
+            )
             self.fields["blotch"].append(_normalise(blotch))
-            crinkle = cv2.resize(rng.standard_normal((h // 6, w // 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR)
+            crinkle = cv2.resize(
+                rng.standard_normal((h // 6, w // 6)).astype(np.float32), (w, h), interpolation=cv2.INTER_LINEAR
+            )
             crinkle = np.abs(cv2.Laplacian(crinkle, cv2.CV_32F, ksize=3))
             self.fields["crinkle"].append(_normalise(crinkle))
         # Each surface's texture mix, composed once: one window per sample instead of two plus a blend.
@@ -135,8 +148,9 @@ def specular_band(w: int, rng: np.random.Generator) -> np.ndarray:
     return np.exp(-0.5 * (xs / max(width, 1.0)) ** 2).astype(np.float32)
 
 
-def cylinder_warp(image: np.ndarray, rng: np.random.Generator,
-                  mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray | None]:
+def cylinder_warp(
+    image: np.ndarray, rng: np.random.Generator, mask: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Wrap an image around a vertical cylinder seen head-on (cans, bottles, tubes).
 
     Text compresses towards the edges and the light falls off with the surface's angle. ``mask``

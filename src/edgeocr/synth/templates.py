@@ -73,8 +73,11 @@ class TemplateSpec(BaseModel):
         default=None, description="Print processes this code appears in; all when omitted."
     )
     vertical: float = Field(
-        default=0.0, ge=0, le=1, description="Probability of printing a one-line code vertically, "
-        "one upright character under the next (as on container doors)."
+        default=0.0,
+        ge=0,
+        le=1,
+        description="Probability of printing a one-line code vertically, "
+        "one upright character under the next (as on container doors).",
     )
 
     @field_validator("processes")
@@ -132,9 +135,7 @@ def _compile_field(kind: str, arg: str | None, where: str) -> Part:
         fmt = arg or "%d/%m/%Y"
         directives = set(re.findall(r"%(.)", fmt))
         if not directives or directives - _DATE_DIRECTIVES:
-            raise TemplateError(
-                f"{where}: date format {fmt!r} must use only %d %m %y %Y %b %j %H %M %S"
-            )
+            raise TemplateError(f"{where}: date format {fmt!r} must use only %d %m %y %Y %b %j %H %M %S")
         # Day ranges relative to the anchor: expiry ahead, production behind.
         lo_days, hi_days = {"exp": (30, 5 * 365), "mfg": (-2 * 365, 0), "date": (-3 * 365, 3 * 365)}[kind]
 
@@ -231,8 +232,9 @@ def default_catalogue_path() -> Path:
     return Path(str(resources.files("edgeocr.synth") / "catalogue" / "codes.yaml"))
 
 
-def load_catalogue(paths: list[Path | str] | None = None, charset: Charset | None = None,
-                   include_default: bool = True) -> Catalogue:
+def load_catalogue(
+    paths: list[Path | str] | None = None, charset: Charset | None = None, include_default: bool = True
+) -> Catalogue:
     """Load the built-in catalogue and/or user YAML files; any defect raises TemplateError."""
     charset = charset or Charset(DEFAULT_CHARSET)
     files = ([default_catalogue_path()] if include_default else []) + [Path(p) for p in paths or []]
@@ -250,9 +252,7 @@ def load_catalogue(paths: list[Path | str] | None = None, charset: Charset | Non
         try:
             spec = CatalogueSpec.model_validate(raw)
         except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:5]
-            )
+            problems = "; ".join(f"{'.'.join(str(x) for x in e['loc'])}: {e['msg']}" for e in exc.errors()[:5])
             raise TemplateError(f"{path}: malformed template catalogue: {problems}") from exc
         for t in spec.templates:
             if t.name in seen:

@@ -7,14 +7,14 @@ resume with ``resume=True``, ``metrics.json``); ``checkpoints/best.ckpt`` keeps 
 Training data are synthetic scenes rendered on the fly (new ones each epoch) and/or scene
 folders with ``annotations.jsonl``; validation is a scene folder or a fixed held-out set of
 synthetic scenes. Validation runs the runtime's own post-processing on the predicted maps and
-scores the boxes with :mod:`edgeocr.bench.detection_metrics` (precision, recall and hmean at
+scores the boxes with :mod:`edgeocr.measure.detection_metrics` (precision, recall and hmean at
 IoU 0.5), so ``val_hmean`` is what the exported model scores on that set.
 
 The loss is DB's (Liao et al. 2020), written here: balanced binary cross-entropy with 3:1
 hard-negative mining on the probability map, dice on the differentiable binary map
 ``1 / (1 + exp(-k (P - T)))`` and L1 on the threshold map near the line borders.
 
-Run from a shell with ``python -m edgeocr.train.detector_trainer key=value ...`` (see :func:`main`).
+Run from a shell with ``edgeocr train-detector`` (or :func:`main` with ``key=value`` arguments).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from pydantic import Field, ValidationError, field_validator, model_validator
 from torch.utils.data import DataLoader, Dataset
 
-from edgeocr.bench.detection_metrics import DetectionCounts, count_detections
+from edgeocr.core.detection import boxes_from_probability_map
 from edgeocr.core.detector_config import DetectorConfig
 from edgeocr.core.errors import EdgeOCRError
 from edgeocr.data.datasets import Mixed
@@ -46,9 +46,9 @@ from edgeocr.data.scene_dataset import (
     open_scene_dataset,
     render_synthetic_scenes,
 )
+from edgeocr.measure.detection_metrics import DetectionCounts, count_detections
 from edgeocr.models.detector import build_detector, default_detector_config, detector_architectures
 from edgeocr.models.detector_export import export_detector_onnx, save_detector_weights
-from edgeocr.runtime.detector import boxes_from_probability_map
 from edgeocr.train.module import adamw_warmup_cosine, gather_skipped
 from edgeocr.train.run import HELD_OUT_SEED_OFFSET, MODEL_FILE, TRAIN_LOSS, TrainingRun, check_run_state, execute
 from edgeocr.train.settings import RunSettings
@@ -74,7 +74,8 @@ class DetectorTrainConfig(RunSettings):
 
     arch: str = Field(default="db_s", description="Detector architecture from edgeocr.models.detector: db_s, db_tiny.")
     input_size: int = Field(
-        default=640, ge=64,
+        default=640,
+        ge=64,
         description="Side of the square training crops (a multiple of 32); validation images and the exported "
         "model's max_side are resized to this long side.",
     )
@@ -143,7 +144,6 @@ class DetectorTrainConfig(RunSettings):
         return default_detector_config(self.arch, max_side=self.input_size, shrink_ratio=self.shrink_ratio)
 
 
-
 # --- the loss -----------------------------------------------------------------------------------
 
 
@@ -173,8 +173,9 @@ def masked_l1(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> t
     return ((pred - target).abs() * mask).sum() / (mask.sum() + 1e-6)
 
 
-def db_loss(logits: torch.Tensor, thresh: torch.Tensor,
-            batch: DetectionBatch) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def db_loss(
+    logits: torch.Tensor, thresh: torch.Tensor, batch: DetectionBatch
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """DB's loss and its parts, in float32 whatever the training precision."""
     logits, thresh = logits.float(), thresh.float()
     prob = torch.sigmoid(logits)
@@ -193,8 +194,14 @@ def db_loss(logits: torch.Tensor, thresh: torch.Tensor,
 class DetectorModule(L.LightningModule):
     """DB training of a detector built from a :class:`DetectorConfig` (given as a dict, saved in checkpoints)."""
 
-    def __init__(self, detector: dict[str, Any], lr: float = 2e-3, weight_decay: float = 0.01,
-                 warmup_fraction: float = 0.03, final_lr_fraction: float = 0.01) -> None:
+    def __init__(
+        self,
+        detector: dict[str, Any],
+        lr: float = 2e-3,
+        weight_decay: float = 0.01,
+        warmup_fraction: float = 0.03,
+        final_lr_fraction: float = 0.01,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters()
         self.detector_config = DetectorConfig(**detector)
@@ -228,8 +235,9 @@ class DetectorModule(L.LightningModule):
         loss, _ = db_loss(logits, thresh, batch)
         self.log(VAL_LOSS, loss, on_epoch=True, sync_dist=True, batch_size=len(batch))
         probs = torch.sigmoid(logits.float())[:, 0].cpu().numpy()
-        for prob, polys, ignore, exhaustive, (h, w) in zip(probs, batch.polys, batch.ignore, batch.exhaustive,
-                                                           batch.content, strict=True):
+        for prob, polys, ignore, exhaustive, (h, w) in zip(
+            probs, batch.polys, batch.ignore, batch.exhaustive, batch.content, strict=True
+        ):
             boxes = [quad for quad, _ in boxes_from_probability_map(prob[:h, :w], self.detector_config)]
             self._val_counts += count_detections(boxes, polys, ignore, exhaustive)
 
@@ -254,8 +262,11 @@ class DetectorModule(L.LightningModule):
 def _build_scenes(cfg: DetectorTrainConfig) -> Dataset:
     parts: list[Dataset] = [open_scene_dataset(path) for path in cfg.data]
     if cfg.scenes_per_epoch:
-        parts.append(SyntheticScenes(cfg.scenes_per_epoch, cfg.synthetic_seed, [str(t) for t in cfg.templates],
-                                     [str(f) for f in cfg.fonts]))
+        parts.append(
+            SyntheticScenes(
+                cfg.scenes_per_epoch, cfg.synthetic_seed, [str(t) for t in cfg.templates], [str(f) for f in cfg.fonts]
+            )
+        )
     if len(parts) == 1:
         return parts[0]
     sizes = [float(len(part)) for part in parts]  # type: ignore[arg-type]
@@ -279,20 +290,36 @@ class _Run(TrainingRun):
     def __init__(self, cfg: DetectorTrainConfig) -> None:
         super().__init__(cfg)
         self.detector_cfg = cfg.detector_config()
-        self.train_set = DetectionSamples(_build_scenes(cfg), self.detector_cfg, cfg.input_size, "train",
-                                          seed=cfg.seed, augmentation=Augmentation(scale=cfg.scale_range))
+        self.train_set = DetectionSamples(
+            _build_scenes(cfg),
+            self.detector_cfg,
+            cfg.input_size,
+            "train",
+            seed=cfg.seed,
+            augmentation=Augmentation(scale=cfg.scale_range),
+        )
         self.val_set = DetectionSamples(_build_val_scenes(cfg), self.detector_cfg, cfg.input_size, "eval")
         self.train_loader = self._loader(self.train_set, shuffle=True, pin=self.pin_memory)
         self.val_loader = self._loader(self.val_set, shuffle=False, pin=self.pin_memory)
-        self.module = DetectorModule(self.detector_cfg.model_dump(mode="json"), lr=cfg.lr,
-                                     weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction)
+        self.module = DetectorModule(
+            self.detector_cfg.model_dump(mode="json"),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_fraction=cfg.warmup_fraction,
+        )
         self._set_up(monitor=VAL_HMEAN)
 
     def _loader(self, dataset: DetectionSamples, shuffle: bool, pin: bool) -> DataLoader:
-        return DataLoader(dataset, batch_size=self.cfg.batch_size, shuffle=shuffle, num_workers=self.cfg.workers,
-                          collate_fn=collate_detection, pin_memory=pin,
-                          # Not persistent: each epoch's workers must fork a dataset that knows the new epoch.
-                          persistent_workers=False)
+        return DataLoader(
+            dataset,
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            num_workers=self.cfg.workers,
+            collate_fn=collate_detection,
+            pin_memory=pin,
+            # Not persistent: each epoch's workers must fork a dataset that knows the new epoch.
+            persistent_workers=False,
+        )
 
     def export(self) -> Path:
         network = copy.deepcopy(self.module.model).cpu().float()
@@ -303,8 +330,11 @@ class _Run(TrainingRun):
     def run_metrics(self, final: dict[str, float | None]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         validation = {key: final.get(key) for key in (VAL_HMEAN, VAL_PRECISION, VAL_RECALL, VAL_LOSS)}
         sizes = {"train_scenes_per_epoch": len(self.train_set), "val_scenes": len(self.val_set)}
-        return validation, sizes, list(dict.fromkeys([*self.train_set.skipped, *self.val_set.skipped,
-                                                      *self.module.skipped]))
+        return (
+            validation,
+            sizes,
+            list(dict.fromkeys([*self.train_set.skipped, *self.val_set.skipped, *self.module.skipped])),
+        )
 
 
 def run_detector_training(cfg: DetectorTrainConfig) -> Path:
@@ -327,7 +357,7 @@ def _parse_value(text: str) -> Any:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m edgeocr.train.detector_trainer [config.json] key=value ...``: build a
+    """``main([config.json, key=value, ...])``: build a
     :class:`DetectorTrainConfig` (values are JSON, or plain strings for paths) and run it."""
     args = sys.argv[1:] if argv is None else argv
     values: dict[str, Any] = {}
@@ -349,7 +379,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(path)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -32,8 +32,9 @@ class ValidationSteps(Callback):
             self.steps.add(trainer.global_step)
 
 
-def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, val_loader: DataLoader,
-                           best: ModelCheckpoint, seen: ValidationSteps) -> dict[str, Any] | None:
+def validate_final_weights(
+    trainer: L.Trainer, module: L.LightningModule, val_loader: DataLoader, best: ModelCheckpoint, seen: ValidationSteps
+) -> dict[str, Any] | None:
     """Validate the module's current (final) weights unless this step was validated already.
 
     Returns None when nothing was done, else ``{"step", "score", "previous_best", "became_best",
@@ -54,8 +55,13 @@ def validate_final_weights(trainer: L.Trainer, module: L.LightningModule, val_lo
         trainer.save_checkpoint(path)
         best.best_model_path = str(path)
         best.best_model_score = torch.tensor(score)
-    return {"step": trainer.global_step, "score": score, "previous_best": previous, "became_best": became_best,
-            "metrics": {key: finite_or_none(value) for key, value in results[0].items()}}
+    return {
+        "step": trainer.global_step,
+        "score": score,
+        "previous_best": previous,
+        "became_best": became_best,
+        "metrics": {key: finite_or_none(value) for key, value in results[0].items()},
+    }
 
 
 def finite_or_none(value: Any) -> float | None:
@@ -71,8 +77,11 @@ def exported_weights_metrics(run: Any) -> tuple[dict[str, float | None], dict[st
     ``validation_steps``, ``cfg.export`` and ``final_validation()`` (which validates the exported
     weights and leaves them in the module). Final weights that became the best are in the module
     already and were just validated, so they are not validated a second time."""
-    check = (validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint,
-                                    run.validation_steps) if run.cfg.export == "best" else None)
+    check = (
+        validate_final_weights(run.trainer, run.module, run.val_loader, run.best_checkpoint, run.validation_steps)
+        if run.cfg.export == "best"
+        else None
+    )
     final_metrics = check.pop("metrics") if check else None
     if check and check["became_best"]:
         return final_metrics, check

@@ -63,11 +63,16 @@ def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
         note = sidecar_data.optimization if sidecar_data is not None else None
         if note is not None:
             # An int8 graph cannot be trained further: fine-tune its float source, then optimise again.
-            raise ModelError(f"{onnx} is an optimised model ({', '.join(note.steps)} of {note.source}) "
-                             f"without fine-tuning weights; fine-tune with --init {note.source} and run "
-                             f"`edgeocr optimize` with the same steps on the result")
-        raise ModelError(f"{onnx} has no fine-tuning weights beside it ({weights.name}); "
-                         "pass --init with a model.pt or a training checkpoint")
+            raise ModelError(
+                f"{onnx} is an optimised model ({', '.join(note.steps)} of {note.source}) "
+                f"without fine-tuning weights; fine-tune with --init {note.source} and run "
+                f"`edgeocr optimize` with the same steps on the result"
+            )
+        raise ModelError(
+            f"{onnx} has no fine-tuning weights beside it ({weights.name}): the wheel carries no "
+            "training weights; start from --init accurate or --init ppocrv6 (their ONNX files carry "
+            "their weights), from a source checkout's model, or pass a model.pt or training checkpoint"
+        )
     return onnx, weights
 
 
@@ -100,8 +105,10 @@ def starting_model(init: str, add_chars: str = "") -> StartingModel:
             raise EdgeOCRError(f"--add-chars: {exc}") from None
         return StartingModel(cfg=cfg, init=init, onnx=None)
     if add_chars:
-        raise EdgeOCRError(f"--add-chars needs a pretrained source as --init (one of {', '.join(sorted(SOURCES))}): "
-                           f"the head of {init} is trained for its own charset")
+        raise EdgeOCRError(
+            f"--add-chars needs a pretrained source as --init (one of {', '.join(sorted(SOURCES))}): "
+            f"the head of {init} is trained for its own charset"
+        )
     onnx, weights = resolve_init(init)
     if weights.suffix == ".onnx":
         from edgeocr.core.sidecar import load_sidecar, sidecar_path
@@ -124,8 +131,9 @@ def _export_start(start: StartingModel, out: Path) -> Path:
     return export_onnx(network.eval(), start.cfg, out / "init" / "model.onnx")
 
 
-def split_holdout(samples: Sequence[LabelledImage], share: float, seed: int) -> tuple[list[LabelledImage],
-                                                                                     list[LabelledImage]]:
+def split_holdout(
+    samples: Sequence[LabelledImage], share: float, seed: int
+) -> tuple[list[LabelledImage], list[LabelledImage]]:
     """(train, holdout): ``share`` of each category held out (at least one where a category has two or more)."""
     if not 0 < share < 1:
         raise EdgeOCRError(f"--holdout must be between 0 and 1 (exclusive), got {share}")
@@ -151,21 +159,24 @@ def _labels_file(samples: Sequence[LabelledImage]) -> bytes:
     return "".join(f"{s.path.resolve()}\t{s.text}\n" for s in samples).encode("utf-8")
 
 
-def _write_split(out: Path, train: Sequence[LabelledImage], holdout: Sequence[LabelledImage],
-                 resume: bool) -> tuple[Path, Path]:
+def _write_split(
+    out: Path, train: Sequence[LabelledImage], holdout: Sequence[LabelledImage], resume: bool
+) -> tuple[Path, Path]:
     folder = out / SPLIT_DIR
     paths = (folder / TRAIN_SPLIT, folder / HOLDOUT_SPLIT)
     for path, samples in zip(paths, (train, holdout), strict=True):
         data = _labels_file(samples)
         if resume and path.is_file() and path.read_bytes() != data:
-            raise EdgeOCRError(f"cannot resume: {path} differs from the split of these settings "
-                               "(same --data, --holdout and --seed are needed)")
+            raise EdgeOCRError(
+                f"cannot resume: {path} differs from the split of these settings "
+                "(same --data, --holdout and --seed are needed)"
+            )
         atomic_write_bytes(path, data)
     return paths
 
 
 def _score(model: Path, samples: list[LabelledImage], threads: int) -> dict[str, Any]:
-    from edgeocr.bench.evaluate import evaluate_samples
+    from edgeocr.measure.evaluate import evaluate_samples
     from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 
     recognizer = OnnxRecognizer(model, EngineConfig(intra_op_threads=threads))
@@ -179,34 +190,44 @@ def _score(model: Path, samples: list[LabelledImage], threads: int) -> dict[str,
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:
     keys = ("n", "char_accuracy", "exact_match", "char_accuracy_relaxed", "exact_match_relaxed")
-    return {**{k: result[k] for k in keys},
-            "per_category": {c: {k: r[k] for k in keys} for c, r in result["per_category"].items()}}
+    return {
+        **{k: result[k] for k in keys},
+        "per_category": {c: {k: r[k] for k in keys} for c, r in result["per_category"].items()},
+    }
 
 
 def _report_markdown(report: dict[str, Any]) -> str:
     before, after = report["before"], report["after"]
     lines = [
-        "# Fine-tuning report", "",
+        "# Fine-tuning report",
+        "",
         f"Started from `{report['init']}`; {report['train_samples']} of the user's crops trained, "
         f"{report['holdout_samples']} held out (never trained on, never used to pick a checkpoint), "
         f"synthetic share {report['synthetic_ratio']:.0%}, {report['steps']} steps, distillation weight "
-        f"{report['distill_weight']} toward the starting model, {report['freeze_stages']} stages frozen.", "",
+        f"{report['distill_weight']} toward the starting model, {report['freeze_stages']} stages frozen.",
+        "",
     ]
     validation = report["synthetic_validation"]
     if validation.get("val_char_acc") is not None:
-        lines += [f"Synthetic validation lines: character accuracy {100 * validation['val_char_acc']:.1f} %, "
-                  f"exact {100 * (validation['val_exact'] or 0):.1f} %.", ""]
+        lines += [
+            f"Synthetic validation lines: character accuracy {100 * validation['val_char_acc']:.1f} %, "
+            f"exact {100 * (validation['val_exact'] or 0):.1f} %.",
+            "",
+        ]
     if before is None or after is None:
         return "\n".join(lines + ["No user crops: nothing held out to compare before and after."]) + "\n"
-    rows = [("ALL", before, after)] + [(c, before["per_category"][c], after["per_category"][c])
-                                       for c in sorted(after["per_category"])]
+    rows = [("ALL", before, after)] + [
+        (c, before["per_category"][c], after["per_category"][c]) for c in sorted(after["per_category"])
+    ]
     lines += [
         "| category | n | char acc before | char acc after | exact before | exact after |",
         "|---|---|---|---|---|---|",
     ]
     for name, b, a in rows:
-        lines.append(f"| {name or '-'} | {a['n']} | {100 * b['char_accuracy']:.1f} | {100 * a['char_accuracy']:.1f} "
-                     f"| {100 * b['exact_match']:.1f} | {100 * a['exact_match']:.1f} |")
+        lines.append(
+            f"| {name or '-'} | {a['n']} | {100 * b['char_accuracy']:.1f} | {100 * a['char_accuracy']:.1f} "
+            f"| {100 * b['exact_match']:.1f} | {100 * a['exact_match']:.1f} |"
+        )
     if report["changed"]:
         lines += ["", "## Held-out reads that changed", "", "| file | label | before | after |", "|---|---|---|---|"]
         lines += [f"| {c['file']} | `{c['label']}` | `{c['before']}` | `{c['after']}` |" for c in report["changed"]]
@@ -221,9 +242,11 @@ def _user_crops(data: Path, charset: Any, skip_bad_labels: bool) -> tuple[list[L
     if spelling and not skip_bad_labels:
         shown = "\n  ".join(spelling[:MAX_SKIPPED_SHOWN])
         more = f"\n  ... and {len(spelling) - MAX_SKIPPED_SHOWN} more" if len(spelling) > MAX_SKIPPED_SHOWN else ""
-        raise DataError(f"{len(spelling)} label(s) use characters the model cannot read:\n  {shown}{more}\n"
-                        "fix the labels, pass --skip-bad-labels to train without those lines, or start from a "
-                        "pretrained source (--init ppocrv6) with --add-chars for the missing characters")
+        raise DataError(
+            f"{len(spelling)} label(s) use characters the model cannot read:\n  {shown}{more}\n"
+            "fix the labels, pass --skip-bad-labels to train without those lines, or start from a "
+            "pretrained source (--init ppocrv6) with --add-chars for the missing characters"
+        )
     for reason in skipped[:MAX_SKIPPED_SHOWN]:
         print(f"skipped {reason}")
     if len(skipped) > MAX_SKIPPED_SHOWN:
@@ -231,14 +254,34 @@ def _user_crops(data: Path, charset: Any, skip_bad_labels: bool) -> tuple[list[L
     return samples, skipped
 
 
-def finetune_command(init: str, data: Path | None, out: Path, synthetic_ratio: float = 0.5, holdout: float = 0.2,
-                     steps: int = 1000, batch_size: int = 32, lr: float = 3e-4, workers: int = 1, seed: int = 0,
-                     accelerator: str = "auto", precision: str = "auto", templates: Sequence[Path] = (),
-                     fonts: Sequence[Path] = (), threads: int = 0, resume: bool = False,
-                     progress: bool = True, distill_weight: float = 1.0, distill_temperature: float = 2.0,
-                     freeze_stages: int = 0, skip_bad_labels: bool = False, add_chars: str = "",
-                     synthetic_lines: int = 20000, report_data: Sequence[Path] = (),
-                     report_every_n_steps: int = 500, val_lines: int = 500) -> dict[str, Any]:
+def finetune_command(
+    init: str,
+    data: Path | None,
+    out: Path,
+    synthetic_ratio: float = 0.5,
+    holdout: float = 0.2,
+    steps: int = 1000,
+    batch_size: int = 32,
+    lr: float = 3e-4,
+    workers: int = 1,
+    seed: int = 0,
+    accelerator: str = "auto",
+    precision: str = "auto",
+    templates: Sequence[Path] = (),
+    fonts: Sequence[Path] = (),
+    threads: int = 0,
+    resume: bool = False,
+    progress: bool = True,
+    distill_weight: float = 1.0,
+    distill_temperature: float = 2.0,
+    freeze_stages: int = 0,
+    skip_bad_labels: bool = False,
+    add_chars: str = "",
+    synthetic_lines: int = 20000,
+    report_data: Sequence[Path] = (),
+    report_every_n_steps: int = 500,
+    val_lines: int = 500,
+) -> dict[str, Any]:
     """Fine-tune ``init`` on the crops of ``data`` (or on synthetic lines alone when ``data`` is None);
     returns the report (also written to ``out``).
 
@@ -279,15 +322,36 @@ def finetune_command(init: str, data: Path | None, out: Path, synthetic_ratio: f
 
     try:
         cfg = TrainConfig(
-            arch=init_cfg.arch, input_height=init_cfg.input_height, max_width=init_cfg.max_width,
-            charset=init_cfg.charset, data=data_files, synthetic_per_epoch=max(synthetic, 0),
-            synthetic_ratio=synthetic_ratio if (synthetic and data_files) else None, synthetic_seed=seed,
-            val_synthetic=val_lines, templates=tuple(Path(t) for t in templates), fonts=tuple(Path(f) for f in fonts),
-            epochs=1_000_000, max_steps=steps, batch_size=batch_size, lr=lr, warmup_fraction=0.05,
-            workers=workers, precision=precision, accelerator=accelerator, early_stopping_patience=None,
-            checkpoint_every_n_steps=max(50, steps // 10), init=Path(start.init), export="last", out=out, seed=seed,
-            progress_bar=progress, distill_weight=distill_weight, distill_temperature=distill_temperature,
-            freeze_stages=freeze_stages, report_data=tuple(Path(d) for d in report_data),
+            arch=init_cfg.arch,
+            input_height=init_cfg.input_height,
+            max_width=init_cfg.max_width,
+            charset=init_cfg.charset,
+            data=data_files,
+            synthetic_per_epoch=max(synthetic, 0),
+            synthetic_ratio=synthetic_ratio if (synthetic and data_files) else None,
+            synthetic_seed=seed,
+            val_synthetic=val_lines,
+            templates=tuple(Path(t) for t in templates),
+            fonts=tuple(Path(f) for f in fonts),
+            epochs=1_000_000,
+            max_steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            warmup_fraction=0.05,
+            workers=workers,
+            precision=precision,
+            accelerator=accelerator,
+            early_stopping_patience=None,
+            checkpoint_every_n_steps=max(50, steps // 10),
+            init=Path(start.init),
+            export="last",
+            out=out,
+            seed=seed,
+            progress_bar=progress,
+            distill_weight=distill_weight,
+            distill_temperature=distill_temperature,
+            freeze_stages=freeze_stages,
+            report_data=tuple(Path(d) for d in report_data),
             report_every_n_steps=report_every_n_steps,
         )
     except ValidationError as exc:
@@ -295,20 +359,32 @@ def finetune_command(init: str, data: Path | None, out: Path, synthetic_ratio: f
     model = run_training(cfg, resume=resume)
     metrics = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
     report: dict[str, Any] = {
-        "init": str(init), "init_weights": str(start.init), "data": str(data) if data is not None else None,
-        "model": str(out / MODEL_FILE), "train_samples": len(train), "holdout_samples": len(held),
-        "synthetic_ratio": synthetic_ratio if data is not None else 1.0, "synthetic_per_epoch": synthetic,
-        "steps": metrics.get("steps"), "seed": seed, "distill_weight": distill_weight,
-        "freeze_stages": freeze_stages, "skipped_lines": skipped,
+        "init": str(init),
+        "init_weights": str(start.init),
+        "data": str(data) if data is not None else None,
+        "model": str(out / MODEL_FILE),
+        "train_samples": len(train),
+        "holdout_samples": len(held),
+        "synthetic_ratio": synthetic_ratio if data is not None else 1.0,
+        "synthetic_per_epoch": synthetic,
+        "steps": metrics.get("steps"),
+        "seed": seed,
+        "distill_weight": distill_weight,
+        "freeze_stages": freeze_stages,
+        "skipped_lines": skipped,
         "synthetic_validation": {k: metrics.get(k) for k in ("val_char_acc", "val_exact")},
-        "before": None, "after": None, "changed": [],
+        "before": None,
+        "after": None,
+        "changed": [],
     }
     if before is not None:
         after = _score(model, held, threads)
         before_reads = {p["file"]: p["prediction"] for p in before["predictions"]}
-        report["changed"] = [{"file": p["file"], "label": p["label"], "before": before_reads[p["file"]],
-                              "after": p["prediction"]}
-                             for p in after["predictions"] if p["prediction"] != before_reads[p["file"]]]
+        report["changed"] = [
+            {"file": p["file"], "label": p["label"], "before": before_reads[p["file"]], "after": p["prediction"]}
+            for p in after["predictions"]
+            if p["prediction"] != before_reads[p["file"]]
+        ]
         report["before"], report["after"] = _summary(before), _summary(after)
         report["holdout_predictions"] = {"before": before["predictions"], "after": after["predictions"]}
     atomic_write_bytes(out / REPORT_JSON, (json.dumps(report, indent=1, ensure_ascii=False) + "\n").encode("utf-8"))

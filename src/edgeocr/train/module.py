@@ -2,7 +2,7 @@
 
 The network itself stays a plain ``nn.Module`` (``self.model``) so that export and inference
 never see Lightning. Validation decodes greedily, as the runtime's default decoder does, and
-scores the reads with the definitions of :mod:`edgeocr.bench.metrics`: character accuracy
+scores the reads with the definitions of :mod:`edgeocr.measure.metrics`: character accuracy
 = max(0, 1 - total edit distance / total ground-truth characters) and exact match. The totals
 are summed over the whole validation set (and over all processes under DDP) before dividing,
 so the figures do not depend on batch size or device count.
@@ -25,10 +25,10 @@ from rapidfuzz.distance import Levenshtein
 from torch import nn
 from torch.nn import functional as F
 
-from edgeocr.bench.metrics import character_accuracy
 from edgeocr.core.ctc import decode_batch
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.data.datasets import LineBatch
+from edgeocr.measure.metrics import character_accuracy
 from edgeocr.models.factory import build_from_config
 
 VAL_CHAR_ACC = "val_char_acc"
@@ -107,8 +107,9 @@ class FrozenTeacher:
         return self.network(images).float()
 
 
-def frame_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, input_lengths: torch.Tensor,
-             temperature: float) -> torch.Tensor:
+def frame_kl(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, input_lengths: torch.Tensor, temperature: float
+) -> torch.Tensor:
     """Mean over the lines' real frames of KL(teacher || student) between the frame posteriors
     softened by ``temperature``, times its square (keeps the gradient scale independent of it).
 
@@ -119,8 +120,9 @@ def frame_kl(student_logits: torch.Tensor, teacher_logits: torch.Tensor, input_l
     frames = student_logits.shape[1]
     teacher_probs = torch.softmax(teacher_logits / temperature, dim=-1)
     if teacher_probs.shape[1] != frames:
-        teacher_probs = F.interpolate(teacher_probs.transpose(1, 2), size=frames, mode="linear",
-                                      align_corners=False).transpose(1, 2)
+        teacher_probs = F.interpolate(
+            teacher_probs.transpose(1, 2), size=frames, mode="linear", align_corners=False
+        ).transpose(1, 2)
         teacher_probs = teacher_probs / teacher_probs.sum(-1, keepdim=True)
     student_log_probs = torch.log_softmax(student_logits / temperature, dim=-1)
     per_frame = (torch.xlogy(teacher_probs, teacher_probs) - teacher_probs * student_log_probs).sum(-1)
@@ -151,10 +153,19 @@ class RecognizerModule(L.LightningModule):
     checkpoints) with ``kl_weight > 0`` adds the distillation term at ``temperature``.
     """
 
-    def __init__(self, recognizer: dict[str, Any], lr: float = 1e-3, weight_decay: float = 0.05,
-                 warmup_fraction: float = 0.05, final_lr_fraction: float = 0.01, width_chunks: int = 1,
-                 kl_weight: float = 0.0, temperature: float = 2.0, teacher: FrozenTeacher | None = None,
-                 frozen_stages: int = 0) -> None:
+    def __init__(
+        self,
+        recognizer: dict[str, Any],
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_fraction: float = 0.05,
+        final_lr_fraction: float = 0.01,
+        width_chunks: int = 1,
+        kl_weight: float = 0.0,
+        temperature: float = 2.0,
+        teacher: FrozenTeacher | None = None,
+        frozen_stages: int = 0,
+    ) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["teacher"])
         if kl_weight < 0 or temperature <= 0:
@@ -175,12 +186,20 @@ class RecognizerModule(L.LightningModule):
 
     def train(self, mode: bool = True) -> RecognizerModule:
         super().train(mode)
-        for part in getattr(self, "frozen", []):  # frozen stages keep their batch-norm statistics and run without dropout
+        for part in getattr(
+            self, "frozen", []
+        ):  # frozen stages keep their batch-norm statistics and run without dropout
             part.eval()
         return self
 
-    def _losses(self, images: torch.Tensor, targets: torch.Tensor, input_lengths: torch.Tensor,
-                target_lengths: torch.Tensor, distil: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    def _losses(
+        self,
+        images: torch.Tensor,
+        targets: torch.Tensor,
+        input_lengths: torch.Tensor,
+        target_lengths: torch.Tensor,
+        distil: bool,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """(log-probabilities, CTC loss, frame KL to the teacher when ``distil`` and there is one, else None)."""
         # Softmax and CTC in float32 even under mixed precision: CTC sums many small probabilities.
         logits = self.model(images).float()
@@ -193,8 +212,9 @@ class RecognizerModule(L.LightningModule):
 
     def _log_probs_and_loss(self, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor]:
         """Log-probabilities and CTC loss of the batch as one padded batch (no distillation term)."""
-        log_probs, ctc, _ = self._losses(batch.images, batch.targets, batch.input_lengths, batch.target_lengths,
-                                         distil=False)
+        log_probs, ctc, _ = self._losses(
+            batch.images, batch.targets, batch.input_lengths, batch.target_lengths, distil=False
+        )
         return log_probs, ctc
 
     def _chunked_losses(self, batch: LineBatch) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -213,9 +233,12 @@ class RecognizerModule(L.LightningModule):
         for chunk in torch.chunk(order, min(self.hparams.width_chunks, len(batch))):
             frames = int(batch.input_lengths[chunk].max())
             images = batch.images[chunk][..., : frames * self.recognizer_config.frame_stride]
-            targets = torch.cat([batch.targets[starts[i]: starts[i] + batch.target_lengths[i]] for i in chunk.tolist()])
-            _, ctc, kl = self._losses(images, targets, batch.input_lengths[chunk], batch.target_lengths[chunk],
-                                      distil=True)
+            targets = torch.cat(
+                [batch.targets[starts[i] : starts[i] + batch.target_lengths[i]] for i in chunk.tolist()]
+            )
+            _, ctc, kl = self._losses(
+                images, targets, batch.input_lengths[chunk], batch.target_lengths[chunk], distil=True
+            )
             total_ctc = total_ctc + ctc * (len(chunk) / len(batch))  # mean over chunks = mean over the batch
             if kl is not None:  # a mean over real frames: weighted by the chunk's frames, it is the batch's
                 share = batch.input_lengths[chunk].sum() / batch.input_lengths.sum()
@@ -236,8 +259,9 @@ class RecognizerModule(L.LightningModule):
         if self.hparams.width_chunks > 1:
             ctc, kl = self._chunked_losses(batch)
         else:
-            _, ctc, kl = self._losses(batch.images, batch.targets, batch.input_lengths, batch.target_lengths,
-                                      distil=True)
+            _, ctc, kl = self._losses(
+                batch.images, batch.targets, batch.input_lengths, batch.target_lengths, distil=True
+            )
         loss = ctc
         if kl is not None:
             loss = ctc + self.hparams.kl_weight * kl
@@ -257,8 +281,13 @@ class RecognizerModule(L.LightningModule):
             return
         log_probs, loss = self._log_probs_and_loss(batch)
         self.log(VAL_LOSS, loss, on_epoch=True, sync_dist=True, batch_size=len(batch))
-        lines = decode_batch(log_probs.exp().cpu().numpy(), self.charset, decoder="greedy",
-                             lengths=batch.input_lengths.tolist(), are_probabilities=True)
+        lines = decode_batch(
+            log_probs.exp().cpu().numpy(),
+            self.charset,
+            decoder="greedy",
+            lengths=batch.input_lengths.tolist(),
+            are_probabilities=True,
+        )
         distance = chars = exact = 0
         for truth, line in zip(batch.texts, lines, strict=True):
             distance += Levenshtein.distance(truth, line.text)

@@ -22,13 +22,13 @@ import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
 
-from edgeocr.bench.metrics import accuracy
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.ctc import greedy_decode
 from edgeocr.core.images import read_image
 from edgeocr.core.lineimage import prepare_line
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.data.labels import read_labels
+from edgeocr.measure.metrics import accuracy
 
 REPORT_FILE = "report_eval.jsonl"
 KEYS = ("char_accuracy", "char_accuracy_relaxed", "exact_match", "exact_match_relaxed")
@@ -76,7 +76,10 @@ class ReportEvaluation(Callback):
                     groups[category].append(i)
                 row["sets"][folder] = {
                     "ALL": _scores(labels, reads),
-                    **{c: _scores([labels[i] for i in idx], [reads[i] for i in idx]) for c, idx in sorted(groups.items())},
+                    **{
+                        c: _scores([labels[i] for i in idx], [reads[i] for i in idx])
+                        for c, idx in sorted(groups.items())
+                    },
                 }
         finally:
             network.train(was_training)
@@ -85,16 +88,20 @@ class ReportEvaluation(Callback):
         row["seconds"] = round(time.perf_counter() - start, 1)
         kept = []
         if self.path.is_file():  # a resumed run keeps the readings of the steps before it
-            kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                    if line.strip() and json.loads(line)["step"] < trainer.global_step]
+            kept = [
+                line
+                for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and json.loads(line)["step"] < trainer.global_step
+            ]
         atomic_write_bytes(self.path, ("\n".join([*kept, json.dumps(row)]) + "\n").encode("utf-8"))
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if trainer.global_step == 0:
             self._record(trainer, pl_module)
 
-    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any,
-                           batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
         if trainer.global_step % self.every_n_steps == 0:
             self._record(trainer, pl_module)
 
@@ -115,11 +122,17 @@ def report_markdown(readings: Sequence[dict[str, Any]]) -> str:
     for folder in folders:
         rows = [r for r in readings if folder in r["sets"]]
         categories = list(rows[0]["sets"][folder])
-        lines = [f"`{Path(folder).name}` (strict / relaxed character accuracy, %)", "",
-                 "| step | " + " | ".join(categories) + " |", "|---" * (len(categories) + 1) + "|"]
+        lines = [
+            f"`{Path(folder).name}` (strict / relaxed character accuracy, %)",
+            "",
+            "| step | " + " | ".join(categories) + " |",
+            "|---" * (len(categories) + 1) + "|",
+        ]
         for r in rows:
-            cells = [f"{r['sets'][folder][c]['char_accuracy']:.1f} / {r['sets'][folder][c]['char_accuracy_relaxed']:.1f}"
-                     for c in categories]
+            cells = [
+                f"{r['sets'][folder][c]['char_accuracy']:.1f} / {r['sets'][folder][c]['char_accuracy_relaxed']:.1f}"
+                for c in categories
+            ]
             lines.append(f"| {r['step']} | " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"

@@ -76,8 +76,9 @@ def resolve_precision(requested: str, accelerator: str) -> str:
     return "32-true" if requested == "32" else requested
 
 
-def check_run_state(cfg: RunSettings, resume: bool, model_fields: Sequence[str],
-                    words: tuple[str, str] = ("--resume", "--out")) -> None:
+def check_run_state(
+    cfg: RunSettings, resume: bool, model_fields: Sequence[str], words: tuple[str, str] = ("--resume", "--out")
+) -> None:
     """Refuse to resume nothing, to start over an existing run, or to resume another network.
 
     ``model_fields`` fix the network: a run cannot resume with other values. ``words``: how the
@@ -168,32 +169,51 @@ class TrainingRun:
     def _set_up(self, monitor: str) -> None:
         cfg = self.cfg
         self.best_checkpoint = ModelCheckpoint(
-            dirpath=self.last.parent, filename=BEST_CHECKPOINT_NAME, monitor=monitor, mode="max", save_top_k=1,
-            save_last=True, auto_insert_metric_name=False, enable_version_counter=False,
+            dirpath=self.last.parent,
+            filename=BEST_CHECKPOINT_NAME,
+            monitor=monitor,
+            mode="max",
+            save_top_k=1,
+            save_last=True,
+            auto_insert_metric_name=False,
+            enable_version_counter=False,
             save_on_train_epoch_end=False,
         )
         # Both act when validation ends, where the metric exists: a run resumed from an epoch-end
         # checkpoint replays on_train_epoch_end before any validation has run.
         self.early_stopping = (
-            EarlyStopping(monitor=monitor, mode="max", patience=cfg.early_stopping_patience,
-                          check_on_train_epoch_end=False)
-            if cfg.early_stopping_patience is not None else None
+            EarlyStopping(
+                monitor=monitor, mode="max", patience=cfg.early_stopping_patience, check_on_train_epoch_end=False
+            )
+            if cfg.early_stopping_patience is not None
+            else None
         )
         self.validation_steps = ValidationSteps()
-        self.validation_set_guard = ValidationSetGuard(fingerprint(self.val_set), self.best_checkpoint,
-                                                       self.early_stopping)
+        self.validation_set_guard = ValidationSetGuard(
+            fingerprint(self.val_set), self.best_checkpoint, self.early_stopping
+        )
         self.trainer = self._trainer()
 
     def _callbacks(self) -> list[Callback]:
         # best_checkpoint writes best.ckpt and last.ckpt after each validation (each epoch end);
         # the step callback writes only last.ckpt, every N steps.
-        callbacks: list[Callback] = [self.best_checkpoint, self.validation_steps, self.validation_set_guard,
-                                     EpochSetter(self.train_set), LearningRateMonitor("step")]
+        callbacks: list[Callback] = [
+            self.best_checkpoint,
+            self.validation_steps,
+            self.validation_set_guard,
+            EpochSetter(self.train_set),
+            LearningRateMonitor("step"),
+        ]
         if self.cfg.checkpoint_every_n_steps:
-            callbacks.append(ModelCheckpoint(
-                dirpath=self.last.parent, every_n_train_steps=self.cfg.checkpoint_every_n_steps, save_top_k=0,
-                save_last=True, enable_version_counter=False,
-            ))
+            callbacks.append(
+                ModelCheckpoint(
+                    dirpath=self.last.parent,
+                    every_n_train_steps=self.cfg.checkpoint_every_n_steps,
+                    save_top_k=0,
+                    save_last=True,
+                    enable_version_counter=False,
+                )
+            )
         if self.early_stopping is not None:
             callbacks.append(self.early_stopping)
         if self.cfg.progress_bar:
@@ -206,10 +226,18 @@ class TrainingRun:
         processes = (cfg.devices if isinstance(cfg.devices, int) else 1) * num_nodes
         steps_per_epoch = max(1, len(self.train_set) // (cfg.batch_size * processes))  # type: ignore[arg-type]
         return L.Trainer(
-            accelerator=cfg.accelerator, devices=cfg.devices, num_nodes=num_nodes, precision=self.precision,
-            max_epochs=cfg.epochs, max_steps=cfg.max_steps or -1, limit_val_batches=cfg.limit_val_batches,
-            callbacks=self._callbacks(), logger=CSVLogger(self.out, name="logs"), default_root_dir=self.out,
-            log_every_n_steps=min(50, steps_per_epoch), enable_progress_bar=cfg.progress_bar,
+            accelerator=cfg.accelerator,
+            devices=cfg.devices,
+            num_nodes=num_nodes,
+            precision=self.precision,
+            max_epochs=cfg.epochs,
+            max_steps=cfg.max_steps or -1,
+            limit_val_batches=cfg.limit_val_batches,
+            callbacks=self._callbacks(),
+            logger=CSVLogger(self.out, name="logs"),
+            default_root_dir=self.out,
+            log_every_n_steps=min(50, steps_per_epoch),
+            enable_progress_bar=cfg.progress_bar,
             enable_model_summary=cfg.progress_bar,
         )
 
@@ -221,11 +249,17 @@ class TrainingRun:
             rank_zero_info(f"resuming from {self.last} at epoch {epoch}, step {resumed_from_step}")
         set_epoch(self.train_set, epoch)  # the first iterator is made before any epoch hook runs
         try:
-            self.trainer.fit(self.module, train_dataloaders=self.train_loader, val_dataloaders=self.val_loader,
-                             ckpt_path=str(self.last) if resume else None)
+            self.trainer.fit(
+                self.module,
+                train_dataloaders=self.train_loader,
+                val_dataloaders=self.val_loader,
+                ckpt_path=str(self.last) if resume else None,
+            )
         except SystemExit as exc:  # Lightning exits after a graceful Ctrl-C shutdown
-            raise Interrupted(f"training stopped at step {self.trainer.global_step}; continue it with "
-                              f"{self.resume_word} (from {self.last})") from exc
+            raise Interrupted(
+                f"training stopped at step {self.trainer.global_step}; continue it with "
+                f"{self.resume_word} (from {self.last})"
+            ) from exc
         return resumed_from_step
 
     def best_path(self) -> Path | None:
@@ -236,8 +270,9 @@ class TrainingRun:
         """Validation metrics of the model that is exported: the best checkpoint (when export is 'best'
         and one exists), else the final weights. Leaves those weights in the module."""
         best = self.best_path() if self.cfg.export == "best" else None
-        results = self.trainer.validate(self.module, dataloaders=self.val_loader,
-                                        ckpt_path=str(best) if best else None, verbose=False)
+        results = self.trainer.validate(
+            self.module, dataloaders=self.val_loader, ckpt_path=str(best) if best else None, verbose=False
+        )
         return {key: finite_or_none(value) for key, value in (results[0] if results else {}).items()}
 
     def export(self) -> Path:
@@ -250,8 +285,9 @@ class TrainingRun:
         skipped)."""
         raise NotImplementedError
 
-    def metrics(self, final: dict[str, float | None], train_loss: float | None, resumed_from_step: int | None,
-                wall_time: float) -> dict[str, Any]:
+    def metrics(
+        self, final: dict[str, float | None], train_loss: float | None, resumed_from_step: int | None, wall_time: float
+    ) -> dict[str, Any]:
         trainer = self.trainer
         validation, details, reasons = self.run_metrics(final)
         best = self.best_path()
@@ -296,13 +332,18 @@ def execute(cfg: RunSettings, make_run: Callable[[], TrainingRun], resume: bool)
         wall_time = time.perf_counter() - start
         if run.trainer.is_global_zero:
             run.export()
-            metrics = run.metrics(final, finite_or_none(loss) if loss is not None else None, resumed_from_step, wall_time)
+            metrics = run.metrics(
+                final, finite_or_none(loss) if loss is not None else None, resumed_from_step, wall_time
+            )
             metrics["final_weights_validation"] = final_check
-            atomic_write_bytes(run.out / METRICS_FILE,
-                               (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
+            atomic_write_bytes(
+                run.out / METRICS_FILE, (json.dumps(metrics, indent=2, ensure_ascii=False) + "\n").encode("utf-8")
+            )
             if metrics["skipped_samples"]:
-                rank_zero_warn(f"skipped {metrics['skipped_samples']} unusable samples; "
-                               f"the reasons are in {run.out / METRICS_FILE}")
+                rank_zero_warn(
+                    f"skipped {metrics['skipped_samples']} unusable samples; "
+                    f"the reasons are in {run.out / METRICS_FILE}"
+                )
         return run.out / MODEL_FILE
     finally:
         cv2.setNumThreads(opencv_threads)

@@ -68,13 +68,16 @@ class TrainConfig(RunSettings):
         default=0, ge=0, description="Synthetic lines rendered on the fly per epoch (new ones each epoch); 0: none."
     )
     synthetic_ratio: float | None = Field(
-        default=None, gt=0, lt=1,
+        default=None,
+        gt=0,
+        lt=1,
         description="With both datasets and synthetic data: share of synthetic samples in each epoch. None: in "
         "proportion to the sizes (synthetic_per_epoch against the datasets' sample counts).",
     )
     val_synthetic: int = Field(default=2000, ge=1, description="Size of the held-out synthetic set (no --val).")
     width_chunks: int = Field(
-        default=4, ge=1,
+        default=4,
+        ge=1,
         description="Training batches are sorted by line width and run in this many chunks, each padded only to "
         "its own widest line (same loss, less compute on padding); 1: one padded batch.",
     )
@@ -87,13 +90,15 @@ class TrainConfig(RunSettings):
         "training checkpoint; architecture, charset and input height must match.",
     )
     distill_weight: float = Field(
-        default=0.0, ge=0,
+        default=0.0,
+        ge=0,
         description="Weight of a frame-KL term toward the frozen starting model (init) on the same batch, added to "
         "CTC: the model keeps what it read well before (real photos for a pretrained init). 0: plain CTC.",
     )
     distill_temperature: float = Field(default=2.0, gt=0, description="Softening temperature of the frame KL.")
     freeze_stages: int = Field(
-        default=0, ge=0,
+        default=0,
+        ge=0,
         description="Keep the first N stages of the network frozen (weights and batch-norm statistics); imported "
         "architectures have 8: stem, five backbone stages, sequence encoder, head.",
     )
@@ -110,8 +115,10 @@ class TrainConfig(RunSettings):
         # Input height and width limit default to the architecture's own (PP-OCR reads 48 px lines).
         if isinstance(data, dict) and data.get("arch") in available_architectures():
             arch_cfg = default_config(data["arch"])
-            data = {**data, **{name: getattr(arch_cfg, name) for name in ("input_height", "max_width")
-                               if data.get(name) is None}}
+            data = {
+                **data,
+                **{name: getattr(arch_cfg, name) for name in ("input_height", "max_width") if data.get(name) is None},
+            }
         return data
 
     @field_validator("arch")
@@ -140,7 +147,6 @@ class TrainConfig(RunSettings):
         return default_config(self.arch, self.charset, input_height=self.input_height, max_width=self.max_width)
 
 
-
 # --- helpers ----------------------------------------------------------------------------------
 
 
@@ -148,8 +154,15 @@ def _build_train_set(cfg: TrainConfig) -> Dataset:
     parts: list[Dataset] = [open_dataset(path, cfg.charset) for path in cfg.data]
     sizes = [len(part) for part in parts]  # type: ignore[arg-type]
     if cfg.synthetic_per_epoch:
-        parts.append(SyntheticLines(cfg.synthetic_per_epoch, cfg.synthetic_seed, cfg.charset,
-                                    [str(t) for t in cfg.templates], [str(f) for f in cfg.fonts]))
+        parts.append(
+            SyntheticLines(
+                cfg.synthetic_per_epoch,
+                cfg.synthetic_seed,
+                cfg.charset,
+                [str(t) for t in cfg.templates],
+                [str(f) for f in cfg.fonts],
+            )
+        )
         sizes.append(cfg.synthetic_per_epoch)
     if len(parts) == 1:
         return parts[0]
@@ -166,15 +179,20 @@ def _build_val_set(cfg: TrainConfig) -> Dataset:
         return open_dataset(cfg.val, cfg.charset)
     seed = cfg.synthetic_seed + HELD_OUT_SEED_OFFSET
     rank_zero_info(f"rendering the held-out synthetic validation set ({cfg.val_synthetic} lines, seed {seed})")
-    return render_synthetic(cfg.val_synthetic, seed, cfg.charset, [str(t) for t in cfg.templates],
-                            [str(f) for f in cfg.fonts])
+    return render_synthetic(
+        cfg.val_synthetic, seed, cfg.charset, [str(t) for t in cfg.templates], [str(f) for f in cfg.fonts]
+    )
 
 
 def _loader(dataset: Dataset, collate: LineCollator, cfg: TrainConfig, shuffle: bool, pin: bool) -> DataLoader:
     # In-memory sets are cheap to collate in the main process; workers only cost forks there.
     workers = 0 if isinstance(dataset, InMemorySamples) else cfg.workers
     return DataLoader(
-        dataset, batch_size=cfg.batch_size, shuffle=shuffle, num_workers=workers, collate_fn=collate,
+        dataset,
+        batch_size=cfg.batch_size,
+        shuffle=shuffle,
+        num_workers=workers,
+        collate_fn=collate,
         pin_memory=pin,
         # Not persistent: each epoch's workers must fork a dataset that knows the new epoch.
         persistent_workers=False,
@@ -200,11 +218,17 @@ class _Run(TrainingRun):
         self.recognizer_cfg = cfg.recognizer_config()
         self.train_set = _build_train_set(cfg)
         self.val_set = _build_val_set(cfg)
-        self.train_loader = _loader(self.train_set, LineCollator(self.recognizer_cfg), cfg, shuffle=True,
-                                    pin=self.pin_memory)
+        self.train_loader = _loader(
+            self.train_set, LineCollator(self.recognizer_cfg), cfg, shuffle=True, pin=self.pin_memory
+        )
         # Validation keeps lines too long for their width: they count as misreads, not as skipped.
-        self.val_loader = _loader(self.val_set, LineCollator(self.recognizer_cfg, drop_too_long=False), cfg,
-                                  shuffle=False, pin=self.pin_memory)
+        self.val_loader = _loader(
+            self.val_set,
+            LineCollator(self.recognizer_cfg, drop_too_long=False),
+            cfg,
+            shuffle=False,
+            pin=self.pin_memory,
+        )
         state = load_init(cfg.init, self.recognizer_cfg) if cfg.init is not None else None
         teacher = None
         if cfg.distill_weight > 0 and state is not None:
@@ -212,11 +236,17 @@ class _Run(TrainingRun):
             teacher_network = build_from_config(self.recognizer_cfg)
             self._load_state(teacher_network, state)
             teacher = FrozenTeacher(teacher_network)
-        self.module = RecognizerModule(self.recognizer_cfg.model_dump(mode="json"), lr=cfg.lr,
-                                       weight_decay=cfg.weight_decay, warmup_fraction=cfg.warmup_fraction,
-                                       width_chunks=cfg.width_chunks, kl_weight=cfg.distill_weight,
-                                       temperature=cfg.distill_temperature, teacher=teacher,
-                                       frozen_stages=cfg.freeze_stages)
+        self.module = RecognizerModule(
+            self.recognizer_cfg.model_dump(mode="json"),
+            lr=cfg.lr,
+            weight_decay=cfg.weight_decay,
+            warmup_fraction=cfg.warmup_fraction,
+            width_chunks=cfg.width_chunks,
+            kl_weight=cfg.distill_weight,
+            temperature=cfg.distill_temperature,
+            teacher=teacher,
+            frozen_stages=cfg.freeze_stages,
+        )
         if state is not None:
             self._load_state(self.module.model, state)
         self._set_up(monitor=VAL_CHAR_ACC)
@@ -225,14 +255,18 @@ class _Run(TrainingRun):
         try:
             network.load_state_dict(state)
         except RuntimeError as exc:
-            raise EdgeOCRError(f"cannot start from {self.cfg.init}: its weights do not fit "
-                               f"{self.recognizer_cfg.arch} ({exc})") from exc
+            raise EdgeOCRError(
+                f"cannot start from {self.cfg.init}: its weights do not fit {self.recognizer_cfg.arch} ({exc})"
+            ) from exc
 
     def _callbacks(self) -> list[Any]:
         callbacks = super()._callbacks()
         if self.cfg.report_data:
-            callbacks.append(ReportEvaluation(self.cfg.report_data, self.cfg.report_every_n_steps,
-                                              self.out / REPORT_FILE, self.recognizer_cfg))
+            callbacks.append(
+                ReportEvaluation(
+                    self.cfg.report_data, self.cfg.report_every_n_steps, self.out / REPORT_FILE, self.recognizer_cfg
+                )
+            )
         return callbacks
 
     def export(self) -> Path:
@@ -246,10 +280,13 @@ class _Run(TrainingRun):
 
     def run_metrics(self, final: dict[str, float | None]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
         validation = {key: final.get(key) for key in (VAL_CHAR_ACC, VAL_EXACT, VAL_LOSS)}
-        details = {"init": str(self.cfg.init) if self.cfg.init else None,
-                   "distill_weight": self.cfg.distill_weight, "freeze_stages": self.cfg.freeze_stages,
-                   "train_samples_per_epoch": len(self.train_set),  # type: ignore[arg-type]
-                   "val_samples": len(self.val_set)}  # type: ignore[arg-type]
+        details = {
+            "init": str(self.cfg.init) if self.cfg.init else None,
+            "distill_weight": self.cfg.distill_weight,
+            "freeze_stages": self.cfg.freeze_stages,
+            "train_samples_per_epoch": len(self.train_set),  # type: ignore[arg-type]
+            "val_samples": len(self.val_set),
+        }  # type: ignore[arg-type]
         return validation, details, _skipped_reasons([self.train_set, self.val_set], self.module)
 
 

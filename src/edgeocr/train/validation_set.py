@@ -3,7 +3,7 @@
 A run's best checkpoint is the one with the best validation score. Scores from two validation sets
 cannot be compared: when a run resumes with a different set (the synthetic generator changed, or
 ``--val`` names another folder), a score kept from the old set can stand above everything the new
-set gives, and ``export='best'`` then exports stale weights. In session 8 that exported step
+set gives, and ``export='best'`` then exports stale weights. Training `default` v4 (2026-11-22) that exported step
 16,500 of a run that had trained to step 21,500 (95.8 % on the old set, 94.9 % at best on the new).
 
 :func:`fingerprint` hashes what a validation set holds; :class:`ValidationSetGuard` stores it in
@@ -78,16 +78,20 @@ class ValidationSetGuard(Callback):
             return
         known = self.restored is not None
         rank_zero_warn(
-            ("the validation set differs from the one this checkpoint was validated on" if known else
-             "this checkpoint does not say which validation set it was validated on")
+            (
+                "the validation set differs from the one this checkpoint was validated on"
+                if known
+                else "this checkpoint does not say which validation set it was validated on"
+            )
             + f"; its best score ({self.best.best_model_score}) is forgotten and the best checkpoint is chosen "
             "again among validations on this set"
         )
         reset_best(self.best)
         if self.early_stopping is not None:
             self.early_stopping.wait_count = 0
-            self.early_stopping.best_score = torch.tensor(-torch.inf if self.early_stopping.mode == "max"
-                                                          else torch.inf)
+            self.early_stopping.best_score = torch.tensor(
+                -torch.inf if self.early_stopping.mode == "max" else torch.inf
+            )
         self.restored = self.fingerprint
 
 

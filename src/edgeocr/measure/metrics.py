@@ -35,8 +35,12 @@ def accuracy(labels: Sequence[str], predictions: Sequence[str]) -> dict[str, flo
 READER_THRESHOLDS = (0.3, 0.5, 0.7, 0.9)
 
 
-def selective_accuracy(labels: Sequence[str], predictions: Sequence[str], confidences: Sequence[float],
-                       thresholds: Sequence[float] = READER_THRESHOLDS) -> list[dict[str, float]]:
+def selective_accuracy(
+    labels: Sequence[str],
+    predictions: Sequence[str],
+    confidences: Sequence[float],
+    thresholds: Sequence[float] = READER_THRESHOLDS,
+) -> list[dict[str, float]]:
     """Per threshold: share of lines accepted (confidence >= threshold), strict character accuracy
     and exact match of the accepted lines (0 when none is), and wrong lines accepted."""
     if not len(labels) == len(predictions) == len(confidences):
@@ -45,12 +49,14 @@ def selective_accuracy(labels: Sequence[str], predictions: Sequence[str], confid
     for threshold in thresholds:
         kept = [i for i, c in enumerate(confidences) if c >= threshold]
         scores = _scores([labels[i] for i in kept], [predictions[i] for i in kept], "")
-        rows.append({
-            "min_confidence": threshold,
-            "accepted": len(kept) / len(labels) if len(labels) else 0.0,
-            **scores,
-            "wrong_accepted": sum(labels[i] != predictions[i] for i in kept),
-        })
+        rows.append(
+            {
+                "min_confidence": threshold,
+                "accepted": len(kept) / len(labels) if len(labels) else 0.0,
+                **scores,
+                "wrong_accepted": sum(labels[i] != predictions[i] for i in kept),
+            }
+        )
     return rows
 
 

@@ -141,12 +141,24 @@ class DetectionCounts:
         return 2 * p * r / (p + r) if p + r else 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"precision": self.precision, "recall": self.recall, "hmean": self.hmean,
-                "tp": self.tp, "fp": self.fp, "fn": self.fn, "images": self.images}
+        return {
+            "precision": self.precision,
+            "recall": self.recall,
+            "hmean": self.hmean,
+            "tp": self.tp,
+            "fp": self.fp,
+            "fn": self.fn,
+            "images": self.images,
+        }
 
 
-def count_detections(predictions: Sequence, truths: Sequence, ignore: Sequence[bool] | None = None,
-                     exhaustive: bool = True, iou: float = 0.5) -> DetectionCounts:
+def count_detections(
+    predictions: Sequence,
+    truths: Sequence,
+    ignore: Sequence[bool] | None = None,
+    exhaustive: bool = True,
+    iou: float = 0.5,
+) -> DetectionCounts:
     """Score one image's predicted polygons against its ground-truth polygons (see the module rules)."""
     ignore = [False] * len(truths) if ignore is None else [bool(v) for v in ignore]
     if len(ignore) != len(truths):

@@ -1,6 +1,6 @@
 """``edgeocr eval --mode rec``: score a recogniser on a folder of crops with ``labels.tsv``.
 
-The JSON has ``n``, the accuracy fields of :mod:`edgeocr.bench.metrics`, per-image latency p50/p95
+The JSON has ``n``, the accuracy fields of :mod:`edgeocr.measure.metrics`, per-image latency p50/p95
 (batch 1, after warm-up), the same per category (first folder of each path), ``at_confidence`` (what
 rejecting lines below a confidence threshold leaves, as the Reader's ``min_confidence`` does), and
 every prediction, so anyone can recompute the figures.
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeocr.bench.metrics import accuracy, selective_accuracy
 from edgeocr.core.errors import DataError, ImageError
 from edgeocr.core.images import read_image
 from edgeocr.data.labels import LabelledImage, read_labels
+from edgeocr.measure.metrics import accuracy, selective_accuracy
 
 WARMUP_IMAGES = 3
 
@@ -62,8 +62,9 @@ def evaluate_samples(read: ReadFn, samples: list[LabelledImage], progress: Calla
         start = time.perf_counter()
         text, confidence = read(image)
         latencies.append((time.perf_counter() - start) * 1000)
-        predictions.append({"file": sample.file, "label": sample.text, "prediction": text,
-                            "confidence": round(float(confidence), 6)})
+        predictions.append(
+            {"file": sample.file, "label": sample.text, "prediction": text, "confidence": round(float(confidence), 6)}
+        )
         if progress:
             progress()
     groups: dict[str, list[int]] = defaultdict(list)
@@ -71,14 +72,16 @@ def evaluate_samples(read: ReadFn, samples: list[LabelledImage], progress: Calla
         groups[sample.category].append(i)
     result = summarise([s.text for s in samples], [p["prediction"] for p in predictions], latencies)
     result["per_category"] = {
-        category: summarise([samples[i].text for i in idx], [predictions[i]["prediction"] for i in idx],
-                            [latencies[i] for i in idx])
+        category: summarise(
+            [samples[i].text for i in idx], [predictions[i]["prediction"] for i in idx], [latencies[i] for i in idx]
+        )
         for category, idx in sorted(groups.items())
     }
     result["at_confidence"] = [
         {k: round(v, 6) if isinstance(v, float) else v for k, v in row.items()}
-        for row in selective_accuracy([s.text for s in samples], [p["prediction"] for p in predictions],
-                                      [p["confidence"] for p in predictions])
+        for row in selective_accuracy(
+            [s.text for s in samples], [p["prediction"] for p in predictions], [p["confidence"] for p in predictions]
+        )
     ]
     result["predictions"] = predictions
     return result

