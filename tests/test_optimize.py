@@ -120,21 +120,20 @@ def _unfinishable_shapes_model(path: Path) -> Path:
 
 def test_quantisation_prep_leaves_nothing_in_the_working_directory(tiny: Path, tmp_path: Path, monkeypatch) -> None:
     """quant_pre_process's symbolic shape inference saves sym_shape_infer_temp.onnx + <uuid>.data into the
-    working directory when it fails (the accurate model's SVTR blocks do); preparation runs in a scratch one."""
+    working directory when it fails (the accurate model's SVTR blocks do); preparation runs in a scratch one,
+    and a graph symbolic inference cannot finish is prepared with ONNX's own shape inference instead."""
     from edgeocr.optimize.quantize import prepare_for_quantisation
 
     cwd = tmp_path / "cwd"
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     bad = _unfinishable_shapes_model(tmp_path / "models" / "unfinishable.onnx")
-    with pytest.raises(ModelError, match="cannot prepare .*unfinishable.onnx.*Incomplete symbolic shape inference"):
-        prepare_for_quantisation(bad, tmp_path / "out" / "bad.onnx")
+    assert prepare_for_quantisation(bad, tmp_path / "out" / "bad.onnx").is_file()
     assert Path.cwd() == cwd.resolve()
     assert not list(cwd.iterdir()), f"left in the working directory: {sorted(p.name for p in cwd.iterdir())}"
 
     # Relative paths still mean the caller's working directory (they are resolved before the switch).
     shutil.copyfile(tiny, tmp_path / "models" / "tiny.onnx")
-    (tmp_path / "out").mkdir()
     prepared = prepare_for_quantisation(Path("../models/tiny.onnx"), Path("../out/prepared.onnx"))
     assert prepared == Path("../out/prepared.onnx") and (tmp_path / "out" / "prepared.onnx").is_file()
     assert Path.cwd() == cwd.resolve() and not list(cwd.iterdir())

@@ -624,6 +624,8 @@ def _build_reader(
     preprocess: str = "none",
     device: str = "cpu",
     engine: str = "onnxruntime",
+    fallback: str | None = None,
+    fallback_below: float | None = None,
 ):
     import yaml
 
@@ -646,15 +648,22 @@ def _build_reader(
         engine_cfg = engine_config(getattr(device, "value", device), getattr(engine, "value", engine), threads)
     except ValueError as exc:  # e.g. --engine tensorrt --device cpu
         raise EdgeOCRError(str(exc)) from None
-    config = ReaderConfig(
-        model=model,
-        engine=engine_cfg,
-        mode=mode.value,
-        regions=region_list,
-        formats=tuple(formats),
-        min_confidence=min_confidence,
-        preprocess=preprocess,
-    )
+    from pydantic import ValidationError
+
+    try:
+        config = ReaderConfig(
+            model=model,
+            engine=engine_cfg,
+            mode=mode.value,
+            regions=region_list,
+            formats=tuple(formats),
+            min_confidence=min_confidence,
+            preprocess=preprocess,
+            fallback=fallback,
+            **({} if fallback_below is None else {"fallback_below": fallback_below}),
+        )
+    except ValidationError as exc:  # one line per bad setting, not a traceback
+        raise EdgeOCRError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
     from edgeocr.runtime.build import build_line_detector
 
     line_detector = build_line_detector(detector, engine_cfg) if mode is ReadMode.detector else None
@@ -774,6 +783,18 @@ _ENGINE = typer.Option(
     "(CPU; also the model.xml edgeocr optimize writes) or tensorrt (with --device cuda).",
 )
 
+_FALLBACK = typer.Option(
+    None,
+    "--fallback",
+    help="A second recogniser (name or .onnx) that re-reads the lines --model is unsure of: below "
+    "--fallback-below, or out of every --format (a cascade; each line records its model).",
+)
+_FALLBACK_BELOW = typer.Option(
+    None,
+    "--fallback-below",
+    help="Confidence under which --fallback re-reads a line, in (0, 1]; default 0.9 (docs/reading.md).",
+)
+
 
 class ReadExecutor(str, Enum):
     local = "local"
@@ -849,6 +870,8 @@ def read(
     ),
     device: DeviceName = _DEVICE,
     engine: EngineName = _ENGINE,
+    fallback: str | None = _FALLBACK,
+    fallback_below: float | None = _FALLBACK_BELOW,
     executor: ReadExecutor = typer.Option(
         ReadExecutor.local,
         "--executor",
@@ -894,7 +917,19 @@ def read(
             batch,
             threads,
             quiet,
-            (model, mode, detector, regions, formats, min_confidence, preprocess, device, engine),
+            (
+                model,
+                mode,
+                detector,
+                regions,
+                formats,
+                min_confidence,
+                preprocess,
+                device,
+                engine,
+                fallback,
+                fallback_below,
+            ),
         )
         return
     import time
@@ -902,7 +937,20 @@ def read(
     from edgeocr.scale.results import csv_header, csv_row, new_worker_id, read_records, write_results
 
     started = time.perf_counter()  # model load included, as in the ray executor's figure
-    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess, device, engine)
+    reader = _build_reader(
+        model,
+        mode,
+        detector,
+        regions,
+        formats,
+        min_confidence,
+        threads,
+        preprocess,
+        device,
+        engine,
+        fallback,
+        fallback_below,
+    )
     if draw is not None:
         draw.mkdir(parents=True, exist_ok=True)
     jsonl, csv_text = _Output(jsonl_out), _Output(csv_out)
@@ -988,9 +1036,20 @@ def _read_on_ray(
     from edgeocr.scale.ray_read import RayReadConfig, ReaderRecipe, ray_read
 
     cpus_per_actor = threads or 1
-    model, mode, detector, regions, formats, min_confidence, preprocess, device, engine = reader_args
+    model, mode, detector, regions, formats, min_confidence, preprocess, device, engine, fallback, below = reader_args
     reader = _build_reader(
-        model, mode, detector, regions, formats, min_confidence, cpus_per_actor, preprocess, device, engine
+        model,
+        mode,
+        detector,
+        regions,
+        formats,
+        min_confidence,
+        cpus_per_actor,
+        preprocess,
+        device,
+        engine,
+        fallback,
+        below,
     )
     config = RayReadConfig(
         address=address, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch, progress=not quiet
@@ -1024,6 +1083,8 @@ def watch(
     threads: int = _THREADS,
     device: DeviceName = _DEVICE,
     engine: EngineName = _ENGINE,
+    fallback: str | None = _FALLBACK,
+    fallback_below: float | None = _FALLBACK_BELOW,
     preprocess: str = _PREPROCESS,
     every: int = typer.Option(1, "--every", help="Read every N-th frame."),
     min_frames: int = typer.Option(3, "--min-frames", help="A code is confirmed once read in this many frames."),
@@ -1075,7 +1136,20 @@ def watch(
         error = exc.errors()[0]
         option = {"stats_every_s": "stats_every"}.get(str(error["loc"][-1]), str(error["loc"][-1]))
         raise EdgeOCRError(f"--{option.replace('_', '-')}: {error['msg']}") from None
-    reader = _build_reader(model, mode, detector, regions, formats, min_confidence, threads, preprocess, device, engine)
+    reader = _build_reader(
+        model,
+        mode,
+        detector,
+        regions,
+        formats,
+        min_confidence,
+        threads,
+        preprocess,
+        device,
+        engine,
+        fallback,
+        fallback_below,
+    )
     closed: list = []
     streaming = _to_stdout(json_out)  # the codes on stdout: what is said goes to stderr
 
@@ -1339,6 +1413,8 @@ def serve(
     threads: int = typer.Option(1, "--threads", help="ONNX Runtime threads per inference (0: all cores)."),
     device: DeviceName = _DEVICE,
     engine: EngineName = _ENGINE,
+    fallback: str | None = _FALLBACK,
+    fallback_below: float | None = _FALLBACK_BELOW,
     max_concurrent: int = typer.Option(2, "--max-concurrent", help="Inferences running at once per process."),
     max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Larger request bodies get 413."),
     max_megapixels: float = typer.Option(50.0, "--max-megapixels", help="Larger images get 413 (from the header)."),
@@ -1369,6 +1445,8 @@ def serve(
             engine_threads=threads,
             device=device.value,
             engine=engine.value,
+            fallback=fallback,
+            **({} if fallback_below is None else {"fallback_below": fallback_below}),
             max_concurrent_inferences=max_concurrent,
             max_body_bytes=round(max_body_mb * 2**20),
             max_pixels=max(1, round(max_megapixels * 1e6)),
@@ -1535,6 +1613,7 @@ STUDIES = {
     "gpu": ("edgeocr.bench.gpu_recognizer", "The recogniser on a CUDA GPU: torch, ONNX Runtime CUDA, TensorRT."),
     "precision": ("edgeocr.optimize.precision", "Every CPU precision of a recogniser side by side."),
     "jetson-projection": ("edgeocr.optimize.projection", "Jetson latency projected from FLOPs and memory traffic."),
+    "cascade": ("edgeocr.bench.cascade", "The cascade's threshold against accuracy and time per crop."),
     "peers": ("edgeocr.bench.peers", "Which benchmark peers are installed, and why not when they are not."),
 }
 

@@ -122,9 +122,17 @@ def prepare_for_quantisation(model: Path, out: Path) -> Path:
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     source, target = Path(model).absolute(), Path(out).absolute()  # before the working directory changes
+    target.parent.mkdir(parents=True, exist_ok=True)
     try:
         with _quiet_quantiser(), _in_scratch_dir():
-            quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+            try:
+                quant_pre_process(str(source), str(target), skip_symbolic_shape=False)
+            except Exception as exc:
+                if "symbolic shape inference" not in str(exc):
+                    raise
+                # ONNX Runtime's symbolic inference gives up on some graphs (the imported PP-OCR recogniser's
+                # attention reshapes); ONNX's own shape inference is enough for the conv and matmul ranges.
+                quant_pre_process(str(source), str(target), skip_symbolic_shape=True)
     except Exception as exc:  # the pre-processor raises whatever onnx or its shape inference raise
         raise ModelError(f"cannot prepare {model} for quantisation: {exc}") from exc
     return out

@@ -158,6 +158,10 @@ def _signed_area(corners: np.ndarray) -> float:
     return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(np.roll(x, -1), y))
 
 
+#: ``ReaderConfig.fallback_below``'s default: see docs/reading.md (the cascade) for the curve it was chosen from.
+DEFAULT_FALLBACK_BELOW = 0.9
+
+
 class ReaderConfig(BaseModel):
     """Everything a :class:`Reader` is built from. Frozen: a reader's behaviour never changes."""
 
@@ -167,6 +171,21 @@ class ReaderConfig(BaseModel):
         default="default",
         min_length=1,
         description="Recogniser: the name of a shipped model or the path of an exported .onnx file.",
+    )
+    fallback: str | None = Field(
+        default=None,
+        min_length=1,
+        description=(
+            "A second recogniser (name or path) that re-reads the lines the first one is unsure of: "
+            "confidence below fallback_below, or no declared format matched. Its charset must hold every "
+            "character of the first one's. None: no cascade."
+        ),
+    )
+    fallback_below: float = Field(
+        default=DEFAULT_FALLBACK_BELOW,
+        gt=0.0,
+        le=1.0,
+        description="Lines read by the first recogniser below this confidence are re-read by the fallback.",
     )
     engine: EngineConfig = Field(
         default_factory=EngineConfig,
@@ -210,7 +229,7 @@ class ReaderConfig(BaseModel):
         ),
     )
 
-    @field_validator("model", mode="before")
+    @field_validator("model", "fallback", mode="before")
     @classmethod
     def _path_to_str(cls, value: object) -> object:
         return os.fspath(value) if isinstance(value, os.PathLike) else value
@@ -344,11 +363,13 @@ class Reader:
     ``engine``: 'onnxruntime' (default), 'openvino' (CPU; also an OpenVINO ``.xml`` written by
     ``edgeocr optimize``) or 'tensorrt' (with 'cuda'), or a whole :class:`EngineConfig`.
     ``threads``: ONNX Runtime threads (0: all cores). ``min_confidence``: reads below it are not
-    valid. For everything else (regions, preprocessing, engine details) pass a frozen
-    :class:`ReaderConfig` instead: ``Reader(config, detector=...)``.
+    valid. ``fallback`` / ``fallback_below``: a second, stronger recogniser that re-reads the lines
+    read below that confidence or out of format (a cascade; each line says which model read it).
+    For everything else (regions, preprocessing, engine details) pass a frozen :class:`ReaderConfig`
+    instead: ``Reader(config, detector=...)``.
     """
 
-    __slots__ = ("_config", "_recognizer", "_detector", "_matcher", "_charset", "_pipelines")
+    __slots__ = ("_config", "_recognizer", "_fallback", "_detector", "_matcher", "_charset", "_pipelines")
 
     def __init__(
         self,
@@ -361,6 +382,8 @@ class Reader:
         engine: Literal["onnxruntime", "openvino", "tensorrt"] | EngineConfig | None = None,
         threads: int | None = None,
         min_confidence: float | None = None,
+        fallback: str | os.PathLike[str] | None = None,
+        fallback_below: float | None = None,
         format_matcher: FormatMatcher | None = None,
     ) -> None:
         shortcuts = {
@@ -389,6 +412,10 @@ class Reader:
                 fields["formats"] = tuple(formats)
             if min_confidence is not None:
                 fields["min_confidence"] = min_confidence
+            if fallback is not None:
+                fields["fallback"] = fallback
+            if fallback_below is not None:
+                fields["fallback_below"] = fallback_below
             config = ReaderConfig(**fields)
         else:
             given = sorted(name for name, value in shortcuts.items() if value is not None)
@@ -419,12 +446,22 @@ class Reader:
         if config.mode == "detector":  # two sessions take turns: see EngineConfig.spin_wait
             engine = replace(engine, spin_wait=False)
         recognizer = open_recognizer(resolve_model(config.model), engine)
+        fallback = None
+        if config.fallback is not None:
+            fallback = open_recognizer(resolve_model(config.fallback), engine)
+            missing = sorted(set(recognizer.config.charset) - set(fallback.config.charset))
+            if missing:
+                raise EdgeOCRError(
+                    f"fallback {config.fallback!r} cannot read {len(missing)} character(s) that {config.model!r} "
+                    f"reads ({''.join(missing)!r}): its charset must hold the first model's"
+                )
         # Pipelines are frozen and their ops keep no state between calls: safe to share across threads.
         specs = [config.preprocess, *(r.preprocess for r in config.regions if r.preprocess is not None)]
         pipelines = MappingProxyType({spec: line_pipeline(spec) for spec in specs})
         for name, value in (
             ("_config", config),
             ("_recognizer", recognizer),
+            ("_fallback", fallback),
             ("_detector", detector),
             ("_matcher", format_matcher),
             ("_charset", recognizer.config.charset_obj),
@@ -595,15 +632,49 @@ class Reader:
         min_confidence = options.min_confidence
         if min_confidence is None:
             min_confidence = self._config.min_confidence
+        reads = self._decode(self._recognizer, self._config.model, jobs, crops, allowed, min_confidence, options)
+        if self._fallback is not None:
+            # The cascade: re-read, with the second model, the lines the first is unsure of or out of format.
+            unsure = [
+                i
+                for i, (read, formats) in enumerate(zip(reads, allowed, strict=True))
+                if read.confidence < self._config.fallback_below or (formats and read.format is None)
+            ]
+            if unsure:
+                again = self._decode(
+                    self._fallback,
+                    str(self._config.fallback),
+                    [jobs[i] for i in unsure],
+                    [crops[i] for i in unsure],
+                    [allowed[i] for i in unsure],
+                    min_confidence,
+                    options,
+                )
+                for i, read in zip(unsure, again, strict=True):
+                    reads[i] = read
+        return reads
+
+    def _decode(
+        self,
+        recognizer: OnnxRecognizer,
+        model: str,
+        jobs: list[_LineJob],
+        crops: list[np.ndarray],
+        allowed: list[tuple[str, ...]],
+        min_confidence: float,
+        options: ReadOptions,
+    ) -> list[LineRead]:
+        """One recogniser's reads of ``crops``: free, or under the formats in play for each line."""
+        charset = recognizer.config.charset_obj
         matches: list[FormatMatch | None] = [None] * len(jobs)
         if self._matcher is not None and any(allowed):
-            probs = self._recognizer.recognize_probs(crops)
-            decoded = [self._recognizer.decode(p) for p in probs]
+            probs = recognizer.recognize_probs(crops)
+            decoded = [recognizer.decode(p) for p in probs]
             for i, (line_probs, formats) in enumerate(zip(probs, allowed, strict=True)):
                 if formats:
-                    matches[i] = self._matcher.match(line_probs, self._charset, formats)
+                    matches[i] = self._matcher.match(line_probs, charset, formats)
         else:
-            decoded = self._recognizer.recognize(crops)
+            decoded = recognizer.recognize(crops)
         reads = []
         for job, crop, free, match in zip(jobs, crops, decoded, matches, strict=True):
             if match is None:
@@ -628,6 +699,7 @@ class Reader:
                     raw_text=free.text,
                     region=job.region,
                     detection_score=job.detection_score,
+                    model=model,
                     crop=crop if options.return_crops else None,
                 )
             )

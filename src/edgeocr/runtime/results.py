@@ -40,9 +40,10 @@ class LineRead:
     order top-left, top-right, bottom-right, bottom-left. ``format``: the matched format's name.
     ``valid``: the text is non-empty, its confidence reaches the minimum and, when formats are in
     play, it matches one. ``region``: the ROI's name ('roi' mode). ``detection_score``: the
-    detector's score ('detector' mode), else None. ``crop``: the upright line crop after
-    preprocessing (what the recogniser saw) when ``ReadOptions.return_crops`` was set (not part
-    of equality).
+    detector's score ('detector' mode), else None. ``model``: the recogniser that gave this read
+    (``ReaderConfig.model``, or ``ReaderConfig.fallback`` when the line was re-read). ``crop``: the
+    upright line crop after preprocessing (what the recogniser saw) when ``ReadOptions.return_crops``
+    was set (not part of equality).
     """
 
     text: str
@@ -54,6 +55,7 @@ class LineRead:
     raw_text: str
     region: str | None = None
     detection_score: float | None = None
+    model: str | None = None
     crop: np.ndarray | None = field(default=None, compare=False, repr=False)
 
     def to_dict(self) -> dict[str, object]:
@@ -68,6 +70,7 @@ class LineRead:
             "raw_text": self.raw_text,
             "region": self.region,
             "detection_score": self.detection_score,
+            "model": self.model,
         }
 
 

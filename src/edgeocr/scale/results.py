@@ -9,6 +9,7 @@ empty text, so that every input is accounted for. Fields, in order (:data:`READ_
   without its scheme as Ray lists it);
 * ``line``: index of the line in the image (null: error or no line);
 * ``text``, ``confidence``, ``format``, ``valid``, ``raw_text``, ``region``, ``detection_score``,
+  ``model`` (the recogniser that gave the read: the fallback's name for lines a cascade re-read),
   ``char_confidences``: as in :class:`~edgeocr.runtime.reader.LineRead` (null when there is no line);
 * ``poly``: the line's four corners ``[[x, y], ...]`` (top-left, top-right, bottom-right,
   bottom-left of the text), null when there is no line;
@@ -54,6 +55,7 @@ READ_FIELDS = (
     "raw_text",
     "region",
     "detection_score",
+    "model",
     "char_confidences",
     "poly",
     "error",
@@ -101,6 +103,7 @@ def read_records(source: str, reads: Iterable[LineRead] | Exception) -> list[dic
         "raw_text": "",
         "region": None,
         "detection_score": None,
+        "model": None,
         "char_confidences": None,
         "poly": None,
         "error": None,
@@ -118,6 +121,7 @@ def read_records(source: str, reads: Iterable[LineRead] | Exception) -> list[dic
             "raw_text": read.raw_text,
             "region": read.region,
             "detection_score": None if read.detection_score is None else float(read.detection_score),
+            "model": read.model,
             "char_confidences": [float(c) for c in read.char_confidences],
             "poly": [[float(x), float(y)] for x, y in read.poly],
         }
@@ -177,6 +181,7 @@ def result_schema():
             pa.field("raw_text", string, nullable=False),
             pa.field("region", string, nullable),
             pa.field("detection_score", pa.float64(), nullable),
+            pa.field("model", string, nullable),
             pa.field("char_confidences", pa.list_(pa.float64()), nullable),
             pa.field("poly", pa.list_(pa.list_(pa.float64())), nullable),
             pa.field("error", string, nullable),

@@ -117,6 +117,8 @@ class ReaderPool:
             formats=settings.formats,
             min_confidence=settings.min_confidence,
             max_pixels=settings.max_pixels,
+            fallback=settings.fallback,
+            fallback_below=settings.fallback_below,
         )
         self._shared = {"whole": Reader(self._config)}
         if detector is not None:

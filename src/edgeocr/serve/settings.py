@@ -66,6 +66,17 @@ class ServeSettings(BaseModel):
             "or TensorRT (with device 'cuda'); see edgeocr.runtime.engines."
         ),
     )
+    fallback: str | None = Field(
+        default=None,
+        min_length=1,
+        description="A second recogniser that re-reads the lines the first is unsure of (a cascade); None: none.",
+    )
+    fallback_below: float = Field(
+        default=0.9,
+        gt=0.0,
+        le=1.0,
+        description="Confidence under which the fallback re-reads a line.",
+    )
     max_concurrent_inferences: int = Field(
         default=2,
         ge=1,
@@ -103,7 +114,7 @@ class ServeSettings(BaseModel):
         ),
     )
 
-    @field_validator("model", "detector", mode="before")
+    @field_validator("model", "detector", "fallback", mode="before")
     @classmethod
     def _path_to_str(cls, value: object) -> object:
         return os.fspath(value) if isinstance(value, os.PathLike) else value

@@ -8,13 +8,16 @@ The dataset is written under a temporary name and renamed when complete (see cor
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import multiprocessing as mp
 import os
 import signal
 import sys
 import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -180,16 +183,22 @@ def _records(job: SynthJob, target: Path) -> Iterator[dict]:
     # thread pool can deadlock.
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)
-    pool = ctx.Pool(job.workers, initializer=_init_worker, initargs=(job, target))
+    # Not multiprocessing.Pool: its terminate() stops reading results before it stops the workers, so a
+    # worker caught mid-way through sending a chunk holds the queue's lock forever and an interrupted run
+    # hangs (seen under load). The executor keeps draining results while it shuts down; an interruption
+    # waits at most for the chunks in progress (a few seconds) and cancels the rest.
+    pool = ProcessPoolExecutor(job.workers, mp_context=ctx, initializer=_init_worker, initargs=(job, target))
     try:
-        for records in pool.imap(_make_chunk, bounds):
+        ahead = iter(bounds)
+        pending = deque(pool.submit(_make_chunk, b) for b in itertools.islice(ahead, 2 * job.workers))
+        while pending:
+            records = pending.popleft().result()
+            following = next(ahead, None)
+            if following is not None:
+                pending.append(pool.submit(_make_chunk, following))
             yield from records
-        pool.close()
-    except BaseException:
-        pool.terminate()
-        raise
     finally:
-        pool.join()
+        pool.shutdown(wait=True, cancel_futures=True)
         cv2.setNumThreads(threads)
 
 
