@@ -792,7 +792,7 @@ _FALLBACK = typer.Option(
 _FALLBACK_BELOW = typer.Option(
     None,
     "--fallback-below",
-    help="Confidence under which --fallback re-reads a line, in (0, 1]; default 0.9 (docs/reading.md).",
+    help="Confidence under which --fallback re-reads a line, in (0, 1]; default 0.7 (the curve in docs/reading.md).",
 )
 
 

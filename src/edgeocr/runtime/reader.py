@@ -159,7 +159,7 @@ def _signed_area(corners: np.ndarray) -> float:
 
 
 #: ``ReaderConfig.fallback_below``'s default: see docs/reading.md (the cascade) for the curve it was chosen from.
-DEFAULT_FALLBACK_BELOW = 0.9
+DEFAULT_FALLBACK_BELOW = 0.7
 
 
 class ReaderConfig(BaseModel):

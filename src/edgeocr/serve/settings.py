@@ -72,7 +72,7 @@ class ServeSettings(BaseModel):
         description="A second recogniser that re-reads the lines the first is unsure of (a cascade); None: none.",
     )
     fallback_below: float = Field(
-        default=0.9,
+        default=0.7,
         gt=0.0,
         le=1.0,
         description="Confidence under which the fallback re-reads a line.",
