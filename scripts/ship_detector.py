@@ -4,7 +4,8 @@
     .venv/bin/python scripts/ship_detector.py --run RUN_DIR --name default [--realdev ../shared/realdev]
 
 1. copies RUN_DIR/model.{onnx,json} to src/edgeocr/assets/detectors/NAME.{onnx,json} (the sidecar's
-   checksum still matches: the ONNX bytes are unchanged);
+   checksum still matches: the ONNX bytes are unchanged; a sidecar of format 1 is bound to the model)
+   and writes the runtime settings asked for into the sidecar, bound again to the model;
 2. renders synthetic scenes that no training run saw (their own seed, 300 by default) and scores
    the shipped default recogniser with this detector on them (``edgeocr eval --mode e2e``), beside
    the same recogniser with PP-OCRv4's detector;
@@ -19,7 +20,7 @@ import json
 import shutil
 from pathlib import Path
 
-from shipping import ROOT, edgeocr, ship_parser
+from shipping import ROOT, bind_copied_sidecar, edgeocr, ship_parser
 
 ASSETS = ROOT / "src" / "edgeocr" / "assets" / "detectors"
 # Far from the training seeds (0 and its validation seed 1000003) and from the recogniser's test seed.
@@ -59,7 +60,8 @@ def score(data: Path, detector: str, out: Path, threads: int) -> dict:
 
 def set_runtime(sidecar_file: Path, **settings: float | None) -> None:
     """Rewrite a detector sidecar with other runtime settings (``max_side``, thresholds; validated; the
-    ONNX bytes are untouched). Settings given as None keep the run's value."""
+    ONNX bytes are untouched; ``to_json`` binds the new settings to them). Settings given as None keep
+    the run's value."""
     from edgeocr.core.atomic import atomic_write_bytes
     from edgeocr.core.detector_config import DetectorSidecar, load_detector_sidecar
 
@@ -92,6 +94,7 @@ def main() -> None:
     for suffix in (".onnx", ".json"):
         shutil.copyfile(args.run / f"model{suffix}", ASSETS / f"{args.name}{suffix}")
     shipped = ASSETS / f"{args.name}.onnx"
+    bind_copied_sidecar(shipped)
     set_runtime(
         shipped.with_suffix(".json"),
         max_side=args.max_side,

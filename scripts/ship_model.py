@@ -5,7 +5,8 @@
 
 1. copies RUN_DIR/model.{onnx,json,pt} to src/edgeocr/assets/models/NAME.{onnx,json,pt} (the sidecar's
    checksum still matches: the ONNX bytes are unchanged; an imported architecture has no .pt, its
-   .onnx is what fine-tuning starts from);
+   .onnx is what fine-tuning starts from; a sidecar of format 1, from a run older than bound settings,
+   is bound to the model, an edited one stops the script);
 2. renders a synthetic test set that no training run saw (its own seed, 5000 lines by default) and
    scores the model on it with ``edgeocr eval``;
 3. scores it on realdev/industrial and realdev/words when those folders exist (evaluation only:
@@ -20,7 +21,7 @@ import json
 import shutil
 from pathlib import Path
 
-from shipping import ROOT, edgeocr, ship_parser
+from shipping import ROOT, bind_copied_sidecar, edgeocr, ship_parser
 
 ASSETS = ROOT / "src" / "edgeocr" / "assets" / "models"
 # Far from the training seeds (0 and its validation seed 1000003) and from the demo's seed 0.
@@ -82,6 +83,7 @@ def main() -> None:
         elif suffix == ".pt":
             target.unlink(missing_ok=True)  # an imported architecture fine-tunes from its .onnx
     shipped = ASSETS / f"{args.name}.onnx"
+    bind_copied_sidecar(shipped)
     out = ROOT / "build" / "ship" / args.name
     out.mkdir(parents=True, exist_ok=True)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 from pathlib import Path
 
 import cv2
@@ -180,3 +181,111 @@ def test_engine_and_device_choose_what_runs_the_model_and_refuse_what_cannot_run
     if "CUDAExecutionProvider" not in ort.get_available_providers():  # refused, never run on the CPU instead
         assert main(["read", image, "--model", model_path, "--device", "cuda"]) == 2
         assert "refusing rather than running on the CPU" in capsys.readouterr().err
+
+
+# --- runs that finish: every failure of one input is its error row --------------------------------
+
+
+def _read_json(paths: list[str], model_path: str, out_json: Path, *extra: str) -> tuple[int, list[dict]]:
+    code = main(["read", *paths, "--model", model_path, "--threads", "1", "--json", str(out_json), "-q", *extra])
+    return code, json.loads(out_json.read_text())["results"] if out_json.exists() else []
+
+
+@pytest.mark.parametrize(
+    "failure",
+    [
+        cv2.error("OpenCV(4.x) resize.cpp:4155: error: (-215:Assertion failed) !ssize.empty() in function 'resize'"),
+        MemoryError(),
+        ValueError("could not broadcast input array from shape (3,) into shape (2,)"),
+    ],
+    ids=["cv2.error", "MemoryError", "ValueError"],
+)
+def test_any_error_of_one_image_is_its_error_row_and_the_others_are_read(
+    model_path: str, inputs: Path, tmp_path: Path, capsys, monkeypatch, failure: Exception
+) -> None:
+    from edgeocr.runtime.reader import Reader
+
+    odd = tmp_path / "odd.png"
+    cv2.imwrite(str(odd), cv2.resize(crop(3), (121, 32)))  # the one image the reader fails on
+    read_batch = Reader.read_batch
+
+    def failing_batch(self, images, **options):
+        if any(getattr(image, "shape", (0, 0))[1] == 121 for image in images):
+            raise failure
+        return read_batch(self, images, **options)
+
+    monkeypatch.setattr(Reader, "read_batch", failing_batch)
+    code, results = _read_json(
+        [str(inputs / "a.png"), str(odd), str(inputs / "sub" / "b.jpg")], model_path, tmp_path / "r.json"
+    )
+    assert code == 1
+    assert [Path(r["source"]).name for r in results] == ["a.png", "odd.png", "b.jpg"]
+    assert results[0]["lines"] and results[2]["lines"] and results[0]["error"] is None is results[2]["error"]
+    kind = "cv2.error" if isinstance(failure, cv2.error) else type(failure).__name__
+    assert results[1]["lines"] == [] and results[1]["error"].startswith(kind)
+    if str(failure):
+        assert str(failure).splitlines()[-1] in results[1]["error"]
+    assert "1 input(s) could not be read" in capsys.readouterr().err
+
+
+def test_ctrl_c_is_never_an_error_row(model_path: str, inputs: Path) -> None:
+    from edgeocr.cli import _read_each
+
+    class Interrupting:
+        def read_batch(self, images):
+            raise KeyboardInterrupt
+
+        def read(self, image):
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        _read_each(Interrupting(), [crop(1)])
+
+
+@pytest.mark.timeout(60)  # a FIFO that was opened would block the run forever
+def test_fifos_devices_symlink_loops_and_oversized_files_are_refused_unread(
+    model_path: str, inputs: Path, tmp_path: Path, capsys
+) -> None:
+    folder = tmp_path / "odd"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "good.png"), crop(4))
+    os.mkfifo(folder / "pipe.png")
+    (folder / "loop.png").symlink_to(folder / "loop.png")
+    (folder / "gone.jpg").symlink_to(folder / "nowhere.jpg")
+    big = folder / "big.bmp"
+    cv2.imwrite(str(big), np.full((400, 400, 3), 200, np.uint8))  # 480 KB: over a cap of 0.25 MiB
+    code, results = _read_json([str(folder), "/dev/zero"], model_path, tmp_path / "r.json", "--max-image-mb", "0.25")
+    assert code == 1
+    errors = {Path(r["source"]).name: r["error"] for r in results}
+    assert errors["good.png"] is None and next(r for r in results if r["source"].endswith("good.png"))["lines"]
+    assert "big.bmp" in errors["big.bmp"] and "480054 bytes, over the limit of 262144 bytes" in errors["big.bmp"]
+    assert "FIFO" in errors["pipe.png"] and "symlink loop" in errors["loop.png"]
+    assert "broken symlink" in errors["gone.jpg"] and "character device" in errors["zero"]
+    assert "5 input(s) could not be read" in capsys.readouterr().err
+    # the cap is a setting: at 1 MiB the bitmap is read
+    code, results = _read_json([str(big)], model_path, tmp_path / "r2.json", "--max-image-mb", "1")
+    assert code == 0 and results[0]["error"] is None
+
+
+@pytest.mark.timeout(60)
+def test_file_checks_refuse_before_opening_and_cap_what_is_read(tmp_path: Path) -> None:
+    from edgeocr.core.errors import ImageError
+    from edgeocr.core.files import DEFAULT_MAX_FILE_BYTES, file_problem, read_file_bytes
+    from edgeocr.runtime.sources import expand_inputs
+
+    assert DEFAULT_MAX_FILE_BYTES == 256 * 1024 * 1024
+    data = tmp_path / "a.png"
+    data.write_bytes(b"x" * 1000)
+    assert read_file_bytes(data) == b"x" * 1000 and file_problem(data) is None
+    with pytest.raises(ImageError, match="over the limit of 999 bytes"):
+        read_file_bytes(data, max_bytes=999)
+    os.mkfifo(tmp_path / "p.png")
+    with pytest.raises(ImageError, match="FIFO"):
+        read_file_bytes(tmp_path / "p.png")
+    with pytest.raises(ImageError, match="a directory"):
+        read_file_bytes(tmp_path)
+    # without keep_refused (the ray executor) a refused file fails the expansion, naming it, before any read
+    with pytest.raises(ImageError, match=r"p\.png: a FIFO"):
+        expand_inputs([str(tmp_path)])
+    items = expand_inputs([str(tmp_path)], keep_refused=True)
+    assert [(i.path.name, i.problem is None) for i in items] == [("a.png", True), ("p.png", False)]

@@ -267,6 +267,22 @@ def test_scene_folders_read_both_polygon_forms_and_skip_bad_lines(tmp_path: Path
     assert "annotations.jsonl:4: not valid JSON" in reasons
 
 
+def test_detector_training_on_scenes_where_no_image_decodes_stops_before_training(tmp_path: Path) -> None:
+    data = tmp_path / "scenes"
+    data.mkdir()
+    records = []
+    for i in range(3):
+        (data / f"{i}.jpg").write_bytes(b"\xff\xd8 not really a JPEG")
+        records.append({"file": f"{i}.jpg", "lines": [{"text": "X", "poly": [10, 10, 50, 10, 50, 20, 10, 20]}]})
+    (data / "annotations.jsonl").write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    out = tmp_path / "run"
+    with pytest.raises(EdgeOCRError, match=f"{data}: no usable sample among its 3") as excinfo:
+        run_detector_training(tiny_config(out, data=(data,)))
+    assert "annotations.jsonl:1" in str(excinfo.value) and not (out / "model.onnx").exists()
+    with pytest.raises(EdgeOCRError, match="no usable sample"):
+        run_detector_training(tiny_config(tmp_path / "run2", val=data))
+
+
 def test_evaluation_samples_are_prepared_like_the_runtime() -> None:
     image = np.random.default_rng(0).integers(0, 255, (120, 200, 3), dtype=np.uint8)
     item = SceneItem(image=image, polys=[rect(100, 60, 80, 20)], ignore=[False], exhaustive=True, source="x")

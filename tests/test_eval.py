@@ -140,3 +140,83 @@ def test_eval_cli_errors(cli, tmp_path, tiny_model):
     assert out.returncode == 2 and "does not exist" in out.stderr
     out = cli("eval", "--data", str(data), "--model", "no-such-model")
     assert out.returncode == 2 and "no model named" in out.stderr
+
+
+# --- runs that finish: an image that cannot be loaded or read is an error entry ---------------------
+
+
+@pytest.mark.timeout(60)  # a FIFO that was opened would block
+def test_eval_cli_lists_images_it_cannot_load_or_read_and_scores_the_others(tmp_path, tiny_model, capsys):
+    import os
+
+    from edgeocr.cli import main
+
+    rows = [("a.png", "A1"), ("b.png", "B2"), ("c.png", "C3"), ("d.png", "D4"), ("e.png", "E5"), ("sub.png", "F6")]
+    data = make_folder(tmp_path / "d", rows[:3])
+    (data / "b.png").write_bytes(b"not an image at all")  # undecodable
+    os.mkfifo(data / "d.png")  # a FIFO named as an image: refused, never opened
+    (data / "sub.png").mkdir()  # a directory named as an image
+    with open(data / "labels.tsv", "a", encoding="utf-8") as fh:
+        fh.write("".join(f"{rel}\t{text}\n" for rel, text in rows[3:]))  # e.png does not exist
+    out = tmp_path / "r.json"
+    code = main(["eval", "--data", str(data), "--model", str(tiny_model), "--json", str(out), "--threads", "1"])
+    assert code == 1
+    result = json.loads(out.read_text())
+    assert result["n"] == 2 and [p["file"] for p in result["predictions"]] == ["a.png", "c.png"]
+    errors = {e["file"]: e for e in result["errors"]}
+    assert list(errors) == ["b.png", "d.png", "e.png", "sub.png"]
+    assert "not a decodable image" in errors["b.png"]["error"] and errors["b.png"]["line"] == 2
+    assert "FIFO" in errors["d.png"]["error"] and "no such file" in errors["e.png"]["error"]
+    assert "a directory, not a regular file" in errors["sub.png"]["error"] and errors["sub.png"]["label"] == "F6"
+    captured = capsys.readouterr()
+    assert "ALL" in captured.out and "4 image(s) could not be read" in captured.err
+
+
+def test_evaluate_keep_going_records_any_read_error_by_type_and_message(tmp_path):
+    data = make_folder(tmp_path / "d", [("a.png", "A1"), ("b.png", "B2"), ("c.png", "C3")])
+    calls = iter(range(100))
+
+    def read(image):
+        if next(calls) == 4:  # three warm-up reads, then a.png, then b.png fails
+            raise ValueError("operands could not be broadcast together with shapes (3,) (2,)")
+        return "A1", 0.9
+
+    result = evaluate_rec(read, data, keep_going=True)
+    assert result["n"] == 2 and [p["file"] for p in result["predictions"]] == ["a.png", "c.png"]
+    assert result["errors"] == [
+        {
+            "file": "b.png",
+            "line": 2,
+            "label": "B2",
+            "error": "ValueError: operands could not be broadcast together with shapes (3,) (2,)",
+        }
+    ]
+    assert "errors" not in evaluate_rec(lambda image: ("A1", 0.9), data)  # the strict default is unchanged
+
+    def interrupted(image):
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # Ctrl-C is never an error entry
+        evaluate_rec(interrupted, data, keep_going=True)
+    with pytest.raises(DataError, match="none of the 3 labelled images could be read"):
+        evaluate_rec(lambda image: (_ for _ in ()).throw(MemoryError()), data, keep_going=True)
+
+
+def test_eval_e2e_lists_an_image_it_cannot_load_and_scores_the_others(tmp_path, capsys):
+    import shutil
+
+    from edgeocr.cli import main
+
+    scenes = Path(__file__).resolve().parents[1] / "samples" / "scenes"
+    data = tmp_path / "scenes"
+    shutil.copytree(scenes, data)
+    broken = sorted((data / "images").glob("*.jpg"))[1]
+    broken.write_bytes(b"\xff\xd8 truncated")
+    out = tmp_path / "e2e.json"
+    args = ["eval", "--mode", "e2e", "--data", str(data), "--detector", "default", "--threads", "1"]
+    assert main([*args, "--json", str(out), "--quiet"]) == 1
+    result = json.loads(out.read_text())
+    assert result["images"] == 2 and len(result["per_image"]) == 2
+    assert [e["file"] for e in result["errors"]] == [f"images/{broken.name}"]
+    assert broken.name in result["errors"][0]["error"]
+    assert "1 image(s) could not be read" in capsys.readouterr().err

@@ -174,8 +174,8 @@ def _refuses(source, *, expect: str | None = None, **kwargs) -> ImageError:
 
 
 def test_bad_files_are_refused_with_their_path(tmp_path) -> None:
-    _refuses(tmp_path / "missing.png", expect="cannot read")
-    _refuses(tmp_path, expect="cannot read")  # a directory
+    _refuses(tmp_path / "missing.png", expect="no such file")
+    _refuses(tmp_path, expect="a directory, not a regular file")
     empty = tmp_path / "empty.png"
     empty.write_bytes(b"")
     _refuses(empty, expect="empty")

@@ -26,6 +26,7 @@ from edgeocr.core.lineimage import (
     vertical_to_horizontal,
 )
 from edgeocr.core.recognizer_config import RecognizerConfig
+from edgeocr.core.sidecar import bound_json, settings_sha256
 from edgeocr.runtime import EngineConfig, OnnxRecognizer
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -296,8 +297,101 @@ def test_refuses_a_sidecar_whose_charset_does_not_fit_the_network(exported, tmp_
     data = json.loads(sidecar.read_text())
     data["config"]["charset"] = "0123456789"
     data["charset_fingerprint"] = Charset("0123456789").fingerprint
-    sidecar.write_text(json.dumps(data))
+    sidecar.write_text(bound_json(data))  # bound again: the graph check alone must catch it
     with pytest.raises(ModelError, match="classes") as excinfo:
+        OnnxRecognizer(path)
+    assert str(path) in str(excinfo.value)
+
+
+# --- a model is its files: the sidecar's settings are bound to the model ------------------------------
+
+
+def _edit_config(**changes):
+    def edit(data: dict) -> None:
+        data["config"].update(changes)
+
+    return edit
+
+
+def _reorder_charset(data: dict) -> None:
+    charset = data["config"]["charset"]
+    reordered = charset[1] + charset[0] + charset[2:]  # '1' read as '0' and back: every read looks valid
+    data["config"]["charset"] = reordered
+    data["charset_fingerprint"] = Charset(reordered).fingerprint  # a careful editor keeps the sidecar valid
+
+
+SETTING_EDITS = {
+    "frame_stride": _edit_config(frame_stride=8),
+    "reordered_charset": _reorder_charset,
+    "normalisation_mean": _edit_config(mean=0.4),
+    "normalisation_std": _edit_config(std=0.25),
+    "input_height": _edit_config(input_height=48),
+    "width_policy": _edit_config(width_policy="stretch"),
+    "decoder": _edit_config(decoder="beam"),
+    "vertical": _edit_config(vertical=False),
+    "output_kind": lambda data: data.update(output_kind="logits"),
+}
+
+
+@pytest.mark.parametrize("edit", list(SETTING_EDITS.values()), ids=list(SETTING_EDITS))
+def test_a_sidecar_edited_after_export_is_refused(exported, tmp_path, edit) -> None:
+    from edgeocr.runtime.engines import OpenVinoRecognizer, TensorRtRecognizer
+
+    path = copy_model(exported[0], tmp_path)
+    sidecar = path.with_suffix(".json")
+    data = json.loads(sidecar.read_text())
+    edit(data)
+    sidecar.write_text(json.dumps(data, indent=2))
+    for recognizer in (OnnxRecognizer, OpenVinoRecognizer, TensorRtRecognizer):  # refused before any engine
+        with pytest.raises(ModelError, match="settings were edited after export") as excinfo:
+            recognizer(path)
+        message = str(excinfo.value)
+        assert str(sidecar) in message and "config block" in message and "--rebind" in message
+
+
+def test_an_untouched_model_loads_and_its_sidecar_is_bound(exported, tmp_path) -> None:
+    path = copy_model(exported[0], tmp_path)
+    data = json.loads(path.with_suffix(".json").read_text())
+    assert data["format_version"] == 2 and data["settings_sha256"] == settings_sha256(data)
+    # reformatting the JSON (indentation, key order) is not an edit: the checksum is over canonical JSON
+    path.with_suffix(".json").write_text(json.dumps(dict(reversed(list(data.items())))))
+    assert len(OnnxRecognizer(path, EngineConfig(intra_op_threads=1)).recognize([line_image(50)])) == 1
+
+
+def test_an_old_sidecar_is_refused_until_rebound_and_rebinding_checks_the_model_bytes(exported, tmp_path) -> None:
+    from edgeocr.cli import main
+    from edgeocr.core.rebind import rebind_model
+
+    path = copy_model(exported[0], tmp_path)
+    sidecar = path.with_suffix(".json")
+    bound = sidecar.read_text()
+    old = {k: v for k, v in json.loads(bound).items() if k != "settings_sha256"}
+    sidecar.write_text(json.dumps({**old, "format_version": 1}, indent=2))  # as edgeocr 0.1.0 wrote it
+    with pytest.raises(ModelError, match="does not bind its settings") as excinfo:
+        OnnxRecognizer(path)
+    assert str(sidecar) in str(excinfo.value) and f"edgeocr export --rebind {path}" in str(excinfo.value)
+    assert main(["export", "--rebind", str(path)]) == 0
+    assert sidecar.read_text() == bound  # the same sidecar an export writes today
+    assert rebind_model(path) == (sidecar, False)  # already bound: nothing written
+    OnnxRecognizer(path)
+
+    path.write_bytes(path.read_bytes() + b"\0")  # other model bytes are never bound to the sidecar
+    with pytest.raises(ModelError, match="does not match the checksum"):
+        rebind_model(path)
+    assert main(["export", "--rebind", str(path)]) == 2
+    assert main(["export", "--rebind", str(path), "--weights", str(path)]) == 2  # --rebind works alone
+
+
+def test_a_deliberately_rebound_frame_stride_is_still_refused_by_the_graph(exported, tmp_path) -> None:
+    from edgeocr.core.rebind import rebind_model
+
+    path = copy_model(exported[0], tmp_path)
+    sidecar = path.with_suffix(".json")
+    data = json.loads(sidecar.read_text())
+    data["config"]["frame_stride"] = 8
+    sidecar.write_text(json.dumps(data))
+    rebind_model(path)
+    with pytest.raises(ModelError, match="frame_stride 8") as excinfo:
         OnnxRecognizer(path)
     assert str(path) in str(excinfo.value)
 

@@ -31,6 +31,31 @@ def test_default_detector_ships_with_its_sidecar_and_model_card() -> None:
     assert (ROOT / "docs" / "models" / "detector.md").is_file()
 
 
+def test_the_shipped_detector_sidecar_is_bound_and_an_edited_copy_is_refused(tmp_path: Path) -> None:
+    from edgeocr.core.rebind import rebind_model
+    from edgeocr.core.sidecar import settings_sha256
+
+    shipped = resolve_detector("default")
+    data = json.loads(shipped.with_suffix(".json").read_text(encoding="utf-8"))
+    assert data["format_version"] == 2 and data["settings_sha256"] == settings_sha256(data)
+    copy = tmp_path / "default.onnx"
+    copy.write_bytes(shipped.read_bytes())
+    for block, value in (("max_side", 1280), ("box_threshold", 0.2), ("mean", [0.4, 0.5, 0.5])):
+        edited = {**data, "config": {**data["config"], block: value}}
+        copy.with_suffix(".json").write_text(json.dumps(edited, indent=2))
+        try:
+            OnnxDetector(copy)
+        except ModelError as exc:
+            message = str(exc)
+            assert "settings were edited after export" in message and "config block" in message, message
+            assert str(copy.with_suffix(".json")) in message and "--rebind" in message
+        else:
+            raise AssertionError(f"a detector sidecar with an edited {block} must be refused")
+    # a deliberate change (docs/models/detector.md: another max_side) is bound again and then loads
+    rebind_model(copy)
+    assert OnnxDetector(copy).config.mean == (0.4, 0.5, 0.5)
+
+
 def test_an_unknown_detector_name_lists_the_shipped_ones() -> None:
     try:
         resolve_detector("nope")

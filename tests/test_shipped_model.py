@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from edgeocr.core.charset import ASCII_CHARSET, DEFAULT_CHARSET
 from edgeocr.core.errors import ModelError
-from edgeocr.core.sidecar import sha256_hex
+from edgeocr.core.sidecar import settings_sha256, sha256_hex
 from edgeocr.models.weights import weights_path
 from edgeocr.runtime.models import resolve_model, shipped_models
 from edgeocr.runtime.recognizer import OnnxRecognizer
@@ -29,7 +30,9 @@ def test_default_model_ships() -> None:
 @pytest.mark.parametrize("name", sorted(shipped_models()))
 def test_every_shipped_model_has_its_sidecar_weights_card_and_its_charset(name: str) -> None:
     path = resolve_model(name)
-    recognizer = OnnxRecognizer(path)  # verifies the sidecar's checksum and signature
+    recognizer = OnnxRecognizer(path)  # verifies the sidecar's checksums (bytes and settings) and signature
+    sidecar = json.loads(path.with_suffix(".json").read_text(encoding="utf-8"))
+    assert sidecar["format_version"] == 2 and sidecar["settings_sha256"] == settings_sha256(sidecar)
     assert (ROOT / "docs" / "models" / f"{name}.md").is_file()  # its model card
     note = recognizer.sidecar.optimization
     derived = recognizer.sidecar.derived_from

@@ -371,3 +371,60 @@ def test_a_resume_on_another_validation_set_chooses_the_best_again(tmp_path: Pat
     assert metrics["val_samples"] == 12 and metrics["val_char_acc"] == pytest.approx(check["score"])
     best = torch.load(out / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     assert best["global_step"] == 7
+
+
+# --- no usable sample: the run stops (exit 2) before it trains or exports anything ---------------
+
+
+def _undecodable_folder(root: Path, count: int = 6) -> Path:
+    root.mkdir(parents=True)
+    for i in range(count):
+        (root / f"{i}.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"not really a PNG" * i)
+    (root / "labels.tsv").write_text("".join(f"{i}.png\tLOT {i}\n" for i in range(count)), encoding="utf-8")
+    return root
+
+
+def test_training_on_a_folder_where_no_image_decodes_stops_with_exit_2(tmp_path: Path, capsys) -> None:
+    from edgeocr.cli import main
+
+    data = _undecodable_folder(tmp_path / "broken")
+    out = tmp_path / "run"
+    args = ["train", "--arch", "crnn_tiny", "--data", str(data), "--synthetic", "0", "--epochs", "1"]
+    code = main([*args, "--batch-size", "2", "--workers", "0", "--accelerator", "cpu", "--out", str(out), "-q"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert f"{data}: no usable sample among its 6" in err and "nothing was trained" in err
+    assert "labels.tsv:1:" in err and "Traceback" not in err
+    assert not (out / "model.onnx").exists() and not (out / "checkpoints").exists()
+    # mixed with synthetic lines too, and as the validation set: a dataset with no usable sample is named
+    with pytest.raises(DataError, match="no usable sample"):
+        run_training(tiny_config(tmp_path / "run2", data=(data,)))
+    with pytest.raises(DataError, match=f"{data}: no usable sample"):
+        run_training(tiny_config(tmp_path / "run3", val=data))
+
+
+def test_training_where_every_label_fails_stops_before_training(tmp_path: Path) -> None:
+    data = tmp_path / "long"
+    data.mkdir()
+    import cv2
+
+    for i in range(4):  # 16 px wide lines give 8 frames: a 30-character text cannot be trained on
+        cv2.imwrite(str(data / f"{i}.png"), np.full((32, 16), 200, np.uint8))
+    (data / "labels.tsv").write_text("".join(f"{i}.png\t{'A' * 30}\n" for i in range(4)), encoding="utf-8")
+    with pytest.raises(DataError, match="the image gives") as excinfo:
+        run_training(tiny_config(tmp_path / "run", data=(data,), synthetic_per_epoch=0, val=None))
+    assert "no usable sample among its 4" in str(excinfo.value)
+    assert not (tmp_path / "run" / "model.onnx").exists()
+
+
+def test_finetuning_on_crops_that_never_load_stops_with_exit_2(tmp_path: Path, export_trainable, capsys) -> None:
+    from edgeocr.cli import main
+
+    model = export_trainable("crnn_tiny", tmp_path / "m" / "model.onnx")
+    data = _undecodable_folder(tmp_path / "crops")
+    out = tmp_path / "ft"
+    code = main(["finetune", "--init", str(model), "--data", str(data), "--out", str(out), "--steps", "2", "-q"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "no labelled crop can be read (6 images fail to load)" in err and "labels.tsv:3:" in err
+    assert not (out / "model.onnx").exists()

@@ -339,3 +339,77 @@ def write_scene_clip(path: Path, frames_per_scene: int = 8) -> Path:
 if __name__ == "__main__":  # python tests/test_watch.py clip|scenes OUT.avi [REPEATS]: clips for timing watch
     kind, out = sys.argv[1], Path(sys.argv[2])
     print(write_clip(out, int(sys.argv[3]) if len(sys.argv) > 3 else 1) if kind == "clip" else write_scene_clip(out))
+
+
+# --- runs that finish: a frame the reader fails on is reported and skipped ---------------------------
+
+
+class _FlakyReader:
+    """Reads nothing, and raises ``failure`` on the frames (call order) listed in ``bad``."""
+
+    def __init__(self, bad: set[int] | None, failure: BaseException) -> None:
+        self.bad, self.failure, self.calls = bad, failure, 0
+
+    def read(self, frame):
+        call, self.calls = self.calls, self.calls + 1
+        if self.bad is None or call in self.bad:
+            raise self.failure
+        return []
+
+
+def test_a_frame_the_reader_fails_on_is_an_error_and_the_watch_goes_on(video: Path) -> None:
+    from edgeocr.runtime.watch import WatchConfig, watch_stream
+
+    reader = _FlakyReader({3, 4, 10}, cv2.error("OpenCV(4.x) error: (-215:Assertion failed) in function 'resize'"))
+    seen = []
+    result = watch_stream(reader, str(video), WatchConfig(), on_error=seen.append)  # type: ignore[arg-type]
+    total = len(SAMPLES) * (BLANK + SHOWN)
+    assert reader.calls == total and result.stats.frames_read == total - 3 and result.stats.errors == 3
+    assert [e.frame for e in result.errors] == [3, 4, 10] == [e.frame for e in seen]
+    assert all(e.error.startswith("cv2.error: OpenCV(4.x) error: (-215") for e in result.errors)
+    assert "(-215:Assertion failed)" in result.errors[0].error and result.stopped is None
+
+    # a reader that fails on every frame ends the watch after max_consecutive_errors, not never
+    always = _FlakyReader(None, MemoryError())
+    result = watch_stream(always, str(video), WatchConfig(max_consecutive_errors=4))  # type: ignore[arg-type]
+    assert always.calls == 4 and result.stats.errors == 4 and result.errors[0].error == "MemoryError"
+    assert result.stopped is not None and "4 frames in a row" in result.stopped
+
+    # Ctrl-C is not a frame error: it ends the watch as it always did, codes reported
+    stopped = _FlakyReader({5}, KeyboardInterrupt())
+    result = watch_stream(stopped, str(video), WatchConfig())  # type: ignore[arg-type]
+    assert result.interrupted and stopped.calls == 6 and result.stats.errors == 0
+
+
+def test_watch_command_reports_failed_frames_on_stderr_and_exits_1(
+    video: Path, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    from edgeocr.runtime.reader import Reader
+
+    read, calls = Reader.read, []
+
+    def flaky(self, image, **options):
+        calls.append(1)
+        if len(calls) == 3:
+            raise ValueError("operands could not be broadcast together")
+        return read(self, image, **options)
+
+    monkeypatch.setattr(Reader, "read", flaky)
+    out = tmp_path / "codes.jsonl"
+    code = main(["watch", str(video), "--threads", "1", "--min-confidence", "0.3", "--jsonl", str(out), "-q"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "frame 2: error: ValueError: operands could not be broadcast together" in err
+    assert "1 frame(s) could not be read" in err
+    assert len(out.read_text(encoding="utf-8").splitlines()) == len(SAMPLES)  # every code still reported
+
+
+@pytest.mark.timeout(60)  # a FIFO that was opened would block
+def test_watch_refuses_a_fifo_or_a_folder_before_opening_it(tmp_path: Path, capsys) -> None:
+    import os
+
+    os.mkfifo(tmp_path / "pipe.mp4")
+    assert main(["watch", str(tmp_path / "pipe.mp4")]) == 2
+    assert "pipe.mp4: a FIFO (named pipe), not a regular file" in capsys.readouterr().err
+    assert main(["watch", str(tmp_path)]) == 2
+    assert "a directory, not a regular file" in capsys.readouterr().err

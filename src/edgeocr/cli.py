@@ -15,7 +15,7 @@ from typing import Any
 import typer
 
 from edgeocr import __version__
-from edgeocr.core.errors import EdgeOCRError, Interrupted
+from edgeocr.core.errors import EdgeOCRError, ImageError, Interrupted
 
 # -h is --help on every command (click hands the setting down to the subcommands' contexts).
 _CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -499,10 +499,30 @@ def train_detector(
 
 @app.command("export")
 def export(
-    weights: Path = typer.Option(..., "--weights", help="A training checkpoint (.ckpt) or a model.pt."),
-    out: Path = typer.Option(..., "--out", "-o", help="The .onnx to write; its sidecar and .pt go beside it."),
+    weights: Path | None = typer.Option(None, "--weights", help="A training checkpoint (.ckpt) or a model.pt."),
+    out: Path | None = typer.Option(None, "--out", "-o", help="The .onnx to write; its sidecar and .pt go beside it."),
+    rebind: list[Path] = typer.Option(
+        [],
+        "--rebind",
+        metavar="MODEL",
+        help="Instead of exporting: bind the sidecar settings of this exported recogniser or detector (.onnx, or "
+        "an OpenVINO .xml) to it again, after a deliberate edit or for a sidecar of format 1; the model bytes "
+        "are checked against the sidecar and never rewritten (repeatable).",
+    ),
 ) -> None:
-    """Export a checkpoint (for example best.ckpt of a run still training) to ONNX with its sidecar."""
+    """Export a checkpoint (for example best.ckpt of a run still training) to ONNX with its sidecar, or
+    (--rebind) bind an edited or old sidecar's settings to its model."""
+    if rebind:
+        if weights is not None or out is not None:
+            raise EdgeOCRError("--rebind MODEL works alone: not with --weights or --out")
+        from edgeocr.core.rebind import rebind_model
+
+        for model in rebind:
+            sidecar, changed = rebind_model(model)
+            typer.echo(f"{'bound' if changed else 'already bound'}: {sidecar}")
+        return
+    if weights is None or out is None:
+        raise EdgeOCRError("give --weights CHECKPOINT and --out MODEL.onnx (or --rebind MODEL)")
     from edgeocr.train.command import require_train_extra
 
     require_train_extra()
@@ -670,40 +690,86 @@ def _build_reader(
     return Reader(config, detector=line_detector)
 
 
-def _read_rows(reader, paths: list[str], batch: int, every: int, draw: Path | None, quiet: bool):
-    """Yield (source name, reads or error message) for every image and sampled video frame."""
+def _failure(exc: Exception) -> EdgeOCRError:
+    """An error of one input as its error row says it: our own errors as they are, any other exception
+    (an OpenCV error, MemoryError, a ValueError from an odd array...) with its type and message."""
+    from edgeocr.core.failures import describe_failure
+
+    if isinstance(exc, EdgeOCRError):
+        return exc
+    failure = EdgeOCRError(describe_failure(exc))
+    failure.__cause__ = exc
+    return failure
+
+
+def _read_each(reader, images: list) -> list:
+    """The reads of each image, batched; when the batch fails, each image alone, so that one bad image
+    costs only its own reads: its entry is then the error (any exception; Ctrl-C is never caught)."""
+    try:
+        return list(reader.read_batch(images))
+    except Exception:
+        results: list = []
+        for image in images:
+            try:
+                results.append(reader.read(image))
+            except Exception as exc:
+                results.append(_failure(exc))
+        return results
+
+
+def _read_rows(
+    reader,
+    paths: list[str],
+    batch: int,
+    every: int,
+    draw: Path | None,
+    quiet: bool,
+    max_image_bytes: int | None = None,
+):
+    """Yield (source name, reads or error) for every image and sampled video frame.
+
+    Files that are not regular files, symlink loops and images over ``max_image_bytes`` are refused
+    before they are opened; any failure of one input (refused, unreadable, undecodable, or an error
+    while reading it) is its error row and the run goes on."""
     from rich.console import Console
     from rich.progress import Progress
 
     from edgeocr.core.atomic import atomic_write_bytes
+    from edgeocr.core.files import DEFAULT_MAX_FILE_BYTES, read_file_bytes
     from edgeocr.core.images import load_image
     from edgeocr.runtime.annotate import draw_reads
     from edgeocr.runtime.sources import expand_inputs, video_frames
 
-    items = expand_inputs(paths)  # every argument checked before any reading
+    cap = DEFAULT_MAX_FILE_BYTES if max_image_bytes is None else max_image_bytes
+    # Every argument checked before any reading; files that cannot be read stay, as error rows.
+    items = expand_inputs(paths, max_image_bytes=cap, keep_refused=True)
 
     def frames():
         for item in items:
-            if item.is_video:
+            if item.problem is not None:
+                yield str(item.path), ImageError(f"{item.path}: {item.problem}")
+            elif item.is_video:
                 try:
                     for index, frame in video_frames(item.path, every):
                         yield f"{item.path}#frame={index}", frame
-                except EdgeOCRError as exc:
-                    yield str(item.path), exc
+                except Exception as exc:
+                    yield str(item.path), _failure(exc)
             else:
                 try:
-                    yield str(item.path), load_image(item.path)
-                except EdgeOCRError as exc:
-                    yield str(item.path), exc
+                    yield str(item.path), load_image(read_file_bytes(item.path, cap), name=str(item.path))
+                except Exception as exc:
+                    yield str(item.path), _failure(exc)
 
     def flush(pending):
-        from edgeocr.scale.results import read_or_errors
-
         # One bad image must not cost the others their reads.
-        results = read_or_errors(reader, [image for _, image in pending])
+        results = _read_each(reader, [image for _, image in pending])
         for (name, image), reads in zip(pending, results):
             if draw is not None and not isinstance(reads, Exception):
-                ok, encoded = cv2.imencode(".jpg", draw_reads(image, reads))
+                try:
+                    ok, encoded = cv2.imencode(".jpg", draw_reads(image, reads))
+                except Exception as exc:  # a drawing that fails costs the drawing, not the reads
+                    ok, encoded = False, None
+                    typer.echo(f"{name}: cannot draw the reads ({_failure(exc)})", err=True)
                 if ok:
                     atomic_write_bytes(draw / (name.replace("/", "_").replace("#", "_") + ".jpg"), encoded.tobytes())
             yield name, reads
@@ -822,7 +888,10 @@ _READ_HELP = (
     '{"source", "error", "lines"} per input whose lines are its records (none for an input without lines). '
     "--csv: one record a row under a header row; poly is spread over the numeric columns x1, y1, x2, y2, x3, y3, "
     "x4, y4, char_confidences is one cell of space-separated numbers, null is an empty cell, valid is true or false. "
-    "--out FILE.parquet|FILE.jsonl: the records, each with worker (the reader that read it)."
+    "--out FILE.parquet|FILE.jsonl: the records, each with worker (the reader that read it).\n\n"
+    "An input that fails (not a regular file, such as a FIFO or a device; a symlink loop; an image file over "
+    "--max-image-mb; undecodable; or any error while reading it) gets its error record, with the error's type "
+    "and message, and the others are still read; the exit status is then 1."
 )
 
 
@@ -886,6 +955,12 @@ def read(
         help="--executor ray: reader actors, each with --threads "
         "CPUs and threads (0 counts as 1); default: as many as the CPUs allow.",
     ),
+    max_image_mb: float = typer.Option(
+        256.0,
+        "--max-image-mb",
+        help="Image files larger than this many MiB are refused before they are read (an error row); "
+        "videos are streamed and have no cap.",
+    ),
     quiet: bool = _quiet(
         "No progress bar, no table and no summary line: stdout holds only an output given as "
         "'-'; errors still go to stderr."
@@ -899,6 +974,9 @@ def read(
     on_stdout = _stdout_output(json=json_out, jsonl=jsonl_out, csv=csv_out)
     if batch < 1 or every < 1:
         raise EdgeOCRError("--batch and --every must be at least 1")
+    if not max_image_mb > 0:
+        raise EdgeOCRError("--max-image-mb must be positive")
+    max_image_bytes = int(max_image_mb * 1024 * 1024)
     if out is not None:
         from edgeocr.scale.results import check_output_path
 
@@ -963,7 +1041,7 @@ def read(
     csv_text.write(csv_lines([csv_header()]))
     results, failures, rows = [], 0, []
     worker = new_worker_id() if out is not None else ""
-    for name, reads in _read_rows(reader, paths, batch, every, draw, quiet):
+    for name, reads in _read_rows(reader, paths, batch, every, draw, quiet, max_image_bytes):
         records = read_records(name, reads)
         error = str(reads) if isinstance(reads, Exception) else None
         failures += error is not None
@@ -1115,7 +1193,9 @@ def watch(
 ) -> None:
     """Read a video file, camera or stream: report each code once (frames, best reading); print frames/s.
 
-    With --jsonl - the codes go to stdout and the live lines and summary to stderr (no table)."""
+    With --jsonl - the codes go to stdout and the live lines and summary to stderr (no table). A frame
+    that cannot be read is reported on stderr (its error's type and message) and skipped; the watch goes
+    on (50 failed frames in a row end it) and exits with status 1."""
     import json
 
     from pydantic import ValidationError
@@ -1177,19 +1257,34 @@ def watch(
                 f"{stats.frames_read} frames, {stats.frames_per_second:.1f} frames/s, {stats.codes} codes", err=True
             )
 
-    result = watch_stream(reader, source, config, on_confirmed=on_confirmed, on_closed=on_closed, on_stats=on_stats)
-    save(result.codes)  # final order: by first frame
-    if quiet:
-        return
-    if not streaming:
-        _print_codes(result.codes)
-    stats = result.stats
-    typer.echo(
-        f"{'interrupted: ' if result.interrupted else ''}{stats.frames_read} frames read in "
-        f"{stats.seconds:.2f} s: {stats.frames_per_second:.1f} frames/s (reader "
-        f"{stats.reader_ms_per_frame:.1f} ms/frame); {len(result.codes)} code(s)",
-        err=streaming,
+    def on_error(failure) -> None:  # on stderr even with -q: errors always are
+        typer.echo(f"frame {failure.frame}: error: {failure.error}", err=True)
+
+    result = watch_stream(
+        reader,
+        source,
+        config,
+        on_confirmed=on_confirmed,
+        on_closed=on_closed,
+        on_stats=on_stats,
+        on_error=on_error,
     )
+    save(result.codes)  # final order: by first frame
+    stats = result.stats
+    if not quiet:
+        if not streaming:
+            _print_codes(result.codes)
+        typer.echo(
+            f"{'interrupted: ' if result.interrupted else ''}{stats.frames_read} frames read in "
+            f"{stats.seconds:.2f} s: {stats.frames_per_second:.1f} frames/s (reader "
+            f"{stats.reader_ms_per_frame:.1f} ms/frame); {len(result.codes)} code(s)",
+            err=streaming,
+        )
+    if result.stopped:
+        typer.echo(f"stopped early: {result.stopped}", err=True)
+    if stats.errors:
+        typer.echo(f"{stats.errors} frame(s) could not be read", err=True)
+        raise typer.Exit(1)
 
 
 def _print_codes(codes) -> None:
@@ -1252,7 +1347,10 @@ def evaluate(
     quiet: bool = _quiet("No score table: stdout holds only --json -; errors still go to stderr."),
 ) -> None:
     """Score a recogniser (rec) or the whole reader (e2e): character accuracy, exact match (strict and relaxed),
-    latency, per category; e2e adds detection precision, recall and hmean."""
+    latency, per category; e2e adds detection precision, recall and hmean.
+
+    rec: an image that cannot be loaded or read is listed under errors in the JSON (its type and message),
+    left out of the figures, and the others are scored; the exit status is then 1."""
     import json
 
     _need("bench", "rapidfuzz")
@@ -1266,15 +1364,33 @@ def evaluate(
         from edgeocr.bench.peers import EdgeOcrPipeline
 
         pipeline = EdgeOcrPipeline(model, threads, detector)  # a bad model or detector path fails here
-        annotated = read_annotated_images(data)  # then bad annotations or images, before any model loads
-        images = load_scene_images(annotated)
+        annotated = read_annotated_images(data)  # then bad annotations, before any model loads
+        scene_errors: list = []
+        loaded: list = []
+        for item in annotated:  # an image that cannot be loaded is an error entry, not the end of the run
+            try:
+                loaded.append((item, load_scene_images([item])[0]))
+            except Exception as exc:
+                scene_errors.append((item, exc))
+        if not loaded:
+            shown = "; ".join(str(_failure(exc)) for _, exc in scene_errors[:3])
+            raise EdgeOCRError(f"none of the {len(annotated)} annotated images could be loaded ({shown})")
         pipeline.load()
+        read_errors: list = []
+        scored = evaluate_scenes(
+            pipeline.read_scene, [item for item, _ in loaded], [image for _, image in loaded], errors=read_errors
+        )
+        if not scored:
+            shown = "; ".join(str(_failure(exc)) for _, exc in read_errors[:3])
+            raise EdgeOCRError(f"none of the {len(loaded)} images that loaded could be read ({shown})")
+        failures = sorted(scene_errors + read_errors, key=lambda pair: pair[0].line)
         result = {
             "mode": mode.value,
             "model": model,
             "detector": detector,
             "data": str(data),
-            **evaluate_scenes(pipeline.read_scene, annotated, images),
+            **scored,
+            "errors": [{"file": item.file, "line": item.line, "error": str(_failure(exc))} for item, exc in failures],
         }
     else:
         from edgeocr.measure.evaluate import evaluate_rec
@@ -1292,13 +1408,23 @@ def evaluate(
             "model": model,
             "data": str(data),
             "preprocess": preprocess,
-            **evaluate_rec(read, data),
+            **evaluate_rec(read, data, keep_going=True),
         }
     document = _Output(json_out)
     document.write(json.dumps(result, indent=1, ensure_ascii=False) + "\n")
     document.close()
     if not quiet and not _to_stdout(json_out):
         _print_scores(result)
+    failed = result.get("errors") or []
+    if failed:
+        for entry in failed[:5]:
+            typer.echo(f"{entry['file']} (line {entry['line']}): error: {entry['error']}", err=True)
+        more = f" ({len(failed) - 5} more)" if len(failed) > 5 else ""
+        typer.echo(
+            f"{len(failed)} image(s) could not be read{more}: left out of the figures, listed under errors in the JSON",
+            err=True,
+        )
+        raise typer.Exit(1)
 
 
 def _print_scores(result: dict) -> None:
@@ -1418,8 +1544,23 @@ def serve(
     max_concurrent: int = typer.Option(2, "--max-concurrent", help="Inferences running at once per process."),
     max_body_mb: float = typer.Option(20.0, "--max-body-mb", help="Larger request bodies get 413."),
     max_megapixels: float = typer.Option(50.0, "--max-megapixels", help="Larger images get 413 (from the header)."),
-    timeout_s: float = typer.Option(30.0, "--timeout-s", help="Requests not answered in time get 504."),
+    timeout_s: float = typer.Option(
+        30.0, "--timeout-s", help="Requests not answered in time get 504; their inference is cancelled."
+    ),
     batch_max: int = typer.Option(16, "--batch-max", help="Most images in one /v1/read/batch request."),
+    request_megapixels: float | None = typer.Option(
+        None,
+        "--max-request-megapixels",
+        help="Megapixels of all the images of one request together (413 from the headers); default: 2 x "
+        "--max-megapixels.",
+    ),
+    body_timeout_s: float = typer.Option(15.0, "--body-timeout-s", help="Bodies slower to arrive get 408."),
+    header_timeout_s: float = typer.Option(
+        10.0, "--header-timeout-s", help="Connections slower to send their request headers are closed."
+    ),
+    max_connections: int = typer.Option(
+        64, "--max-connections", help="Connections and requests at once per process; beyond it, 503."
+    ),
     access_log: bool = typer.Option(True, "--access-log/--no-access-log", help="Log every request."),
 ) -> None:
     """Serve the reader over HTTP: POST /v1/read, /v1/read/batch, GET /health, /metrics, a web page at /."""
@@ -1431,6 +1572,7 @@ def serve(
     from pydantic import ValidationError
 
     from edgeocr.serve.app import create_app
+    from edgeocr.serve.protocol import uvicorn_options
     from edgeocr.serve.settings import SETTINGS_ENV, ServeSettings
 
     if workers < 1:
@@ -1452,13 +1594,17 @@ def serve(
             max_pixels=max(1, round(max_megapixels * 1e6)),
             request_timeout_s=timeout_s,
             batch_max_images=batch_max,
+            max_request_pixels=None if request_megapixels is None else max(1, round(request_megapixels * 1e6)),
+            body_timeout_s=body_timeout_s,
+            header_timeout_s=header_timeout_s,
+            max_connections=max_connections,
         )
     except ValidationError as exc:
         error = exc.errors()[0]
         raise EdgeOCRError(f"invalid serve settings: {'.'.join(map(str, error['loc']))}: {error['msg']}") from None
     service = create_app(settings)  # loads model and detector now: a bad one fails here, before listening
     if workers == 1:
-        uvicorn.run(service, host=host, port=port, access_log=access_log)
+        uvicorn.run(service, host=host, port=port, access_log=access_log, **uvicorn_options(settings))
         return
     del service  # each worker process builds its own app from the settings
     os.environ[SETTINGS_ENV] = settings.model_dump_json()
@@ -1469,6 +1615,7 @@ def serve(
         port=port,
         workers=workers,
         access_log=access_log,
+        **uvicorn_options(settings, workers=workers),
     )
 
 

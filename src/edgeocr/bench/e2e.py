@@ -39,7 +39,6 @@ from pathlib import Path
 import numpy as np
 
 from edgeocr.core.errors import DataError, ImageError
-from edgeocr.core.images import read_image
 from edgeocr.data.labels import category_of
 from edgeocr.data.scene_annotations import read_scene_annotations
 from edgeocr.measure.detection_metrics import (
@@ -52,7 +51,7 @@ from edgeocr.measure.detection_metrics import (
     match_polygons,
     polygon_iou,
 )
-from edgeocr.measure.evaluate import WARMUP_IMAGES, summarise
+from edgeocr.measure.evaluate import WARMUP_IMAGES, load_image_file, summarise
 from edgeocr.measure.metrics import accuracy
 
 IOU_THRESHOLD = 0.5
@@ -152,7 +151,7 @@ def load_scene_images(images: Sequence[AnnotatedImage]) -> list[np.ndarray]:
     arrays = []
     for item in images:
         try:
-            array = read_image(item.path)
+            array = load_image_file(item.path)  # checked before it is read (core.files)
         except ImageError as exc:
             raise DataError(f"{item.source}: {exc}") from exc
         height, width = array.shape[:2]
@@ -254,23 +253,41 @@ def evaluate_scenes(
     arrays: Sequence[np.ndarray] | None = None,
     progress: Callable[[], None] | None = None,
     iou: float = IOU_THRESHOLD,
+    errors: list[tuple[AnnotatedImage, Exception]] | None = None,
 ) -> dict:
     """Read every image one at a time (after WARMUP_IMAGES untimed reads) and score the reads.
 
     ``arrays``: the decoded images when the caller has loaded them already (to check them
-    before any engine is built), else they are loaded here."""
+    before any engine is built), else they are loaded here. ``errors``: when given, an image whose
+    read raises (any exception; Ctrl-C is not one) is appended to it with the exception and left
+    out of the figures, and the others are scored; else the exception stops the evaluation."""
     arrays = load_scene_images(images) if arrays is None else list(arrays)
     for array in arrays[:WARMUP_IMAGES]:
-        read(array)
+        try:
+            read(array)
+        except Exception:
+            if errors is None:
+                raise  # else the timed read below records it
     scores: list[ImageScore] = []
     latencies: list[float] = []
-    for array in arrays:
+    read_images: list[AnnotatedImage] = []
+    for item, array in zip(images, arrays, strict=True):
         start = time.perf_counter()
-        reads = list(read(array))
+        try:
+            reads = list(read(array))
+        except Exception as exc:
+            if errors is None:
+                raise
+            errors.append((item, exc))
+            continue
         latencies.append((time.perf_counter() - start) * 1000)
-        scores.append(score_image(images[len(scores)], reads, iou))
+        scores.append(score_image(item, reads, iou))
+        read_images.append(item)
         if progress:
             progress()
+    if not read_images:
+        return {}  # every read failed (only with ``errors``): nothing to score
+    images = read_images
 
     rows_per_image: list[list[dict]] = []  # one row per labelled line
     per_image = []

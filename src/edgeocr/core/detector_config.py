@@ -12,21 +12,29 @@ sidecar.
 The recogniser's :class:`~edgeocr.core.sidecar.ModelSidecar` does not fit a detector (it
 requires a charset and a recogniser configuration), so :class:`DetectorSidecar` is its sibling
 with the same guarantees: the SHA-256 of the ``.onnx`` bytes, the input/output names and the
-full configuration, validated on load.
+full configuration, validated on load, and ``settings_sha256`` binding the configuration to the
+model (see :mod:`edgeocr.core.sidecar`): a sidecar edited after export is refused.
 """
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeocr.core.errors import ModelError, read_text_or_raise
+from edgeocr.core.sidecar import bound_json, check_settings, validation_problems
 
 DETECTOR_SIDECAR_FORMAT = "edgeocr-detector"
-DETECTOR_SIDECAR_FORMAT_VERSION = 1
+#: 2: ``settings_sha256`` binds the configuration to the model; 1 (older) had no such field.
+DETECTOR_SIDECAR_FORMAT_VERSION = 2
+#: What the settings checksum covers, for messages.
+DETECTOR_SETTINGS = (
+    "the config block (input size and resize policy, normalisation, shrink ratio, thresholds, box limits), "
+    "input and output names, and the ONNX checksum"
+)
 
 ResizePolicy = Literal["long_side", "shrink_only"]
 
@@ -117,12 +125,18 @@ class DetectorSidecar(BaseModel):
     format: Literal["edgeocr-detector"] = Field(
         default=DETECTOR_SIDECAR_FORMAT, description="Marks the file as an edgeocr detector sidecar."
     )
-    format_version: Literal[1] = Field(
+    format_version: Literal[2] = Field(
         default=DETECTOR_SIDECAR_FORMAT_VERSION, description="Version of this sidecar layout."
     )
     edgeocr_version: str = Field(description="edgeocr version that exported the model.")
     onnx_file: str = Field(description="File name of the ONNX model this sidecar describes.")
     onnx_sha256: str = Field(pattern=r"^[0-9a-f]{64}$", description="SHA-256 (hex) of the ONNX file's bytes.")
+    settings_sha256: str | None = Field(
+        default=None,
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 of the canonical JSON of every other field (configuration and onnx_sha256): binds "
+        "the configuration to the model. Written by to_json, checked by load_detector_sidecar.",
+    )
     opset: int = Field(ge=7, description="ONNX opset the model was exported with.")
     input_name: str = Field(
         description="Name of the ONNX input: float32 [N, 3, H, W] (B, G, R normalised), H and W multiples of "
@@ -132,8 +146,8 @@ class DetectorSidecar(BaseModel):
     config: DetectorConfig = Field(description="The detector configuration the model was trained with.")
 
     def to_json(self) -> str:
-        """Pretty JSON text, stable key order."""
-        return json.dumps(self.model_dump(mode="json"), indent=2, ensure_ascii=False) + "\n"
+        """Pretty JSON text, stable key order, with the ``settings_sha256`` of what it holds."""
+        return bound_json(self.model_dump(mode="json"))
 
 
 def load_detector_sidecar(path: Path | str) -> DetectorSidecar:
@@ -148,10 +162,14 @@ def load_detector_sidecar(path: Path | str) -> DetectorSidecar:
         raise ModelError(f"detector sidecar {path} is not valid JSON: {exc}") from exc
     if isinstance(data, dict) and data.get("format") not in (None, DETECTOR_SIDECAR_FORMAT):
         raise ModelError(f"{path} describes a {data.get('format')!r} model, not a detector")
+    if isinstance(data, dict):
+        check_settings(path, data, "detector sidecar", DETECTOR_SETTINGS, DETECTOR_SIDECAR_FORMAT_VERSION)
+    return parse_detector_sidecar(path, data)
+
+
+def parse_detector_sidecar(path: Path, data: Any) -> DetectorSidecar:
+    """Validate a detector sidecar's JSON object (its settings checksum is not checked here)."""
     try:
         return DetectorSidecar.model_validate(data)
     except ValidationError as exc:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or '<root>'}: {err['msg']}" for err in exc.errors()
-        )
-        raise ModelError(f"detector sidecar {path} is malformed: {problems}") from exc
+        raise ModelError(f"detector sidecar {path} is malformed: {validation_problems(exc)}") from exc

@@ -69,6 +69,14 @@ _NEG_INF = -math.inf
 _LOG_FLOOR = -1e4  # log probabilities are floored here where cumulative sums must stay finite
 MAX_REPEAT = 64  # codes are short; a larger count is almost certainly a typo
 MAX_DFA_STATES = 200_000  # a guard against patterns whose automaton would not fit in memory
+#: Automaton states one pattern may expand to. Repeats copy their item, so nested repeats multiply:
+#: ``(([A-Z]{64}){64}){64}`` (23 characters) would be 262,144 copies; real patterns need under 200.
+MAX_PATTERN_STATES = 1024
+MAX_NESTING = 16  # groups inside groups
+#: Steps (a state's transitions on one character, a state added to a closure) the lazy automaton may
+#: take in all: a bound on its time (1 to 2 s) and memory (a few hundred MB) for patterns whose
+#: states each hold many NFA states (optional repeats inside optional repeats).
+MAX_DFA_WORK = 5_000_000
 
 
 class FormatError(EdgeOCRError):
@@ -232,6 +240,7 @@ class _Parser:
     def __init__(self, pattern: str) -> None:
         self.pattern = pattern
         self.pos = 0
+        self.depth = 0
 
     def error(self, message: str, position: int | None = None) -> FormatError:
         return FormatError(message, self.pattern, self.pos if position is None else position)
@@ -265,11 +274,15 @@ class _Parser:
         char = self.peek()
         if char == "(":
             opened = self.pos
+            self.depth += 1
+            if self.depth > MAX_NESTING:
+                raise self.error(f"groups nested more than {MAX_NESTING} deep")
             self.pos += 1
             node = self.alternation()
             if self.peek() != ")":
                 raise self.error("missing ')' for the '(' opened", opened)
             self.pos += 1
+            self.depth -= 1
             return node
         if char == "[":
             return self.char_class()
@@ -390,6 +403,43 @@ class _Parser:
 
 def _parse(pattern: str) -> tuple:
     return _Parser(pattern).parse()
+
+
+@functools.cache
+def _field_states(name: str) -> int:
+    nfa = _Nfa()
+    nfa._field(name)
+    return len(nfa.edges)
+
+
+def _tree_states(node: tuple) -> int:
+    """How many NFA states :meth:`_Nfa.build` makes for a syntax tree node, without building them."""
+    kind = node[0]
+    if kind == "chars":
+        return 2
+    if kind == "seq":
+        return 1 + sum(_tree_states(item) for item in node[1])
+    if kind == "alt":
+        return 2 + sum(_tree_states(branch) for branch in node[1])
+    if kind == "repeat":
+        item, low, high = _tree_states(node[1]), node[2], node[3]
+        return 1 + low * item + (1 + item if high is None else 1 + (high - low) * item)
+    if kind == "field":
+        return _field_states(node[1])
+    raise AssertionError(kind)
+
+
+def _check_size(tree: tuple, pattern: str) -> None:
+    """Refuse, at compile time, a pattern whose automaton would be too large to build (nested repeats)."""
+    states = _tree_states(tree)
+    if states > MAX_PATTERN_STATES:
+        count = f"{states:,}" if states < 10**12 else f"{states:.2g}"
+        raise FormatError(
+            f"the pattern expands to {count} automaton states, over the limit of {MAX_PATTERN_STATES:,} "
+            "(repeats copy what they repeat, so nested repeats multiply: a group repeated {64} inside "
+            "another repeated {64} is 4,096 copies); write the code's length once, e.g. [A-Z]{8,12}",
+            pattern,
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -540,7 +590,18 @@ class _LazyDfa:
         self.accepting: list[int] = []
         self._moves: list[dict[str, int] | None] = []
         self._lock = threading.Lock()
+        self.work = 0  # steps taken so far, against MAX_DFA_WORK
+        self.exhausted = False
         self._intern({(start, _EMPTY_MEMORY)})
+
+    def _spend(self, steps: int) -> None:
+        self.work += steps
+        if self.work > MAX_DFA_WORK or self.exhausted:
+            self.exhausted = True  # every later growth fails at once, never after the same work again
+            raise FormatError(
+                f"the formats' automaton grew past {MAX_DFA_WORK:,} steps while reading (optional repeats "
+                "inside optional repeats make every state hold many others); simplify them"
+            )
 
     def _closure(self, pairs: Iterable[tuple[int, tuple]]) -> frozenset[tuple[int, tuple]]:
         seen = set(pairs)
@@ -552,6 +613,7 @@ class _LazyDfa:
                 if pair not in seen:
                     seen.add(pair)
                     stack.append(pair)
+        self._spend(len(seen))
         return frozenset(seen)
 
     def _intern(self, pairs: Iterable[tuple[int, tuple]]) -> int:
@@ -585,6 +647,7 @@ class _LazyDfa:
                 targets: dict[str, set[tuple[int, tuple]]] = {}
                 for nfa_state, memory in self.sets[state]:
                     for chars, tag, target in self.nfa.edges[nfa_state]:
+                        self._spend(len(chars))
                         for char in chars:
                             after = memory if tag is None else _step_memory(memory, tag, char)
                             if after is not None:
@@ -677,7 +740,9 @@ class Format:
             if not isinstance(self.pattern, str):
                 kind = type(self.pattern).__name__
                 raise FormatError(f"format {self.name!r}: a pattern must be a string, got {kind}")
-            object.__setattr__(self, "_tree", _parse(self.pattern))
+            tree = _parse(self.pattern)
+            _check_size(tree, self.pattern)
+            object.__setattr__(self, "_tree", tree)
             return
         if isinstance(self.allowlist, str):
             raise FormatError(f"allowlist {self.name!r} must be a list of strings, not one string")

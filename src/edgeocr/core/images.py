@@ -12,13 +12,18 @@ Design choices:
 * **Decoding is OpenCV's** (``cv2.imdecode`` with ``IMREAD_COLOR``), which also applies the EXIF
   orientation of JPEG/PNG/WebP files, so polygons and crops are in the upright image a person
   sees. PIL is optional: it is imported only when a PIL image is passed (then
-  ``ImageOps.exif_transpose`` applies its orientation) or to read the size of a format other
-  than PNG/JPEG before decoding.
-* **Decompression bombs** are refused *before* decoding: the size is read from the header (PNG
-  IHDR and JPEG SOF are parsed here, a few bytes each, so the guard works without PIL; other
-  formats go through PIL's lazy ``Image.open`` when PIL is installed, else OpenCV's own limit of
-  2^30 pixels applies) and checked against ``max_pixels``. Decoded images, arrays and PIL images
-  are checked too. ``max_pixels=None`` turns the guard off.
+  ``ImageOps.exif_transpose`` applies its orientation).
+* **An allow-list of formats, and budgets before the work.** Encoded bytes are accepted only in
+  :data:`ACCEPTED_FORMATS` (PNG, JPEG, BMP, TIFF, WebP, PBM/PGM/PPM), told by their first bytes,
+  never by a file name; every other format OpenCV could decode (GIF, Radiance HDR, PFM, PAM, Sun
+  raster, JPEG 2000, ...) is refused, since a 25 kB run-length HDR decodes to gigabytes of floats.
+  For each accepted format the size is read from its header here (PNG IHDR, JPEG SOF, the BMP DIB
+  header, the first TIFF directory, the WebP VP8/VP8L/VP8X chunk, the PNM header: a few bytes
+  each, no PIL) and checked against ``max_pixels`` *before* decoding; a header that gives no size
+  is refused, never decoded to find out. ``max_pixels=None`` turns this limit off, but OpenCV's
+  own (``OPENCV_IO_MAX_IMAGE_PIXELS``, set to 2^28 before cv2 is imported, see
+  :data:`OPENCV_MAX_PIXELS`) still stands behind it. Decoded images, arrays and PIL images are
+  checked too.
 * **Truncated JPEGs** are refused even where libjpeg would return a half-grey image with a
   warning (older OpenCV): the last scan must be followed by an end-of-image marker.
 * **Arrays** are taken as OpenCV's BGR (or gray) order. uint16 is stretched linearly from its
@@ -33,16 +38,25 @@ Design choices:
 
 from __future__ import annotations
 
-import io
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Union
 
-import cv2
-import numpy as np
+#: OpenCV's own pixel limit for any image it decodes, read once when cv2 is imported (so it is set
+#: here, and in :mod:`edgeocr.core` which every edgeocr module imports first, before any ``import cv2``;
+#: a program that imports cv2 before edgeocr keeps OpenCV's default of 2^30). 2^28 pixels are 805 MB
+#: as BGR: a backstop behind the header check below, which refuses far smaller images first. An
+#: OPENCV_IO_MAX_IMAGE_PIXELS already in the environment is kept.
+OPENCV_MAX_PIXELS = 1 << 28
+os.environ.setdefault("OPENCV_IO_MAX_IMAGE_PIXELS", str(OPENCV_MAX_PIXELS))
 
-from edgeocr.core.errors import ImageError
+import cv2  # noqa: E402 - after the limit above
+import numpy as np  # noqa: E402
+
+from edgeocr.core.errors import ImageError  # noqa: E402
+from edgeocr.core.files import read_file_bytes  # noqa: E402
 
 if TYPE_CHECKING:  # PIL is optional at run time
     from PIL import Image as PILImage
@@ -50,6 +64,9 @@ if TYPE_CHECKING:  # PIL is optional at run time
 #: Images with more pixels than this are refused unless the caller raises the limit (50 MP: a
 #: large industrial camera frame fits, a 40000 x 40000 "bomb" header does not).
 DEFAULT_MAX_PIXELS = 50_000_000
+#: OpenCV refuses images with a side over this (OPENCV_IO_MAX_IMAGE_WIDTH/HEIGHT's default); so do we,
+#: from the header, with a clearer message.
+OPENCV_MAX_SIDE = 1 << 20
 
 ImageSource = Union[str, os.PathLike, bytes, bytearray, memoryview, np.ndarray, "PILImage.Image"]
 
@@ -58,6 +75,10 @@ _JPEG_SOI = b"\xff\xd8"
 # Start-of-frame markers carry the image size; C4 (DHT), C8 (JPG) and CC (DAC) share the range.
 _JPEG_SOF = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
 _JPEG_STANDALONE = frozenset(range(0xD0, 0xDA)) | {0x01}  # markers without a length field
+_JPEG_MAX_SEGMENTS = 4096  # real files have a dozen before the frame header
+_TIFF_MAX_ENTRIES = 4096  # entries in one TIFF directory (real files: 10 to 50)
+_TIFF_INT_SIZES = {3: 2, 4: 4, 16: 8}  # SHORT, LONG, LONG8 (BigTIFF)
+_PNM_HEADER_BYTES = 4096  # the magic, comments, width and height must fit in this
 
 
 # --- naming the source ---------------------------------------------------------------------------
@@ -98,18 +119,30 @@ def check_pixel_count(width: int, height: int, max_pixels: int | None, source: s
         )
 
 
-def _png_size(data: bytes | memoryview) -> tuple[int, int] | None:
+class _Reader:
+    """Bounds-checked big- or little-endian integers out of a header (None past the end)."""
+
+    def __init__(self, data: bytes, order: str) -> None:
+        self.data, self.order = data, order
+
+    def uint(self, offset: int, size: int) -> int | None:
+        if offset < 0 or offset + size > len(self.data):
+            return None
+        return int.from_bytes(self.data[offset : offset + size], self.order)  # type: ignore[arg-type]
+
+
+def _png_size(data: bytes) -> tuple[int, int] | None:
     # IHDR is always the first chunk: width and height are big-endian uint32 at bytes 16..24.
-    if len(data) < 24 or bytes(data[12:16]) != b"IHDR":
+    if len(data) < 24 or data[12:16] != b"IHDR":
         return None
     return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
 
 
-def _jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
-    """Width and height from the first start-of-frame segment, walking the marker segments."""
+def _jpeg_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height from the first start-of-frame segment, walking at most a few thousand marker segments."""
     pos, end = 2, len(data)
-    while pos + 4 <= end:
-        if data[pos] != 0xFF:
+    for _ in range(_JPEG_MAX_SEGMENTS):
+        if pos + 4 > end or data[pos] != 0xFF:
             return None
         marker = data[pos + 1]
         if marker == 0xFF:  # fill byte before a marker
@@ -125,33 +158,173 @@ def _jpeg_size(data: bytes | memoryview) -> tuple[int, int] | None:
                 return None
             height = int.from_bytes(data[pos + 5 : pos + 7], "big")
             width = int.from_bytes(data[pos + 7 : pos + 9], "big")
-            return (width, height) if height else None  # height 0: defined later by DNL, rare
+            return (width, height) if height else None  # height 0: defined later by DNL (refused)
         pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
     return None
 
 
-def _pil_header_size(data: bytes | memoryview, source: str) -> tuple[int, int] | None:
-    """The size PIL reads from the header without decoding, or None if PIL is absent or unsure."""
-    try:
-        from PIL import Image
-    except ImportError:
+def _bmp_size(data: bytes) -> tuple[int, int] | None:
+    # BITMAPFILEHEADER (14 bytes), then the DIB header: its size says which layout follows.
+    header = _Reader(data, "little")
+    dib = header.uint(14, 4)
+    if dib == 12:  # OS/2 BITMAPCOREHEADER: unsigned 16-bit sides
+        width, height = header.uint(18, 2), header.uint(20, 2)
+    elif dib is not None and dib >= 40:  # BITMAPINFOHEADER and its successors: signed 32-bit sides
+        width, height = header.uint(18, 4), header.uint(22, 4)
+        if width is not None and height is not None:
+            width = width - (1 << 32) if width >= 1 << 31 else width
+            height = abs(height - (1 << 32) if height >= 1 << 31 else height)  # negative: rows stored top-down
+    else:
         return None
-    try:
-        with Image.open(io.BytesIO(data)) as image:  # lazy: reads the header only
-            return image.size
-    except Image.DecompressionBombError as exc:  # PIL's own, larger limit tripped first
-        raise ImageError(f"{source}: refused as a decompression bomb ({exc})") from None
-    except Exception:  # noqa: BLE001 - PIL raises many types for formats it does not know
+    return None if width is None or height is None else (width, height)
+
+
+def _tiff_size(data: bytes) -> tuple[int, int] | None:
+    """ImageWidth and ImageLength of the first directory (the page OpenCV decodes), classic TIFF or BigTIFF."""
+    header = _Reader(data, "little" if data[:2] == b"II" else "big")
+    big = header.uint(2, 2) == 43
+    if big:
+        offset, count_size, entry_size, value_at = header.uint(8, 8), 8, 20, 12
+    else:
+        offset, count_size, entry_size, value_at = header.uint(4, 4), 2, 12, 8
+    count = None if offset is None else header.uint(offset, count_size)
+    if count is None or count > _TIFF_MAX_ENTRIES:
         return None
+    sides: dict[int, int] = {}
+    for index in range(count):
+        entry = offset + count_size + index * entry_size  # type: ignore[operator]
+        tag, kind = header.uint(entry, 2), header.uint(entry + 2, 2)
+        if tag in (256, 257) and kind in _TIFF_INT_SIZES:
+            value = header.uint(entry + value_at, _TIFF_INT_SIZES[kind])
+            if value is None:
+                return None
+            sides[tag] = value
+    if 256 not in sides or 257 not in sides:
+        return None
+    return sides[256], sides[257]
+
+
+def _webp_size(data: bytes) -> tuple[int, int] | None:
+    # RIFF size WEBP, then the first chunk: VP8 (lossy), VP8L (lossless) or VP8X (extended: the canvas).
+    header = _Reader(data, "little")
+    kind = data[12:16]
+    if kind == b"VP8 ":
+        if data[23:26] != b"\x9d\x01\x2a":  # the key frame's start code
+            return None
+        width, height = header.uint(26, 2), header.uint(28, 2)
+        return None if width is None or height is None else (width & 0x3FFF, height & 0x3FFF)
+    if kind == b"VP8L":
+        bits = header.uint(21, 4)
+        if data[20:21] != b"\x2f" or bits is None:
+            return None
+        return (bits & 0x3FFF) + 1, ((bits >> 14) & 0x3FFF) + 1
+    if kind == b"VP8X":
+        width, height = header.uint(24, 3), header.uint(27, 3)
+        return None if width is None or height is None else (width + 1, height + 1)
+    return None
+
+
+def _pnm_size(data: bytes) -> tuple[int, int] | None:
+    """Width and height of a PBM/PGM/PPM header: the first two numbers after the magic, comments skipped."""
+    head = data[2:_PNM_HEADER_BYTES]
+    numbers: list[int] = []
+    pos = 0
+    while len(numbers) < 2 and pos < len(head):
+        char = head[pos : pos + 1]
+        if char.isspace():
+            pos += 1
+        elif char == b"#":  # a comment runs to the end of its line
+            newline = head.find(b"\n", pos)
+            if newline < 0:
+                return None
+            pos = newline + 1
+        elif char.isdigit():
+            start = pos
+            while pos < len(head) and head[pos : pos + 1].isdigit() and pos - start <= 10:
+                pos += 1
+            numbers.append(int(head[start:pos]))
+        else:
+            return None
+    return (numbers[0], numbers[1]) if len(numbers) == 2 else None
+
+
+# Accepted formats: (name, signature test, header size reader). Anything else is refused before decoding.
+_ACCEPTED: tuple[tuple[str, Callable[[bytes], bool], Callable[[bytes], tuple[int, int] | None]], ...] = (
+    ("PNG", lambda d: d[:8] == _PNG_SIGNATURE, _png_size),
+    ("JPEG", lambda d: d[:3] == b"\xff\xd8\xff", _jpeg_size),
+    ("BMP", lambda d: d[:2] == b"BM", _bmp_size),
+    ("TIFF", lambda d: d[:4] in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), _tiff_size),
+    ("WebP", lambda d: d[:4] == b"RIFF" and d[8:12] == b"WEBP", _webp_size),
+    ("PBM/PGM/PPM", lambda d: d[:1] == b"P" and d[1:2] in b"123456" and d[2:3].isspace(), _pnm_size),
+)
+#: The formats :func:`decode_image` accepts (by their first bytes, never by a file name).
+ACCEPTED_FORMATS: tuple[str, ...] = tuple(name for name, _, _ in _ACCEPTED)
+_ACCEPTED_TEXT = ", ".join(ACCEPTED_FORMATS)
+# Formats OpenCV would decode but that are refused here, named in the error.
+_REFUSED: tuple[tuple[str, Callable[[bytes], bool]], ...] = (
+    ("GIF", lambda d: d[:4] == b"GIF8"),
+    ("Radiance HDR", lambda d: d[:2] == b"#?"),
+    ("PFM", lambda d: d[:2] in (b"PF", b"Pf")),
+    ("PAM", lambda d: d[:2] == b"P7"),
+    ("Sun raster", lambda d: d[:4] == b"\x59\xa6\x6a\x95"),
+    ("JPEG 2000", lambda d: d[:12] == b"\x00\x00\x00\x0cjP  \r\n\x87\n" or d[:4] == b"\xff\x4f\xff\x51"),
+    ("OpenEXR", lambda d: d[:4] == b"\x76\x2f\x31\x01"),
+    ("AVIF/HEIF", lambda d: d[4:8] == b"ftyp"),
+)
+
+
+def image_format(data: bytes | memoryview) -> str | None:
+    """The accepted format of encoded image bytes, by their first bytes (see :data:`ACCEPTED_FORMATS`), or None."""
+    head = bytes(data[:16])
+    for name, matches, _ in _ACCEPTED:
+        if matches(head):
+            return name
+    return None
 
 
 def header_size(data: bytes | memoryview, source: str = "<bytes>") -> tuple[int, int] | None:
-    """(width, height) read from an encoded image's header without decoding it, None if unknown."""
-    if bytes(data[:8]) == _PNG_SIGNATURE:
-        return _png_size(data)
-    if bytes(data[:2]) == _JPEG_SOI:
-        return _jpeg_size(data)
-    return _pil_header_size(data, source)
+    """(width, height) read from an accepted format's header without decoding, None if unknown or unreadable."""
+    data = data if isinstance(data, bytes) else bytes(data)
+    head = data[:16]
+    for _, matches, size_of in _ACCEPTED:
+        if matches(head):
+            return size_of(data)
+    return None
+
+
+def encoded_size(data: bytes, source: str = "<bytes>") -> tuple[str, int, int]:
+    """(format, width, height) of encoded image bytes from their header alone; ImageError naming ``source``
+    when the format is not accepted or its header gives no size. Nothing is decoded."""
+    head = data[:16]
+    for name, matches, size_of in _ACCEPTED:
+        if matches(head):
+            size = size_of(data)
+            if size is None:
+                raise ImageError(
+                    f"{source}: not a decodable image: its {name} header gives no image size "
+                    f"(truncated or malformed, {len(data)} bytes)"
+                )
+            return name, size[0], size[1]
+    for name, matches in _REFUSED:
+        if matches(head):
+            raise ImageError(f"{source}: {name} images are not accepted; send {_ACCEPTED_TEXT}")
+    raise ImageError(
+        f"{source}: not a decodable image: not {_ACCEPTED_TEXT} data ({len(data)} bytes, the format "
+        "is told by the first bytes, never by a file name)"
+    )
+
+
+def check_encoded_size(data: bytes, source: str, max_pixels: int | None) -> tuple[str, int, int]:
+    """:func:`encoded_size`, and an ImageError when the header's size is empty, over ``max_pixels`` or over
+    OpenCV's side limit: the budget, checked before anything is decoded."""
+    name, width, height = encoded_size(data, source)
+    check_pixel_count(width, height, max_pixels, source)
+    if max(width, height) > OPENCV_MAX_SIDE:
+        raise ImageError(
+            f"{source}: image is {width}x{height}, a side over {OPENCV_MAX_SIDE} pixels (OpenCV's limit); "
+            "no text line is that long"
+        )
+    return name, width, height
 
 
 def _jpeg_is_complete(data: bytes | memoryview) -> bool:
@@ -170,23 +343,32 @@ def decode_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> np.ndarray:
-    """Decode encoded image bytes to uint8 BGR, EXIF orientation applied; ImageError names ``source``."""
+    """Decode encoded image bytes to uint8 BGR, EXIF orientation applied; ImageError names ``source``.
+
+    Refused before anything is decoded: a format not in :data:`ACCEPTED_FORMATS`, a header that gives
+    no size, an image over ``max_pixels`` or with a side over :data:`OPENCV_MAX_SIDE`."""
     if isinstance(data, memoryview):
         data = data.tobytes()  # handles non-contiguous and non-byte formats
+    elif isinstance(data, bytearray):
+        data = bytes(data)
     if not data:
         raise ImageError(f"{source}: empty image data")
-    size = header_size(data, source)
-    if size is not None:
-        check_pixel_count(*size, max_pixels, source)
-    if bytes(data[:2]) == _JPEG_SOI and not _jpeg_is_complete(data):
+    # The budget before the work: the format must be accepted and its header's size within the limits.
+    name, width, height = check_encoded_size(data, source, max_pixels)
+    if name == "JPEG" and not _jpeg_is_complete(data):
         raise ImageError(f"{source}: truncated JPEG ({len(data)} bytes, no end-of-image marker)")
     try:
         # IMREAD_COLOR applies the EXIF orientation (IMREAD_UNCHANGED would not).
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:  # e.g. OpenCV's own pixel limit
-        raise ImageError(f"{source}: cannot decode image ({getattr(exc, 'err', None) or exc})") from None
+        reason = str(getattr(exc, "err", None) or exc)[:200]
+        raise ImageError(f"{source}: cannot decode image ({reason})") from None
     if image is None or image.size == 0:
         raise ImageError(f"{source}: not a decodable image, or truncated ({len(data)} bytes)")
+    if image.shape[0] * image.shape[1] > width * height:  # never more pixels than the header said
+        raise ImageError(
+            f"{source}: decoded to {image.shape[1]}x{image.shape[0]}, more than the {width}x{height} of its header"
+        )
     check_pixel_count(image.shape[1], image.shape[0], max_pixels, source)
     return image
 
@@ -194,10 +376,7 @@ def decode_image(
 def read_image(path: Path | str, *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Read an image file (any format OpenCV decodes) as uint8 BGR, EXIF orientation applied."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise ImageError(f"{path}: cannot read ({exc.strerror or exc})") from exc
+    data = read_file_bytes(path)  # regular files under the size cap only: never a FIFO, a device or a loop
     return decode_image(data, str(path), max_pixels=max_pixels)
 
 
@@ -312,9 +491,10 @@ def load_image(
 
     ``source``: a path (str or PathLike), encoded bytes (bytes, bytearray, memoryview), a numpy
     array (gray, BGR or BGRA; uint8, uint16, bool or float in [0, 1]) or a PIL image (any mode).
-    ``max_pixels``: refuse larger images (checked from the header before decoding where the
-    format allows); None disables the guard. ``name``: how errors refer to the source (e.g. an
-    upload's file name); defaults to :func:`describe_source`.
+    Files and bytes must be in one of :data:`ACCEPTED_FORMATS`. ``max_pixels``: refuse larger
+    images (files and bytes: from the header, before decoding); None disables the guard (OpenCV's
+    own limit still applies). ``name``: how errors refer to the source (e.g. an upload's file name);
+    defaults to :func:`describe_source`.
     Files and bytes always come back as BGR; arrays and PIL images keep gray as gray.
     """
     label = name or describe_source(source)
@@ -325,11 +505,7 @@ def load_image(
     if isinstance(source, (str, os.PathLike)):
         if isinstance(source, str) and not source:
             raise ImageError("<empty path>: no image path given")
-        path = Path(source)
-        try:
-            data = path.read_bytes()
-        except OSError as exc:
-            raise ImageError(f"{label}: cannot read ({exc.strerror or exc})") from None
+        data = read_file_bytes(Path(source), name=label)  # regular files under the size cap only
         return decode_image(data, label, max_pixels=max_pixels)
     if _is_pil_image(source):
         return _from_pil(source, label, max_pixels)  # type: ignore[arg-type]

@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,9 @@ from torch.utils.data import Dataset, get_worker_info
 
 from edgeocr.core.charset import DEFAULT_CHARSET, Charset
 from edgeocr.core.errors import DataError, EdgeOCRError, ImageError
-from edgeocr.core.images import decode_image, read_image
+from edgeocr.core.failures import describe_failure
+from edgeocr.core.files import read_file_bytes
+from edgeocr.core.images import decode_image
 from edgeocr.core.lineimage import pad_and_normalise, padded_width, to_line_strip
 from edgeocr.core.lmdb_layout import NUM_SAMPLES_KEY, image_key, label_key, meta_key
 from edgeocr.core.recognizer_config import RecognizerConfig
@@ -100,9 +102,12 @@ class ListedImages(Dataset):
         entry = self.entries[index]
         source = f"{self.listing}:{entry.line}"
         try:
-            image = read_image(entry.path)
+            # Checked before it is read: a regular file under the size cap (edgeocr.core.files).
+            image = decode_image(read_file_bytes(entry.path), str(entry.path))
         except ImageError as exc:
             return SkippedSample(f"{source}: {exc}")
+        except Exception as exc:  # an odd file costs its sample, not the run (Ctrl-C still stops it)
+            return SkippedSample(f"{source}: {describe_failure(exc)}")
         return self.item(entry, image, source)
 
     def item(self, entry: Any, image: np.ndarray, source: str) -> Any:
@@ -425,6 +430,35 @@ class Mixed(Dataset):
     def __getitem__(self, index: int) -> Sample:
         sources, indices = self._plan
         return self.datasets[int(sources[index])][int(indices[index])]
+
+
+def require_usable(dataset: Dataset, name: str, collate: Callable[[list[Any]], Any] | None = None) -> None:
+    """Raise :class:`DataError` naming ``name`` when no sample of ``dataset`` can be trained on.
+
+    Samples are tried in order until one is usable (so a healthy dataset costs one sample): with
+    ``collate`` (a :class:`LineCollator`, the detector's collate function), one that survives it;
+    else one that is not a :class:`SkippedSample`. A folder where no image decodes, or whose labels
+    all fail, thus stops a run before it starts instead of training on nothing and exporting an
+    untrained model.
+    """
+    reasons: list[str] = []
+    total = len(dataset)  # type: ignore[arg-type]
+    for index in range(total):
+        sample = dataset[index]
+        if collate is None:
+            if sample is not None and not isinstance(sample, SkippedSample):
+                return
+            reasons.append(sample.reason if isinstance(sample, SkippedSample) else "the dataset returned no sample")
+        else:
+            batch = collate([sample])
+            if len(batch):
+                return
+            reasons += list(batch.skipped)
+    shown = "; ".join(dict.fromkeys(reasons[:MAX_REASONS_LOGGED]))
+    raise DataError(
+        f"{name}: no usable sample among its {total}: every image fails to load or its label cannot be "
+        f"trained on ({shown}{' ...' if len(reasons) > MAX_REASONS_LOGGED else ''}); nothing was trained"
+    )
 
 
 def set_epoch(dataset: Dataset, epoch: int) -> None:

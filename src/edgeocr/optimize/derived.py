@@ -42,9 +42,10 @@ def save_derived_onnx(source: Path, out: Path, source_sidecar: ModelSidecar, not
         (o.version for o in onnx.load_from_string(data).opset_import if o.domain in ("", "ai.onnx")),
         source_sidecar.opset,
     )
+    # The source's settings, bound again (to_json) to these bytes and this note.
     sidecar = ModelSidecar(
         **{
-            **source_sidecar.model_dump(),
+            **source_sidecar.model_dump(exclude={"settings_sha256"}),
             "edgeocr_version": edgeocr.__version__,
             "onnx_file": out.name,
             "onnx_sha256": sha256_hex(data),

@@ -65,8 +65,9 @@ def convert_to_openvino(
 
 def write_openvino_sidecar(xml: Path, source: ModelSidecar, note: Any) -> Path:
     """The sidecar of an OpenVINO IR: the source's configuration, the IR's checksum, the optimisation note."""
+    fields = source.model_dump(exclude={"settings_sha256"})  # to_json binds the settings to the IR's checksum
     sidecar = ModelSidecar(
-        **{**source.model_dump(), "onnx_file": xml.name, "onnx_sha256": openvino_sha256(xml), "optimization": note}
+        **{**fields, "onnx_file": xml.name, "onnx_sha256": openvino_sha256(xml), "optimization": note}
     )
     atomic_write_bytes(sidecar_path(xml), sidecar.to_json().encode("utf-8"))
     return xml

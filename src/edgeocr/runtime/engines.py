@@ -45,8 +45,10 @@ ENGINES = BACKENDS
 class EngineRecognizer(OnnxRecognizer):
     """:class:`OnnxRecognizer`'s preprocessing and decoding over another engine's session.
 
-    Subclasses set their own attributes, then call this ``__init__``, which loads the sidecar and calls
-    :meth:`_open_session` (which should check the model bytes with :meth:`_verified_bytes`)."""
+    Subclasses set their own attributes, then call this ``__init__``, which loads the sidecar (its settings
+    checked against their ``settings_sha256``), calls :meth:`_open_session` (which should check the model
+    bytes with :meth:`_verified_bytes`) and checks the settings against the graph, as the ONNX recogniser
+    does."""
 
     def __init__(self, model_path: Path | str, engine: EngineConfig | None = None) -> None:  # noqa: D107
         self.model_path = Path(model_path)
@@ -54,6 +56,7 @@ class EngineRecognizer(OnnxRecognizer):
         self.sidecar = load_sidecar(sidecar_path(self.model_path))
         self._charset = self.sidecar.config.charset_obj
         self._session = self._open_session()
+        self._check_signature()
 
     def _open_session(self) -> Any:
         raise NotImplementedError

@@ -14,6 +14,7 @@ reading order.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +47,16 @@ class RapidOCRDetectorConfig(BaseModel):
     )
     limit_side_len: int = Field(
         default=736, ge=32, description="Side length the detector resizes to (see limit_type); rounded to 32."
+    )
+    max_input_pixels: int = Field(
+        default=4_000_000,
+        ge=32 * 32,
+        description=(
+            "The network's input never has more pixels than this (4 MP: a 2000 x 2000 frame, about 0.55 GB "
+            "of memory in the network). limit_type 'min' upscales a strip until its short side reaches "
+            "limit_side_len, which would give a 2000 x 100 strip 10.8 MP (2.3 GB) and a one-pixel strip "
+            "1 million pixels of width (12 GiB); such images are resized to this many pixels instead."
+        ),
     )
     limit_type: Literal["min", "max"] = Field(
         default="min",
@@ -85,6 +96,29 @@ def _import_rapidocr() -> tuple[Path, Any, Any]:
     except ImportError as exc:
         raise EdgeOCRError(f"{MISSING_EXTRA} ({exc})") from None
     return Path(rapidocr_onnxruntime.__file__).parent, TextDetector, read_yaml
+
+
+def _rapidocr_size(height: int, width: int, limit_side_len: int, limit_type: str) -> tuple[int, int]:
+    """The input size RapidOCR's ``DetPreProcess.resize`` gives (multiples of 32; a side may round to 0)."""
+    if limit_type == "max":
+        ratio = limit_side_len / max(height, width) if max(height, width) > limit_side_len else 1.0
+    else:
+        ratio = limit_side_len / min(height, width) if min(height, width) < limit_side_len else 1.0
+    return int(round(int(height * ratio) / 32) * 32), int(round(int(width * ratio) / 32) * 32)
+
+
+def _bounded_size(height: int, width: int, max_pixels: int) -> tuple[int, int]:
+    """Multiples of 32 near the aspect of ``height`` x ``width`` with at most ``max_pixels`` pixels, each side >= 32
+    (an extreme strip is squashed along its length rather than exceed the budget)."""
+    scale = math.sqrt(max_pixels / (height * width))
+    new_h = max(32, int(height * scale) // 32 * 32)
+    new_w = max(32, int(width * scale) // 32 * 32)
+    if new_h * new_w > max_pixels:  # a side was raised to 32: take it out of the other one
+        if new_h > new_w:
+            new_h = max(32, max_pixels // new_w // 32 * 32)
+        else:
+            new_w = max(32, max_pixels // new_h // 32 * 32)
+    return new_h, new_w
 
 
 class RapidOCRDetector:
@@ -129,6 +163,29 @@ class RapidOCRDetector:
         self._detector.infer = None  # RapidOCR's session is not used: free it
         self._input_name = self._session.get_inputs()[0].name
 
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        """(height, width) of the network input for an image of this size (after the max_side_len downscale):
+        RapidOCR's resize rule, bounded to ``max_input_pixels``."""
+        # A fresh preprocessing step per call (TextDetector.__call__ would store it on the shared object).
+        step = self._detector.get_preprocess(max(height, width))
+        size = _rapidocr_size(height, width, step.limit_side_len, step.limit_type)
+        if size[0] * size[1] <= self.config.max_input_pixels:
+            return size
+        return _bounded_size(height, width, self.config.max_input_pixels)
+
+    def _input_tensor(self, image: np.ndarray) -> np.ndarray | None:
+        """The network input for ``image``: RapidOCR's own preprocessing, or the same normalisation after a
+        resize to at most ``max_input_pixels`` where RapidOCR's would give more."""
+        height, width = image.shape[:2]
+        step = self._detector.get_preprocess(max(height, width))
+        native = _rapidocr_size(height, width, step.limit_side_len, step.limit_type)
+        if native[0] * native[1] <= self.config.max_input_pixels:
+            return step(image)  # RapidOCR's own resize (None where a side rounds to 0) and normalisation
+        new_h, new_w = _bounded_size(height, width, self.config.max_input_pixels)
+        shrinking = new_h * new_w < height * width
+        resized = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA if shrinking else cv2.INTER_LINEAR)
+        return np.expand_dims(step.permute(step.normalize(resized)), axis=0).astype(np.float32)
+
     def detect(self, image: np.ndarray) -> list[DetectedLine]:
         """Text lines of a uint8 BGR or gray image, in reading order, in its pixel coordinates."""
         image = np.asarray(image)
@@ -146,8 +203,7 @@ class RapidOCRDetector:
             image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
         detector = self._detector
-        # A fresh preprocessing step per call (TextDetector.__call__ would store it on the shared object).
-        tensor = detector.get_preprocess(max(image.shape[:2]))(np.ascontiguousarray(image))
+        tensor = self._input_tensor(np.ascontiguousarray(image))
         if tensor is None:
             return []
         prediction = self._session.run(None, {self._input_name: tensor})[0]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Literal
@@ -56,6 +56,16 @@ from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 from edgeocr.runtime.results import ImageResult, LineRead, Point, path_of
 
 DetectionMode = Literal["roi", "detector", "whole"]
+
+
+class ReadCancelled(EdgeOCRError):
+    """A read stopped part-way because its caller's ``should_stop`` said so (e.g. the service's time limit)."""
+
+
+def _check(should_stop: Callable[[], bool] | None) -> None:
+    if should_stop is not None and should_stop():
+        raise ReadCancelled("the read was cancelled")
+
 
 # --- configuration -------------------------------------------------------------------------------
 
@@ -496,19 +506,33 @@ class Reader:
         """The lines of one image (a path, encoded bytes, a numpy array or a PIL image)."""
         return self.read_batch([image], options=options)[0]
 
-    def read_batch(self, images: Sequence[ImageSource], *, options: ReadOptions | None = None) -> list[ImageResult]:
+    def read_batch(
+        self,
+        images: Sequence[ImageSource],
+        *,
+        options: ReadOptions | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[ImageResult]:
         """The lines of each image; all line crops of all images are recognised in shared batches.
 
         An image that cannot be loaded raises :class:`ImageError` naming it (for the whole call).
+        ``should_stop``: called between images and between lines; when it returns True the read
+        stops there with :class:`ReadCancelled` (a caller's time limit cancels the work, not just
+        the wait).
         """
         if isinstance(images, (np.ndarray, str, bytes, bytearray, memoryview, os.PathLike)):
             raise TypeError("read_batch takes a sequence of images; use read() for a single image")
         options = options or DEFAULT_OPTIONS
         self._check_options(options)
-        return self._read(list(images), options, None)  # list: iterated twice; a generator is fine too
+        return self._read(list(images), options, None, should_stop)  # list: iterated twice
 
     def read_regions(
-        self, images: Sequence[ImageSource], regions: Sequence[Region], *, options: ReadOptions | None = None
+        self,
+        images: Sequence[ImageSource],
+        regions: Sequence[Region],
+        *,
+        options: ReadOptions | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[ImageResult]:
         """Read the given regions of each image, whatever the reader's mode, exactly as mode 'roi' reads its own.
 
@@ -516,7 +540,7 @@ class Reader:
         check, per-region format and batching as a reader configured with these regions. A region's
         ``format`` must be among the reader's formats and its ``preprocess`` among the pipelines the
         reader was built with (its ``preprocess`` or its configured regions'); ``options.regions``
-        (names of configured regions) does not apply.
+        (names of configured regions) does not apply. ``should_stop`` as in :meth:`read_batch`.
         """
         if isinstance(images, (np.ndarray, str, bytes, bytearray, memoryview, os.PathLike)):
             raise TypeError("read_regions takes a sequence of images")
@@ -536,16 +560,21 @@ class Reader:
                     f"region {region.name or '(unnamed)'} asks for preprocess {region.preprocess!r}, "
                     f"which this reader was not built with ({sorted(self._pipelines)})"
                 )
-        return self._read(list(images), options, regions)
+        return self._read(list(images), options, regions, should_stop)
 
     def _read(
-        self, images: list[ImageSource], options: ReadOptions, regions: tuple[Region, ...] | None
+        self,
+        images: list[ImageSource],
+        options: ReadOptions,
+        regions: tuple[Region, ...] | None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[ImageResult]:
         jobs: list[_LineJob] = []
         crops: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
         timings: list[dict[str, float]] = []
         for index, source in enumerate(images):
+            _check(should_stop)
             began = time.perf_counter()
             image = load_image(source, max_pixels=self._config.max_pixels)
             loaded = time.perf_counter()
@@ -562,8 +591,9 @@ class Reader:
             located = time.perf_counter()
             sizes.append((image.shape[1], image.shape[0]))
             timings.append({"load": (loaded - began) * 1e3, "locate": (located - loaded) * 1e3})
+        _check(should_stop)
         began = time.perf_counter()
-        lines = self._recognise(jobs, crops, options)
+        lines = self._recognise(jobs, crops, options, should_stop)
         per_line_ms = (time.perf_counter() - began) * 1e3 / max(1, len(lines))
         per_image: list[list[LineRead]] = [[] for _ in images]
         for job, line in zip(jobs, lines, strict=True):
@@ -625,14 +655,22 @@ class Reader:
             formats = tuple(f for f in formats if f == job.region_format)
         return formats
 
-    def _recognise(self, jobs: list[_LineJob], crops: list[np.ndarray], options: ReadOptions) -> list[LineRead]:
+    def _recognise(
+        self,
+        jobs: list[_LineJob],
+        crops: list[np.ndarray],
+        options: ReadOptions,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> list[LineRead]:
         if not crops:
             return []
         allowed = [self._formats_in_play(job, options) for job in jobs]
         min_confidence = options.min_confidence
         if min_confidence is None:
             min_confidence = self._config.min_confidence
-        reads = self._decode(self._recognizer, self._config.model, jobs, crops, allowed, min_confidence, options)
+        reads = self._decode(
+            self._recognizer, self._config.model, jobs, crops, allowed, min_confidence, options, should_stop
+        )
         if self._fallback is not None:
             # The cascade: re-read, with the second model, the lines the first is unsure of or out of format.
             unsure = [
@@ -649,6 +687,7 @@ class Reader:
                     [allowed[i] for i in unsure],
                     min_confidence,
                     options,
+                    should_stop,
                 )
                 for i, read in zip(unsure, again, strict=True):
                     reads[i] = read
@@ -663,6 +702,7 @@ class Reader:
         allowed: list[tuple[str, ...]],
         min_confidence: float,
         options: ReadOptions,
+        should_stop: Callable[[], bool] | None = None,
     ) -> list[LineRead]:
         """One recogniser's reads of ``crops``: free, or under the formats in play for each line."""
         charset = recognizer.config.charset_obj
@@ -671,6 +711,7 @@ class Reader:
             probs = recognizer.recognize_probs(crops)
             decoded = [recognizer.decode(p) for p in probs]
             for i, (line_probs, formats) in enumerate(zip(probs, allowed, strict=True)):
+                _check(should_stop)
                 if formats:
                     matches[i] = self._matcher.match(line_probs, charset, formats)
         else:

@@ -1,8 +1,11 @@
 """Read text lines with an exported ONNX recogniser (numpy, OpenCV and ONNX Runtime; no torch).
 
 :class:`OnnxRecognizer` loads ``model.onnx`` with its sidecar ``model.json``, checks that they
-belong together (SHA-256 of the very bytes it loads, charset fingerprint, input/output names and
-class count) and refuses the pair with a :class:`ModelError` naming the file otherwise.
+belong together (the sidecar's settings against its ``settings_sha256``, the SHA-256 of the very
+bytes it loads, charset fingerprint, input/output names) and checks the settings against the
+graph: the class count against the charset, the input height, and, on one blank line run through
+the network, the frames per input width against ``frame_stride``. It refuses the pair with a
+:class:`ModelError` naming the file otherwise.
 """
 
 from __future__ import annotations
@@ -142,12 +145,41 @@ class OnnxRecognizer:
         return list(get_providers()) if get_providers is not None else list(self.engine.providers)
 
     def _check_signature(self) -> None:
-        outputs = self._session.get_outputs()
-        output = next(o for o in outputs if o.name == self.sidecar.output_name)
-        classes = output.shape[-1] if output.shape else None
-        if isinstance(classes, int) and classes != self.config.num_classes:
+        """The sidecar's settings against the graph: classes, input height and frames per width.
+
+        The shapes are checked where the session states them (ONNX Runtime), then one blank line of
+        the sidecar's geometry is run through the network on every engine: its output must have
+        ``width // frame_stride`` frames of one class per charset character plus the blank."""
+        cfg = self.config
+        width = cfg.min_width
+        get_inputs = getattr(self._session, "get_inputs", None)  # other engines' sessions may lack it
+        if get_inputs is not None:
+            output = next(o for o in self._session.get_outputs() if o.name == self.sidecar.output_name)
+            classes = output.shape[-1] if output.shape else None
+            if isinstance(classes, int) and classes != cfg.num_classes:
+                raise ModelError(f"{self.model_path} outputs {classes} classes but its charset needs {cfg.num_classes}")
+            shape = list(get_inputs()[0].shape or [])
+            if len(shape) == 4 and isinstance(shape[2], int) and shape[2] != cfg.input_height:
+                raise ModelError(
+                    f"{self.model_path} reads lines {shape[2]} px high but its sidecar's config.input_height is "
+                    f"{cfg.input_height}"
+                )
+            if len(shape) == 4 and isinstance(shape[3], int):
+                width = shape[3]  # a graph of one static width (width_policy 'stretch')
+        probe = np.zeros((1, 1, cfg.input_height, width), np.float32)
+        try:
+            (result,) = self._session.run([self.sidecar.output_name], {self.sidecar.input_name: probe})
+        except Exception as exc:  # every engine raises its own types
             raise ModelError(
-                f"{self.model_path} outputs {classes} classes but its charset needs {self.config.num_classes}"
+                f"{self.model_path} cannot read a line of its sidecar's geometry ({cfg.input_height}x{width} px): "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
+        frames = cfg.frames_for_width(width)
+        if result.ndim != 3 or result.shape[1] != frames or result.shape[2] != cfg.num_classes:
+            raise ModelError(
+                f"{self.model_path} gives {list(result.shape)} for a line {width} px wide, but its sidecar "
+                f"(frame_stride {cfg.frame_stride}, {len(cfg.charset)} characters) expects [1, {frames}, "
+                f"{cfg.num_classes}]"
             )
 
     def recognize_probs(self, images: Sequence[np.ndarray]) -> list[np.ndarray]:

@@ -3,11 +3,19 @@
 Everything is resolved before any reading starts, so a typo in the last argument fails at once
 rather than after an hour of reading. Video files yield every ``every``-th frame, named
 ``video.mp4#frame=N``.
+
+Each file is checked before it is read (:mod:`edgeocr.core.files`): a FIFO, a device, a socket, a
+symlink loop, a broken symlink, or an image file over the size cap (``max_image_bytes``, default
+:data:`~edgeocr.core.files.DEFAULT_MAX_FILE_BYTES`, 256 MiB; videos are streamed, not read whole,
+and have no cap) is refused without being opened. :func:`expand_inputs` raises for the first such
+file, or, with ``keep_refused``, keeps it as an item whose ``problem`` says why, so that a run can
+record it as an error row and read the others.
 """
 
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +24,7 @@ import cv2
 import numpy as np
 
 from edgeocr.core.errors import ImageError
+from edgeocr.core.files import DEFAULT_MAX_FILE_BYTES, file_problem
 
 IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm"})
 VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
@@ -23,37 +32,64 @@ VIDEO_SUFFIXES = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".m
 
 @dataclass(frozen=True)
 class InputItem:
-    """One input file: an image, or a video read frame by frame."""
+    """One input file: an image, or a video read frame by frame. ``problem``: why it is refused
+    before being read (not a regular file, a symlink loop, over the size cap), else None."""
 
     path: Path
     is_video: bool
+    problem: str | None = None
 
 
-def expand_inputs(args: Sequence[str | Path]) -> list[InputItem]:
+def input_item(path: Path, max_image_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> InputItem:
+    """``path`` as an input, checked (``stat`` only): images against ``max_image_bytes``, videos uncapped."""
+    is_video = path.suffix.lower() in VIDEO_SUFFIXES
+    return InputItem(path, is_video, file_problem(path, None if is_video else max_image_bytes))
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:  # e.g. a name too long; the item's own check says why
+        return False
+
+
+def expand_inputs(
+    args: Sequence[str | Path],
+    *,
+    max_image_bytes: int | None = DEFAULT_MAX_FILE_BYTES,
+    keep_refused: bool = False,
+) -> list[InputItem]:
     """Files, folders (searched recursively for images and videos) and glob patterns, in order.
 
-    Raises :class:`ImageError` naming the argument when it matches nothing.
+    Raises :class:`ImageError` naming the argument when it matches nothing. A file that cannot be
+    read (see the module documentation) raises :class:`ImageError` naming it and the reason, or,
+    with ``keep_refused``, comes back with its ``problem`` set.
     """
+    suffixes = IMAGE_SUFFIXES | VIDEO_SUFFIXES
     items: list[InputItem] = []
     for arg in args:
         text = str(arg)
         path = Path(text)
-        if path.is_dir():
-            found = sorted(
-                p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES | VIDEO_SUFFIXES
-            )
+        if _is_dir(path):
+            # Folders are searched by name; FIFOs, devices and broken or looping symlinks with an image
+            # or video name are kept, to be refused by name below, never opened.
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in suffixes and not _is_dir(p))
             if not found:
                 raise ImageError(f"{path}: folder holds no images or videos")
-            items += [InputItem(p, p.suffix.lower() in VIDEO_SUFFIXES) for p in found]
-        elif path.is_file():
-            items.append(InputItem(path, path.suffix.lower() in VIDEO_SUFFIXES))
+            items += [input_item(p, max_image_bytes) for p in found]
+        elif os.path.lexists(path):  # a file, or something that is not one (refused with the reason)
+            items.append(input_item(path, max_image_bytes))
         elif glob.has_magic(text):
-            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if Path(m).is_file())
+            matches = sorted(Path(m) for m in glob.glob(text, recursive=True) if not _is_dir(Path(m)))
             if not matches:
                 raise ImageError(f"{text}: no file matches this pattern")
-            items += [InputItem(p, p.suffix.lower() in VIDEO_SUFFIXES) for p in matches]
+            items += [input_item(p, max_image_bytes) for p in matches]
         else:
             raise ImageError(f"{text}: no such file or folder")
+    if not keep_refused:
+        refused = next((item for item in items if item.problem is not None), None)
+        if refused is not None:
+            raise ImageError(f"{refused.path}: {refused.problem}")
     return items
 
 

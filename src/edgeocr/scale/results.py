@@ -42,6 +42,7 @@ from pathlib import Path
 
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.errors import EdgeOCRError, OutputError
+from edgeocr.core.failures import describe_failure
 from edgeocr.core.images import ImageSource
 from edgeocr.runtime.reader import LineRead, Reader
 
@@ -78,16 +79,17 @@ def new_worker_id() -> str:
 
 def read_or_errors(reader: Reader, sources: Sequence[ImageSource]) -> list[list[LineRead] | EdgeOCRError]:
     """The reads of each source, batched; when the batch fails, each source alone, so that one bad
-    image costs only its own reads (its entry is then the error)."""
+    image costs only its own reads (its entry is then the error). Any exception counts as that image's
+    failure (an OpenCV error, MemoryError...: recorded by type and message); Ctrl-C is not one."""
     try:
         return list(reader.read_batch(sources))
-    except EdgeOCRError:
+    except Exception:
         results: list[list[LineRead] | EdgeOCRError] = []
         for source in sources:
             try:
                 results.append(reader.read(source))
-            except EdgeOCRError as exc:
-                results.append(exc)
+            except Exception as exc:
+                results.append(exc if isinstance(exc, EdgeOCRError) else EdgeOCRError(describe_failure(exc)))
         return results
 
 

@@ -11,12 +11,22 @@ Design:
 
 * The readers are built once, when the app is created, and shared by all requests (they are
   immutable and thread-safe); request options never change them (see :mod:`edgeocr.serve.reading`).
+* **Budgets before work.** Bodies over ``max_body_bytes`` are refused with 413 from their
+  Content-Length, before they are read, or as soon as a streamed body crosses the limit; all
+  requests together hold at most ``max_bodies_bytes`` of bodies (a request waits for room, then
+  gets 503). A JSON body (or multipart ``options`` field) is measured before it is parsed: more
+  than :data:`MAX_JSON_TOKENS` separators or nesting deeper than :data:`MAX_JSON_DEPTH` is a 413,
+  so a million keys never become a million Python objects and a million pydantic errors. Images
+  must be in an accepted format and their headers are read before anything is decoded: one over
+  ``max_pixels``, or all of a request's over its pixel budget, is a 413. Request regions carry no
+  ``preprocess`` (no YAML from requests); formats are refused at compile time when their automaton
+  would be too large; error messages are clipped and never echo a request's data at length.
 * Decoding and inference run in a pool of ``max_concurrent_inferences`` threads, so the event loop
-  never blocks and at most that many inferences run at once; a request that has not been answered
-  within ``request_timeout_s`` (waiting included) gets a 504 and its queued work is cancelled.
-* Bodies over ``max_body_bytes`` are refused with 413 from their Content-Length, before they are
-  read, or as soon as a streamed body crosses the limit; images over ``max_pixels`` get 413 from
-  their header, before decoding.
+  never blocks and at most that many inferences run at once. A body that has not arrived within
+  ``body_timeout_s`` gets 408; a request not answered within ``request_timeout_s`` gets 504, its
+  queued work is dropped and its running work is **cancelled**: it stops at its next image or
+  line (``Reader.read_batch(should_stop=...)``), so no abandoned work keeps a thread busy.
+* Headers: see :mod:`edgeocr.serve.protocol` (size, time and connection limits in uvicorn).
 * Every failure answers ``{"error": {"code": ..., "message": ...}}`` with a 4xx status (5xx for a
   fault of the service, which is logged and keeps serving).
 """
@@ -29,6 +39,7 @@ import binascii
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -51,10 +62,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from edgeocr import __version__
 from edgeocr.core.errors import ImageError
 from edgeocr.core.formats import FormatError
-from edgeocr.runtime.reader import LineDetector, LineRead
-from edgeocr.serve.errors import DEFAULT_CODES, RequestError, error_body
+from edgeocr.core.images import decode_image
+from edgeocr.runtime.reader import LineDetector, LineRead, ReadCancelled
+from edgeocr.serve.errors import DEFAULT_CODES, RequestError, clip, error_body
 from edgeocr.serve.metrics import MetricsMiddleware, ServiceMetrics
-from edgeocr.serve.reading import DEFAULT_REQUEST_OPTIONS, ReaderPool, ReadPlan, ReadRequestOptions, decode_upload
+from edgeocr.serve.reading import DEFAULT_REQUEST_OPTIONS, ReaderPool, ReadPlan, ReadRequestOptions, check_uploads
 from edgeocr.serve.settings import SETTINGS_ENV, ServeSettings
 
 logger = logging.getLogger("edgeocr.serve")
@@ -63,6 +75,13 @@ T = TypeVar("T")
 IMAGE_FIELD, IMAGES_FIELD, OPTIONS_FIELD = "image", "images", "options"
 _DATA_URL_MARK = ";base64,"
 _INLINE_JSON_BYTES = 64 * 1024  # larger JSON bodies are parsed in a worker thread
+#: Separators and openings (``,`` ``:`` ``[`` ``{``) a JSON body may hold, counted before parsing (strings
+#: included: base64 has none). The largest valid request (64 regions with quads, 16 formats) needs under 3,000.
+MAX_JSON_TOKENS = 20_000
+#: Brackets nested in a JSON body, counted before parsing (a valid request nests 5 deep).
+MAX_JSON_DEPTH = 32
+MAX_OPTIONS_CHARS = 64 * 1024  # the multipart ``options`` text field
+_NOT_BRACKETS = bytes(sorted(set(range(256)) - set(b"[]{}")))
 
 
 # --- request and response bodies (JSON) ----------------------------------------------------------
@@ -151,10 +170,12 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorResponse, "description": description}
     for status, description in (
         (400, "Not a decodable image, bad base64 or malformed body."),
-        (413, "Body, image (pixels) or batch too large."),
+        (408, "The body did not arrive within the body time limit."),
+        (413, "Body, JSON structure, image (pixels), batch or a request's pixels in all too large."),
         (415, "Neither multipart/form-data nor application/json."),
         (422, "Missing field or invalid options."),
-        (504, "Not answered within the request time limit."),
+        (503, "The service holds as many request bodies as it may; try again."),
+        (504, "Not answered within the request time limit (the work is cancelled)."),
     )
 }
 
@@ -166,12 +187,65 @@ def _error(status: int, code: str, message: str) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=status)
 
 
-class BodyLimitMiddleware:
-    """413 for bodies over ``max_bytes``: from Content-Length before reading, or while a streamed body arrives."""
+class ByteBudget:
+    """Bytes shared by all requests of one process: each reserves its share before its body is read.
 
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+    Thread-safe and bound to no event loop (a test client may run each request on a loop of its own);
+    a request that finds no room polls for it every few milliseconds until its time is up."""
+
+    def __init__(self, total: int, metrics: ServiceMetrics | None = None) -> None:
+        self.total = total
+        self.used = 0
+        self.metrics = metrics
+        self._lock = threading.Lock()
+
+    def _take(self, size: int) -> bool:
+        with self._lock:
+            if self.used + size > self.total:
+                return False
+            self.used += size
+            used = self.used
+        if self.metrics is not None:
+            self.metrics.body_bytes_held.set(used)
+        return True
+
+    async def reserve(self, size: int, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for ``size`` bytes of room; False when there was none."""
+        deadline = time.monotonic() + timeout_s
+        delay = 0.002
+        while not self._take(size):
+            if time.monotonic() >= deadline:
+                return False
+            await asyncio.sleep(delay)
+            delay = min(0.05, 2 * delay)
+        return True
+
+    def release(self, size: int) -> None:
+        with self._lock:
+            self.used -= size
+            used = self.used
+        if self.metrics is not None:
+            self.metrics.body_bytes_held.set(used)
+
+
+class BodyLimitMiddleware:
+    """413 for bodies over ``max_bytes``: from Content-Length before reading, or while a streamed body arrives.
+    With a ``budget``, a request that may carry a body first reserves its Content-Length (``max_bytes`` when it
+    has none) and waits up to ``wait_s`` for room; 503 when none came."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int,
+        budget: ByteBudget | None = None,
+        wait_s: float = 10.0,
+        max_header_bytes: int | None = None,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.budget = budget
+        self.wait_s = wait_s
+        self.max_header_bytes = max_header_bytes
 
     def _too_large(self) -> RequestError:
         return RequestError(
@@ -182,6 +256,16 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self.max_header_bytes is not None:
+            # h11 bounds headers that arrive in pieces; a block that arrives whole is measured here.
+            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
+            size += sum(len(name) + len(value) + 4 for name, value in scope["headers"])
+            if size > self.max_header_bytes:
+                message = (
+                    f"request line and headers of {size} bytes, over this service's limit of {self.max_header_bytes}"
+                )
+                await _error(431, "headers_too_large", message)(scope, receive, send)
+                return
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
             try:
@@ -193,6 +277,25 @@ class BodyLimitMiddleware:
                 error = self._too_large()
                 await _error(error.status, error.code, error.message)(scope, receive, send)
                 return
+        reserved = 0
+        if self.budget is not None and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            reserved = self.max_bytes if declared is None else int(declared)
+            if reserved and not await self.budget.reserve(reserved, self.wait_s):
+                answer = _error(
+                    503,
+                    "busy",
+                    f"the service holds as many request bodies as it may ({self.budget.total} bytes); try again",
+                )
+                answer.headers["Retry-After"] = "1"
+                await answer(scope, receive, send)
+                return
+        try:
+            await self._limited(scope, receive, send)
+        finally:
+            if reserved:
+                self.budget.release(reserved)  # type: ignore[union-attr]
+
+    async def _limited(self, scope: Scope, receive: Receive, send: Send) -> None:
         received = 0
 
         async def limited_receive():
@@ -209,10 +312,33 @@ class BodyLimitMiddleware:
 
 def _validation_message(exc: ValidationError | RequestValidationError) -> str:
     parts = []
-    for error in exc.errors()[:5]:
-        where = ".".join(str(p) for p in error.get("loc", ()) if p != "body") or "body"
-        parts.append(f"{where}: {error.get('msg')}")
+    errors = exc.errors(include_url=False, include_input=False) if isinstance(exc, ValidationError) else exc.errors()
+    for error in errors[:5]:
+        where = ".".join(clip(str(p), 40) for p in error.get("loc", ()) if p != "body") or "body"
+        parts.append(f"{where}: {clip(str(error.get('msg')), 200)}")
+    if len(errors) > 5:
+        parts.append(f"and {len(errors) - 5} more")
     return "; ".join(parts)
+
+
+def check_json_shape(body: bytes, where: str = "the body") -> None:
+    """413 when JSON ``body`` holds too many separators or nests too deep, measured before it is parsed."""
+    tokens = body.count(b",") + body.count(b":") + body.count(b"[") + body.count(b"{")
+    if tokens > MAX_JSON_TOKENS:
+        raise RequestError(
+            413,
+            "json_too_complex",
+            f"{where} holds {tokens} JSON separators and openings, over this service's limit of {MAX_JSON_TOKENS} "
+            "(a read request needs a few dozen)",
+        )
+    depth = deepest = 0
+    for char in body.translate(None, _NOT_BRACKETS):  # brackets only: at most MAX_JSON_TOKENS openings
+        depth += 1 if char in b"[{" else -1
+        deepest = max(deepest, depth)
+    if deepest > MAX_JSON_DEPTH:
+        raise RequestError(
+            413, "json_too_complex", f"{where} nests {deepest} deep, over this service's limit of {MAX_JSON_DEPTH}"
+        )
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -251,6 +377,13 @@ def _base64_image(text: str, where: str) -> bytes:
 
 
 def _options_from_text(text: str) -> ReadRequestOptions:
+    if len(text) > MAX_OPTIONS_CHARS:
+        raise RequestError(
+            413,
+            "json_too_complex",
+            f"'{OPTIONS_FIELD}' is {len(text)} characters, over the limit of {MAX_OPTIONS_CHARS}",
+        )
+    check_json_shape(text.encode(), f"'{OPTIONS_FIELD}'")
     try:
         return ReadRequestOptions.model_validate_json(text)
     except ValidationError as exc:
@@ -276,7 +409,7 @@ async def _parse_multipart(request: Request, field: str, limit: int) -> tuple[li
         for i, part in enumerate(parts):
             if not isinstance(part, UploadFile):
                 raise RequestError(422, "invalid_request", f"form field '{field}' must be a file upload")
-            name = f"{field}[{i}] ({part.filename})" if part.filename else f"{field}[{i}]"
+            name = f"{field}[{i}] ({clip(part.filename, 80)!r})" if part.filename else f"{field}[{i}]"
             images.append((name, await part.read()))
         raw_options = form.getlist(OPTIONS_FIELD)
         if len(raw_options) > 1 or (raw_options and not isinstance(raw_options[0], str)):
@@ -292,10 +425,13 @@ def _too_many(count: int, limit: int) -> RequestError:
 def _json_images(
     body: bytes, model: type[ReadJSON] | type[BatchReadJSON], limit: int
 ) -> tuple[list[tuple[str, bytes]], ReadRequestOptions]:
+    check_json_shape(body)
     try:
         data = json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
-        raise RequestError(400, "bad_json", f"the body is not valid JSON ({exc})") from None
+        raise RequestError(400, "bad_json", f"the body is not valid JSON ({clip(str(exc), 200)})") from None
+    except RecursionError:  # a backstop: check_json_shape refuses deep nesting first
+        raise RequestError(413, "json_too_complex", "the body's JSON nests too deep") from None
     if isinstance(data, dict) and isinstance(data.get(IMAGES_FIELD), list) and len(data[IMAGES_FIELD]) > limit:
         raise _too_many(len(data[IMAGES_FIELD]), limit)
     try:
@@ -429,22 +565,44 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
     )
     app.state.settings, app.state.pool, app.state.metrics = settings, pool, metrics
     _install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    bodies = ByteBudget(settings.body_budget, metrics)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_body_bytes,
+        budget=bodies,
+        wait_s=min(settings.body_timeout_s, settings.request_timeout_s),
+        max_header_bytes=settings.max_header_bytes,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # added last: outermost, so it counts 413s too
     app.openapi = _openapi_bodies(app)  # type: ignore[method-assign]
 
     async def in_pool(work: Callable[[], T]) -> T:
         return await asyncio.get_running_loop().run_in_executor(executor, work)
 
-    def run_reads(plan: ReadPlan, payloads: list[tuple[str, bytes]], submitted: float):
-        began = time.perf_counter()
-        images = [decode_upload(data, name, settings.max_pixels) for name, data in payloads]
-        decoded = time.perf_counter()
+    def decode(data: bytes, name: str) -> np.ndarray:
         try:
-            results = pool.read(plan, images)
+            return decode_image(data, name, max_pixels=settings.max_pixels)
+        except ImageError as exc:
+            raise RequestError(400, "bad_image", str(exc)) from None
+
+    def run_reads(plan: ReadPlan, payloads: list[tuple[str, bytes]], submitted: float, stop: threading.Event):
+        began = time.perf_counter()
+        try:
+            # The budget before the work: every header read, each image and all of them checked, nothing decoded.
+            check_uploads(payloads, settings.max_pixels, settings.request_pixel_budget)
+            images = []
+            for name, data in payloads:
+                if stop.is_set():
+                    raise ReadCancelled("the read was cancelled")
+                images.append(decode(data, name))
+            decoded = time.perf_counter()
+            results = pool.read(plan, images, should_stop=stop.is_set)
+        except ReadCancelled:
+            metrics.cancelled.inc()
+            raise
         except RequestError:
             raise
-        except FormatError as exc:  # e.g. formats whose automaton would be too large
+        except FormatError as exc:  # e.g. formats whose automaton grows too large while reading
             raise RequestError(422, "invalid_options", str(exc)) from None
         except ImageError as exc:  # an image the reader refuses; other errors are the service's (500)
             raise RequestError(400, "bad_image", str(exc)) from None
@@ -456,10 +614,29 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
         )
 
     async def handle(request: Request, batch: bool, start: float) -> dict[str, Any]:
-        payloads, options = await _parse(request, batch, settings.batch_max_images)
+        body_limit = min(settings.body_timeout_s, settings.request_timeout_s)
+        try:
+            payloads, options = await asyncio.wait_for(_parse(request, batch, settings.batch_max_images), body_limit)
+        except asyncio.TimeoutError:
+            raise RequestError(
+                408, "body_timeout", f"the request body did not arrive within this service's limit of {body_limit:g} s"
+            ) from None
         plan = pool.plan(options)
         submitted = time.perf_counter()
-        images, results, timing = await in_pool(lambda: run_reads(plan, payloads, submitted))
+        stop = threading.Event()
+        try:
+            images, results, timing = await asyncio.wait_for(
+                in_pool(lambda: run_reads(plan, payloads, submitted, stop)),
+                max(0.0, start + settings.request_timeout_s - submitted),
+            )
+        except asyncio.TimeoutError:
+            stop.set()  # queued work was dropped with the wait; running work stops at its next image or line
+            raise RequestError(
+                504,
+                "timeout",
+                f"not answered within this service's limit of "
+                f"{settings.request_timeout_s:g} s (the read was cancelled); try again later or send smaller images",
+            ) from None
         metrics.images.inc(len(images))
         metrics.lines.inc(sum(len(lines) for lines in results))
         timing["total"] = _ms(time.perf_counter() - start)
@@ -471,14 +648,7 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
     async def answer(request: Request, batch: bool) -> JSONResponse:
         start = time.perf_counter()
         try:
-            body = await asyncio.wait_for(handle(request, batch, start), settings.request_timeout_s)
-        except asyncio.TimeoutError:  # the queued work was cancelled with the wait
-            raise RequestError(
-                504,
-                "timeout",
-                f"not answered within this service's limit of "
-                f"{settings.request_timeout_s:g} s; try again later or send smaller images",
-            ) from None
+            body = await handle(request, batch, start)
         except (RequestError, StarletteHTTPException):
             raise
         except Exception as exc:  # a fault of the service: log it, answer 500, keep serving
@@ -520,9 +690,15 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
             "uptime_s": round(time.monotonic() - started, 3),
             "limits": {
                 "max_body_bytes": settings.max_body_bytes,
+                "max_bodies_bytes": settings.body_budget,
                 "max_pixels": settings.max_pixels,
+                "max_request_pixels": settings.request_pixel_budget,
                 "batch_max_images": settings.batch_max_images,
                 "request_timeout_s": settings.request_timeout_s,
+                "body_timeout_s": settings.body_timeout_s,
+                "header_timeout_s": settings.header_timeout_s,
+                "max_header_bytes": settings.max_header_bytes,
+                "max_connections": settings.max_connections,
                 "max_concurrent_inferences": settings.max_concurrent_inferences,
             },
         }

@@ -14,7 +14,8 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 
 
 class ServiceMetrics:
-    """Requests by endpoint and status, request latency, images and lines read, read requests in flight."""
+    """Requests by endpoint and status, request latency, images and lines read, read requests in flight, reads
+    cancelled, request body bytes held."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -35,6 +36,16 @@ class ServiceMetrics:
         self.lines = Counter("edgeocr_lines_read", "Text lines read.", registry=self.registry)
         self.in_flight = Gauge(
             "edgeocr_read_requests_in_flight", "Read requests being handled now.", registry=self.registry
+        )
+        self.cancelled = Counter(
+            "edgeocr_reads_cancelled",
+            "Reads stopped part-way because their request ran out of time (the work stops, not just the wait).",
+            registry=self.registry,
+        )
+        self.body_bytes_held = Gauge(
+            "edgeocr_request_body_bytes_reserved",
+            "Request body bytes reserved now, against max_bodies_bytes.",
+            registry=self.registry,
         )
 
 

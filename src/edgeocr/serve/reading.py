@@ -21,26 +21,52 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from edgeocr.core.errors import EdgeOCRError, ImageError
 from edgeocr.core.formats import compile_format
-from edgeocr.core.images import header_size, load_image
+from edgeocr.core.images import check_encoded_size, decode_image
 from edgeocr.runtime.build import build_line_detector
 from edgeocr.runtime.engines import engine_config
-from edgeocr.runtime.reader import LineDetector, LineRead, Reader, ReaderConfig, ReadOptions, Region
-from edgeocr.serve.errors import RequestError
+from edgeocr.runtime.reader import LineDetector, LineRead, Reader, ReaderConfig, ReadOptions
+from edgeocr.runtime.reader import Region as ReaderRegion
+from edgeocr.serve.errors import RequestError, clip
 from edgeocr.serve.settings import ServeSettings
 
 MAX_REQUEST_FORMATS = 16
 MAX_REQUEST_REGIONS = 64
+MAX_NAME_CHARS = 100
 FormatSpec = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+RegionName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
 PlanMode = Literal["whole", "detector", "regions"]
+
+
+class Region(ReaderRegion):
+    """A region of a request: a :class:`~edgeocr.runtime.reader.Region` without ``preprocess`` (named Region too,
+    so that the API's schema keeps its name).
+
+    Preprocessing is the service's configuration, never a request's: a pipeline spec may be YAML, and
+    YAML with aliases expands a few kB into gigabytes. The field is refused before anything parses it.
+    """
+
+    name: RegionName | None = Field(default=None, description="Name reported with the line read here (e.g. 'lot').")
+    format: FormatSpec | None = Field(
+        default=None, description="The format expected in this region (one of the formats in play); None: any."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_preprocess(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "preprocess" in data:
+            raise ValueError(
+                "'preprocess' is not accepted in a request: preprocessing is the service's own configuration"
+            )
+        return data
 
 
 class ReadRequestOptions(BaseModel):
@@ -62,7 +88,8 @@ class ReadRequestOptions(BaseModel):
         max_length=MAX_REQUEST_REGIONS,
         description=(
             "Regions of interest, each read as one line: {rect: [x, y, w, h]} or {quad: [[x, y] x 4]}, "
-            "units 'pixels' (default) or 'relative', optional name and format. Replaces line detection."
+            "units 'pixels' (default) or 'relative', optional name and format (no preprocess: that is the "
+            "service's). Replaces line detection."
         ),
     )
     detector: bool | None = Field(
@@ -164,61 +191,79 @@ class ReaderPool:
         configured = self.settings.formats
         in_play = configured if request.formats is None else request.formats
         if len(set(in_play)) != len(in_play):
-            raise _invalid(f"formats are listed more than once: {list(in_play)}")
+            raise _invalid(clip(f"formats are listed more than once: {list(in_play)}", 300))
         own_formats = None
         option_formats = request.formats
         if request.formats is not None and not set(request.formats) <= set(configured):
             for spec in request.formats:
                 try:
                     compile_format(spec)
-                except EdgeOCRError as exc:
-                    raise _invalid(f"format {spec!r}: {exc}") from None
+                except EdgeOCRError as exc:  # a bad or too large pattern, refused before any automaton is built
+                    raise _invalid(f"format {clip(spec, 80)!r}: {exc}") from None
             own_formats, option_formats = request.formats, None
         for region in request.regions or ():
             if region.format is not None and region.format not in in_play:
                 raise _invalid(
-                    f"region {region.name or '(unnamed)'} expects format {region.format!r}, "
-                    f"which is not among the formats in play {list(in_play)}"
+                    f"region {region.name or '(unnamed)'} expects format {clip(region.format, 80)!r}, "
+                    f"which is not among the formats in play {clip(str(list(in_play)), 200)}"
                 )
         options = ReadOptions(formats=option_formats, min_confidence=request.min_confidence)
         return ReadPlan(mode=mode, formats=own_formats, options=options, regions=request.regions or ())
 
-    def read(self, plan: ReadPlan, images: Sequence[np.ndarray]) -> list[list[LineRead]]:
-        """The lines of each decoded image under ``plan`` (blocking; run it in an inference thread)."""
+    def read(
+        self, plan: ReadPlan, images: Sequence[np.ndarray], should_stop: Callable[[], bool] | None = None
+    ) -> list[list[LineRead]]:
+        """The lines of each decoded image under ``plan`` (blocking; run it in an inference thread).
+        ``should_stop``: checked between images and lines (the request's time limit cancels the work)."""
         reader = self.reader(plan)
         if plan.mode != "regions":
-            return [list(result) for result in reader.read_batch(images, options=plan.options)]
+            results = reader.read_batch(images, options=plan.options, should_stop=should_stop)
+            return [list(result) for result in results]
         try:  # the Reader's own region path: the same crops and reads as a reader in mode 'roi'
-            results = reader.read_regions(images, plan.regions, options=plan.options)
+            results = reader.read_regions(images, plan.regions, options=plan.options, should_stop=should_stop)
         except (ImageError, ValueError) as exc:  # a region past the image, a preprocess the service lacks
             raise RequestError(422, "invalid_options", str(exc)) from None
         return [list(result) for result in results]
 
 
+def _too_large(message: str) -> RequestError:
+    return RequestError(413, "image_too_large", message)
+
+
+def check_uploads(payloads: Sequence[tuple[str, bytes]], max_pixels: int, budget: int) -> list[tuple[int, int]]:
+    """The (width, height) of each upload from its header alone, before anything is decoded: 400 when the
+    format is not accepted or its header gives no size, 413 when an image is over ``max_pixels`` or all of
+    them together over the request's pixel ``budget``."""
+    sizes = []
+    for name, data in payloads:
+        if not data:
+            raise RequestError(400, "bad_image", f"{name}: empty image data")
+        try:
+            _, width, height = check_encoded_size(data, name, None)
+        except ImageError as exc:
+            raise RequestError(400, "bad_image", str(exc)) from None
+        if width * height > max_pixels:
+            raise _too_large(
+                f"{name}: image is {width}x{height} = {width * height / 1e6:.1f} megapixels, over this "
+                f"service's limit of {max_pixels / 1e6:.1f} megapixels"
+            )
+        sizes.append((width, height))
+    total = sum(w * h for w, h in sizes)
+    if total > budget:
+        raise RequestError(
+            413,
+            "too_many_pixels",
+            f"the {len(sizes)} images of this request hold {total / 1e6:.1f} megapixels in all, over this "
+            f"service's limit of {budget / 1e6:.1f} megapixels per request; send fewer or smaller images",
+        )
+    return sizes
+
+
 def decode_upload(data: bytes, name: str, max_pixels: int) -> np.ndarray:
     """Decode an uploaded image: 413 when it has too many pixels (from its header, before decoding), 400 when it
-    is not a decodable image."""
-
-    def check(width: int, height: int) -> None:
-        if width * height > max_pixels:
-            raise RequestError(
-                413,
-                "image_too_large",
-                f"{name}: image is {width}x{height} = "
-                f"{width * height / 1e6:.1f} megapixels, over this service's limit of "
-                f"{max_pixels / 1e6:.1f} megapixels",
-            )
-
+    is not a decodable image in an accepted format."""
+    check_uploads([(name, data)], max_pixels, max_pixels)
     try:
-        size = header_size(data, name) if data else None
-    except ImageError as exc:  # PIL's own decompression-bomb guard tripped
-        raise RequestError(413, "image_too_large", str(exc)) from None
-    if size is not None:
-        check(*size)
-    try:
-        # The pixel guard ran on the header above; the decoded size is checked below (formats without one).
-        image = load_image(data, max_pixels=None, name=name)
+        return decode_image(data, name, max_pixels=max_pixels)
     except ImageError as exc:
         raise RequestError(400, "bad_image", str(exc)) from None
-    check(image.shape[1], image.shape[0])
-    return image

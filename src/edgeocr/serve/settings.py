@@ -94,12 +94,62 @@ class ServeSettings(BaseModel):
     max_pixels: int = Field(
         default=DEFAULT_MAX_PIXELS,
         ge=1,
-        description="Images with more pixels are refused with 413, from their header where possible (bomb guard).",
+        description="Images with more pixels are refused with 413, from their header, before decoding (bomb guard).",
+    )
+    max_request_pixels: int | None = Field(
+        default=None,
+        ge=1,
+        description=(
+            "Pixels one request may hold decoded, all its images together (a batch of 16 images of 49 MP "
+            "would be 2.3 GB as BGR): over it, 413 from the headers, before anything is decoded. None: twice "
+            "max_pixels."
+        ),
+    )
+    max_bodies_bytes: int | None = Field(
+        default=None,
+        ge=1024,
+        description=(
+            "Request body bytes held at once by all requests together (each request reserves its "
+            "Content-Length, or max_body_bytes when it has none, before its body is read); a request that "
+            "does not fit waits for room within body_timeout_s, then gets 503. None: 4 x max_body_bytes."
+        ),
     )
     request_timeout_s: float = Field(
         default=30.0,
         gt=0.0,
-        description="Time a request may wait for and spend in inference; past it the answer is 504.",
+        description=(
+            "Time a request may take in all (body, waiting and inference); past it the answer is 504 and "
+            "its inference is cancelled (it stops at the next image or line)."
+        ),
+    )
+    body_timeout_s: float = Field(
+        default=15.0,
+        gt=0.0,
+        description="Time a request's body may take to arrive (slow clients); past it the answer is 408.",
+    )
+    header_timeout_s: float = Field(
+        default=10.0,
+        gt=0.0,
+        description=(
+            "Time a connection may take to send a request's headers (from connecting, or from the end of its "
+            "previous answer); past it the connection is closed (slow-header clients)."
+        ),
+    )
+    max_header_bytes: int = Field(
+        default=16 * 1024,
+        ge=1024,
+        description="Request line and headers larger than this are refused with 400 (uvicorn's h11 limit).",
+    )
+    max_connections: int = Field(
+        default=64,
+        ge=1,
+        description=(
+            "Open connections and requests in progress per process (uvicorn's limit_concurrency); beyond it "
+            "requests get 503 at once."
+        ),
+    )
+    keep_alive_s: int = Field(
+        default=5, ge=1, description="An idle keep-alive connection is closed after this many seconds."
     )
     batch_max_images: int = Field(
         default=16, ge=1, le=1024, description="Most images one POST /v1/read/batch may carry."
@@ -123,10 +173,24 @@ class ServeSettings(BaseModel):
     def _check_formats(self) -> ServeSettings:
         if len(set(self.formats)) != len(self.formats):
             raise ValueError(f"formats are listed more than once: {list(self.formats)}")
+        if self.request_pixel_budget < self.max_pixels:
+            raise ValueError("max_request_pixels must be at least max_pixels (one image of the largest size)")
+        if self.body_budget < self.max_body_bytes:
+            raise ValueError("max_bodies_bytes must be at least max_body_bytes (one body of the largest size)")
         from edgeocr.runtime.engines import engine_config
 
         engine_config(self.device, self.engine)  # ValueError for a pair that cannot run (tensorrt on the cpu)
         return self
+
+    @property
+    def request_pixel_budget(self) -> int:
+        """Pixels one request may hold decoded (``max_request_pixels``, default twice ``max_pixels``)."""
+        return self.max_request_pixels if self.max_request_pixels is not None else 2 * self.max_pixels
+
+    @property
+    def body_budget(self) -> int:
+        """Request body bytes held at once (``max_bodies_bytes``, default 4 x ``max_body_bytes``)."""
+        return self.max_bodies_bytes if self.max_bodies_bytes is not None else 4 * self.max_body_bytes
 
     @property
     def has_detector(self) -> bool:

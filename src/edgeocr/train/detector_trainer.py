@@ -36,7 +36,7 @@ from torch.utils.data import DataLoader, Dataset
 from edgeocr.core.detection import boxes_from_probability_map
 from edgeocr.core.detector_config import DetectorConfig
 from edgeocr.core.errors import EdgeOCRError
-from edgeocr.data.datasets import Mixed
+from edgeocr.data.datasets import Mixed, require_usable
 from edgeocr.data.scene_dataset import (
     Augmentation,
     DetectionBatch,
@@ -261,6 +261,8 @@ class DetectorModule(L.LightningModule):
 
 def _build_scenes(cfg: DetectorTrainConfig) -> Dataset:
     parts: list[Dataset] = [open_scene_dataset(path) for path in cfg.data]
+    for path, part in zip(cfg.data, parts, strict=True):
+        require_usable(part, str(path))  # DataError (exit 2) when no scene image loads, before any training
     if cfg.scenes_per_epoch:
         parts.append(
             SyntheticScenes(
@@ -275,7 +277,9 @@ def _build_scenes(cfg: DetectorTrainConfig) -> Dataset:
 
 def _build_val_scenes(cfg: DetectorTrainConfig) -> Dataset:
     if cfg.val is not None:
-        return open_scene_dataset(cfg.val)
+        val_scenes = open_scene_dataset(cfg.val)
+        require_usable(val_scenes, str(cfg.val))
+        return val_scenes
     seed = cfg.synthetic_seed + HELD_OUT_SEED_OFFSET
     rank_zero_info(f"rendering the held-out synthetic validation scenes ({cfg.val_scenes}, seed {seed})")
     return render_synthetic_scenes(cfg.val_scenes, seed, [str(t) for t in cfg.templates], [str(f) for f in cfg.fonts])

@@ -28,7 +28,7 @@ import numpy as np
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.errors import DataError, EdgeOCRError, ModelError
 from edgeocr.core.recognizer_config import RecognizerConfig
-from edgeocr.data.labels import LabelledImage, read_labels
+from edgeocr.data.labels import LABELS_FILE, LabelledImage, read_labels
 
 SPLIT_DIR = "split"
 TRAIN_SPLIT = "train.tsv"
@@ -234,9 +234,26 @@ def _report_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _readable(samples: Sequence[LabelledImage], labels: Path) -> tuple[list[LabelledImage], list[str]]:
+    """(the crops whose image loads, ``labels.tsv:LINE: why`` for each of the others)."""
+    from edgeocr.core.failures import describe_failure
+    from edgeocr.measure.evaluate import load_image_file
+
+    readable, reasons = [], []
+    for sample in samples:
+        try:
+            load_image_file(sample.path)
+        except Exception as exc:  # an odd file costs its line, not the run (Ctrl-C still stops it)
+            reasons.append(f"{labels}:{sample.line}: {describe_failure(exc)}")
+        else:
+            readable.append(sample)
+    return readable, reasons
+
+
 def _user_crops(data: Path, charset: Any, skip_bad_labels: bool) -> tuple[list[LabelledImage], list[str]]:
     """The user's labelled crops; a label the charset cannot spell stops the run (naming ``labels.tsv:LINE``)
-    unless ``skip_bad_labels``."""
+    unless ``skip_bad_labels``. Crops whose image does not load are skipped and listed; when none is left,
+    the run stops (:class:`DataError`, exit 2) before anything is trained or exported."""
     samples, skipped = read_labels(data, charset, strict=False, check_files=True)
     spelling = [r for r in skipped if "not in the model's charset" in r]
     if spelling and not skip_bad_labels:
@@ -247,6 +264,15 @@ def _user_crops(data: Path, charset: Any, skip_bad_labels: bool) -> tuple[list[L
             "fix the labels, pass --skip-bad-labels to train without those lines, or start from a "
             "pretrained source (--init ppocrv6) with --add-chars for the missing characters"
         )
+    labels = data / LABELS_FILE if data.is_dir() else data
+    samples, unreadable = _readable(samples, labels)
+    if not samples:
+        shown = "\n  ".join(unreadable[:MAX_SKIPPED_SHOWN])
+        raise DataError(
+            f"{labels}: no labelled crop can be read ({len(unreadable)} images fail to load), nothing to "
+            f"fine-tune on:\n  {shown}"
+        )
+    skipped = skipped + unreadable
     for reason in skipped[:MAX_SKIPPED_SHOWN]:
         print(f"skipped {reason}")
     if len(skipped) > MAX_SKIPPED_SHOWN:

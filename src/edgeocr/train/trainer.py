@@ -27,6 +27,7 @@ from edgeocr.data.datasets import (
     SyntheticLines,
     open_dataset,
     render_synthetic,
+    require_usable,
 )
 from edgeocr.models.export import export_onnx
 from edgeocr.models.factory import available_architectures, build_from_config, default_config, is_imported
@@ -152,6 +153,9 @@ class TrainConfig(RunSettings):
 
 def _build_train_set(cfg: TrainConfig) -> Dataset:
     parts: list[Dataset] = [open_dataset(path, cfg.charset) for path in cfg.data]
+    collate = LineCollator(cfg.recognizer_config())
+    for path, part in zip(cfg.data, parts, strict=True):
+        require_usable(part, str(path), collate)  # DataError (exit 2) before any training
     sizes = [len(part) for part in parts]  # type: ignore[arg-type]
     if cfg.synthetic_per_epoch:
         parts.append(
@@ -176,7 +180,9 @@ def _build_train_set(cfg: TrainConfig) -> Dataset:
 
 def _build_val_set(cfg: TrainConfig) -> Dataset:
     if cfg.val is not None:
-        return open_dataset(cfg.val, cfg.charset)
+        val_set = open_dataset(cfg.val, cfg.charset)
+        require_usable(val_set, str(cfg.val), LineCollator(cfg.recognizer_config(), drop_too_long=False))
+        return val_set
     seed = cfg.synthetic_seed + HELD_OUT_SEED_OFFSET
     rank_zero_info(f"rendering the held-out synthetic validation set ({cfg.val_synthetic} lines, seed {seed})")
     return render_synthetic(
