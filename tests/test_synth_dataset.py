@@ -247,6 +247,9 @@ def _start_long_run(tmp_path: Path, workers: int = 2) -> tuple[subprocess.Popen,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        # A test run started in the background by a shell inherits SIGINT ignored, and Python then starts
+        # without its Ctrl-C handler: give the run the disposition a terminal would.
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.time() + 120
     while time.time() < deadline:
