@@ -185,7 +185,7 @@ def _records(job: SynthJob, target: Path) -> Iterator[dict]:
     cv2.setNumThreads(1)
     # Not multiprocessing.Pool: its terminate() stops reading results before it stops the workers, so a
     # worker caught mid-way through sending a chunk holds the queue's lock forever and an interrupted run
-    # hangs (seen under load). The executor keeps draining results while it shuts down; an interruption
+    # can hang. The executor keeps draining results while it shuts down; an interruption
     # waits at most for the chunks in progress (a few seconds) and cancels the rest.
     pool = ProcessPoolExecutor(job.workers, mp_context=ctx, initializer=_init_worker, initargs=(job, target))
     try:
