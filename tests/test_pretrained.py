@@ -339,3 +339,20 @@ def test_finetune_from_the_pretrained_source_in_one_command(tiny_crops: Path, tm
     # At a learning rate of 1e-6 one step changes no read: before and after are the same model's.
     assert report["changed"] == [] and report["before"]["char_accuracy"] == report["after"]["char_accuracy"]
     assert OnnxRecognizer(out / "model.onnx").sidecar.derived_from.licence == "Apache-2.0"
+
+
+def test_a_shipped_imported_model_teaches_through_its_onnx_alone() -> None:
+    # edgeocr optimize MODEL --distill-from accurate: the teacher's weights are its ONNX initialisers.
+    from edgeocr.optimize.networks import load_network, resolve_trainable_model
+    from edgeocr.runtime.models import resolve_model
+
+    onnx_path = resolve_model("accurate")
+    assert resolve_trainable_model("accurate", "teacher") == (onnx_path, onnx_path)
+    cfg, network = load_network(onnx_path)
+    assert cfg.arch == "ppocrv6_small" and not network.training
+    recognizer = OnnxRecognizer(onnx_path)
+    line = prepare_line(read_image(SAMPLES / "container/00000001.png"), cfg)[None]
+    with torch.no_grad():
+        ours = torch.softmax(network(torch.from_numpy(line)), -1).numpy()[0]
+    (theirs,) = recognizer.recognize_probs([read_image(SAMPLES / "container/00000001.png")])
+    assert np.abs(ours[: len(theirs)] - theirs).max() < 1e-4

@@ -18,7 +18,7 @@ from torch import nn
 from edgeocr.core.errors import ModelError, OutputError
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.core.sidecar import load_sidecar, sidecar_path
-from edgeocr.models.factory import build_from_config
+from edgeocr.models.factory import build_from_config, is_imported
 from edgeocr.models.weights import load_state, load_weights, save_state, save_weights, weights_path
 from edgeocr.runtime.models import resolve_model
 
@@ -32,7 +32,9 @@ def resolve_trainable_model(model: str | Path, role: str = "model") -> tuple[Pat
     the missing file.
     """
     onnx = resolve_model(model)
-    load_sidecar(sidecar_path(onnx))  # ModelError: missing or malformed sidecar
+    sidecar = load_sidecar(sidecar_path(onnx))  # ModelError: missing or malformed sidecar
+    if is_imported(sidecar.config.arch) and sidecar.optimization is None:
+        return onnx, onnx  # an imported architecture's ONNX carries its trainable weights itself
     weights = weights_path(onnx)
     if not weights.is_file():
         raise ModelError(
@@ -82,7 +84,13 @@ def _fit_layers_to(network: nn.Module, state: dict[str, torch.Tensor]) -> None:
 
 
 def load_network(weights: Path | str) -> tuple[RecognizerConfig, nn.Module]:
-    """The configuration and network (float32, eval mode) of a weights file, pruned or not."""
+    """The configuration and network (float32, eval mode) of a weights file, pruned or not, or of the
+    ``.onnx`` of an imported architecture (its initialisers are the weights)."""
+    if Path(weights).suffix == ".onnx":
+        from edgeocr.models.pretrained import load_exported
+
+        network, cfg = load_exported(weights)
+        return cfg, network.eval()
     try:
         cfg, state = load_weights(weights)
         pruned = False
