@@ -26,6 +26,8 @@ import httpx
 import psutil
 import pytest
 
+from edgeocr.bench.load import ServerProcess
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import hostile_corpus as corpus  # noqa: E402
 
@@ -91,12 +93,6 @@ class PeakMeter:
 # --- the service -----------------------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
 class Server:
     url: str
@@ -106,56 +102,14 @@ class Server:
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    port = _free_port()
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    command = [
-        sys.executable,
-        "-m",
-        "edgeocr.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--detector",
-        "rapidocr",
-        "--threads",
-        "1",
-        "--max-concurrent",
-        "2",
-        "--timeout-s",
-        "30",
-        "--body-timeout-s",
-        str(SLOW_CLIENT_S),
-        "--header-timeout-s",
-        str(SLOW_CLIENT_S),
-        "--no-access-log",
-    ]
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(SRC), os.environ.get("PYTHONPATH", "")])}
-    with open(log, "wb") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            assert process.poll() is None, f"edgeocr serve exited: {log.read_text()[-2000:]}"
-            try:
-                if httpx.get(url + "/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, f"edgeocr serve did not start: {log.read_text()[-2000:]}"
-            time.sleep(0.2)
-        server = Server(url, process.pid, port)
+    args = ["--detector", "rapidocr", "--threads", "1", "--max-concurrent", "2", "--timeout-s", "30"]
+    args += ["--body-timeout-s", str(SLOW_CLIENT_S), "--header-timeout-s", str(SLOW_CLIENT_S)]
+    with ServerProcess(args, log) as process:
+        process.wait_ready(httpx)  # EdgeOCRError with the log's tail when it exits or does not answer
+        server = Server(process.url, process.process.pid, process.port)
         assert_still_serving(server)  # warm: the first read builds what it caches
         yield server
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def assert_still_serving(server: Server) -> None:

@@ -737,7 +737,7 @@ def _read_rows(
     from edgeocr.core.atomic import atomic_write_bytes
     from edgeocr.core.files import DEFAULT_MAX_FILE_BYTES, read_file_bytes
     from edgeocr.core.images import load_image
-    from edgeocr.runtime.annotate import draw_reads
+    from edgeocr.runtime.results import draw_reads
     from edgeocr.runtime.sources import expand_inputs, video_frames
 
     cap = DEFAULT_MAX_FILE_BYTES if max_image_bytes is None else max_image_bytes

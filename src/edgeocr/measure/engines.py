@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from edgeocr.core.errors import EdgeOCRError
+from edgeocr.runtime.engines import DEVICES, engine_config  # noqa: F401 - DEVICES: the benchmark's --device
 
 
 class EngineNotInstalled(EdgeOCRError):
@@ -23,9 +24,6 @@ class EngineNotInstalled(EdgeOCRError):
 
 class DeviceNotSupported(EngineNotInstalled):
     """The engine cannot run on the device asked for (Tesseract on a GPU, torch without CUDA)."""
-
-
-DEVICES = ("cpu", "cuda")
 
 
 @runtime_checkable
@@ -58,11 +56,6 @@ class RecognitionEngine(Protocol):
     def read_batch(self, images: Sequence[np.ndarray]) -> list[tuple[str, float]]:
         """Read several crops (one network call where :attr:`batches`)."""
         ...
-
-
-def ort_providers(device: str) -> tuple[str, ...]:
-    """ONNX Runtime execution providers for ``device``."""
-    return ("CUDAExecutionProvider", "CPUExecutionProvider") if device == "cuda" else ("CPUExecutionProvider",)
 
 
 class EdgeOcrEngine:
@@ -104,11 +97,7 @@ class EdgeOcrEngine:
         self._recognizer = OnnxRecognizer(self.model_path, self._engine_config())
 
     def _engine_config(self):
-        from edgeocr.runtime.recognizer import EngineConfig
-
-        return EngineConfig(
-            intra_op_threads=self.threads, max_batch_size=self.max_batch_size, providers=ort_providers(self.device)
-        )
+        return engine_config(self.device, "onnxruntime", self.threads, max_batch_size=self.max_batch_size)
 
     def read(self, image: np.ndarray) -> tuple[str, float]:
         return self.read_batch([image])[0]

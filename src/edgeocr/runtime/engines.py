@@ -38,9 +38,6 @@ from edgeocr.core.sidecar import ModelSidecar, load_sidecar, sha256_hex, sidecar
 from edgeocr.runtime.providers import EngineUnavailable
 from edgeocr.runtime.recognizer import BACKENDS, EngineConfig, OnnxRecognizer
 
-#: The --engine choices: EngineConfig.backend.
-ENGINES = BACKENDS
-
 
 class EngineRecognizer(OnnxRecognizer):
     """:class:`OnnxRecognizer`'s preprocessing and decoding over another engine's session.
@@ -305,8 +302,8 @@ def engine_config(device: str = "cpu", engine: str = "onnxruntime", threads: int
     """
     if device not in DEVICES:
         raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {device!r}")
-    if engine not in ENGINES:
-        raise ValueError(f"engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if engine not in BACKENDS:
+        raise ValueError(f"engine must be one of {', '.join(BACKENDS)}, got {engine!r}")
     if engine == "tensorrt" and device != "cuda":
         raise ValueError("engine 'tensorrt' runs on an NVIDIA GPU: use device 'cuda'")
     if engine == "openvino" and device != "cpu":

@@ -13,6 +13,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from edgeocr.core.images import DEFAULT_MAX_PIXELS
+from edgeocr.runtime.engines import engine_config
+from edgeocr.runtime.reader import DEFAULT_FALLBACK_BELOW
 
 SETTINGS_ENV = "EDGEOCR_SERVE_SETTINGS"
 
@@ -72,7 +74,7 @@ class ServeSettings(BaseModel):
         description="A second recogniser that re-reads the lines the first is unsure of (a cascade); None: none.",
     )
     fallback_below: float = Field(
-        default=0.7,
+        default=DEFAULT_FALLBACK_BELOW,
         gt=0.0,
         le=1.0,
         description="Confidence under which the fallback re-reads a line.",
@@ -177,8 +179,6 @@ class ServeSettings(BaseModel):
             raise ValueError("max_request_pixels must be at least max_pixels (one image of the largest size)")
         if self.body_budget < self.max_body_bytes:
             raise ValueError("max_bodies_bytes must be at least max_body_bytes (one body of the largest size)")
-        from edgeocr.runtime.engines import engine_config
-
         engine_config(self.device, self.engine)  # ValueError for a pair that cannot run (tensorrt on the cpu)
         return self
 
