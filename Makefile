@@ -29,7 +29,7 @@ demo: $(STAMP) fonts
 	$(BIN)/edgeocr read samples/lines --model default --threads 2 --json build/demo/reads.json --draw build/demo/drawn
 	$(BIN)/edgeocr eval --data samples/lines --model default --threads 2 --json build/demo/samples-eval.json
 	$(BIN)/edgeocr read samples/lines --model accurate --threads 2 --json build/demo/reads-accurate.json
-	$(BIN)/edgeocr read samples/scenes/images --mode detector --detector default --threads 2 \
+	$(BIN)/edgeocr read samples/scenes/images --threads 2 \
 		--json build/demo/scene-reads.json --draw build/demo/scenes-drawn
 	$(BIN)/edgeocr synth lines --count 60 --seed 0 --workers 2 --out build/demo/lines --overwrite \
 		--preview build/demo/lines-sheet.png --quiet

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Ship a trained line detector as a package model and measure it for its model card.
 
-    .venv/bin/python scripts/ship_detector.py --run RUN_DIR --name default [--realdev ../shared/realdev]
+    .venv/bin/python scripts/ship_detector.py --run RUN_DIR --name fast [--realdev ../shared/realdev]
 
 1. copies RUN_DIR/model.{onnx,json} to src/edgeocr/assets/detectors/NAME.{onnx,json} (the sidecar's
    checksum still matches: the ONNX bytes are unchanged; a sidecar of format 1 is bound to the model)

@@ -374,8 +374,6 @@ def test_our_pipeline_reads_whole_images_with_the_pp_ocr_detector(tiny_model):
 
 
 def test_reader_speed_script_measures_and_reports(tiny_model, tmp_path, capsys):
-    import rapidocr_onnxruntime  # noqa: F401 -- make test installs it; its absence must fail, not skip
-
     from edgeocr.bench import reader_speed
 
     frames, crops, lines = reader_speed.make_frames(3, seed=0)
@@ -386,17 +384,17 @@ def test_reader_speed_script_measures_and_reports(tiny_model, tmp_path, capsys):
         reader_speed.main(["--frames", "2", "--repeats", "1", "--warmup", "1", "--peers", "", "--out", str(out)]) == 0
     )
     result = json.loads(out.read_text())
-    assert result["settings"]["detectors"] == ["default", "rapidocr"] and result["settings"]["models"] == ["default"]
-    for ours in result["ours_frames"]:  # our shipped detector, then PP-OCRv4's
+    assert result["settings"]["detectors"] == ["fast", "default"] and result["settings"]["models"] == ["default"]
+    for ours in result["ours_frames"]:  # our fast detector, then the default (PP-OCRv6's, imported)
         assert ours["status"] == "ok" and ours["frame"]["n"] == 2 and ours["model"] == "default"
         assert set(ours["breakdown"]) >= {"detector", "recogniser"}
-    assert result["ours_frames"][0]["name"] == "edgeocr:default+default-det"
+    assert result["ours_frames"][0]["name"] == "edgeocr:default+fast-det"
     targets = result["targets"]["default"]
-    assert targets["frame"].startswith(("met", "NOT met")) and targets["judged_on"] == "edgeocr:default+default-det"
+    assert targets["frame"].startswith(("met", "NOT met")) and targets["judged_on"] == "edgeocr:default+fast-det"
     assert result["ours_crops"][0]["crop"]["n"] >= 2
     md = out.with_suffix(".md").read_text()
     assert "frame p50 <= 15.0 ms" in md and "line crop p50 <= 1.5 ms" in md
-    assert "Where the frame time of edgeocr:default+default-det goes" in md
+    assert "Where the frame time of edgeocr:default+fast-det goes" in md
     reference = result["machine_reference"]
     assert 0 < reference["start_ms"] < 1000 and 0 < reference["end_ms"] < 1000
     assert f"{reference['start_ms']:.3f} ms at the start" in md

@@ -169,7 +169,9 @@ def test_json_jsonl_csv_and_out_carry_the_same_records(
     assert captured.out == "" and "1 input(s) could not be read" in captured.err
 
     document = json.loads(files["json"].read_text(encoding="utf-8"))
-    assert document["model"] == sharpened_tiny_model and document["mode"] == "whole"
+    assert document["model"] == sharpened_tiny_model and document["mode"] == "auto"
+    # auto reads these 120x32 crops whole; the corrupt file has no mode
+    assert [r["mode"] for r in document["results"]] == ["whole", "whole", None, "whole", "whole"]
     from_json = json_records(document)
     from_jsonl = [json.loads(row) for row in files["jsonl"].read_text(encoding="utf-8").splitlines()]
     from_csv = csv_records(files["csv"].read_text(encoding="utf-8"))

@@ -54,10 +54,10 @@ def test_importing_the_package_stays_light_and_reader_comes_on_first_use() -> No
 
 def test_reader_defaults_to_the_shipped_detector_and_default_recogniser() -> None:
     reader = Reader()
-    assert reader.config.mode == "detector" and reader.config.model == "default"
+    assert reader.config.mode == "auto" and reader.config.model == "default"
     assert type(reader.detector).__name__ == "OnnxDetector"
     result = reader.read(SCENE)
-    assert isinstance(result, ImageResult) and result.image_size == (800, 600)
+    assert isinstance(result, ImageResult) and result.image_size == (800, 600) and result.mode == "detector"
     assert len(result) >= 3 and all(isinstance(line, LineRead) for line in result)
     assert set(result.timings_ms) == {"load", "locate", "recognize", "total"}
     assert result.timings_ms["total"] == pytest.approx(

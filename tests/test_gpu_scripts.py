@@ -130,7 +130,7 @@ def test_call1_smoke_writes_a_cpu_table_with_every_row(smoke):
         for v in ("torch eager fp32", "torch eager bf16 (CPU autocast)")
     ]
     expected_ok += [
-        ("detector", "default", v) for v in ("onnxruntime CPU", "torch eager fp32", "torch eager bf16 (CPU autocast)")
+        ("detector", "fast", v) for v in ("onnxruntime CPU", "torch eager fp32", "torch eager bf16 (CPU autocast)")
     ]
     for key in expected_ok:
         assert key in rows, f"no row {key}; rows: {sorted(rows)}"
@@ -178,8 +178,8 @@ def test_call1_smoke_writes_a_cpu_table_with_every_row(smoke):
         ort = rows[("recogniser", model, "onnxruntime CPU")]["accuracy"]["synthetic"]
         eager = rows[("recogniser", model, "torch eager fp32")]["accuracy"]["synthetic"]
         assert abs(ort["char_accuracy"] - eager["char_accuracy"]) < 1e-6, (model, ort, eager)
-    ort = rows[("detector", "default", "onnxruntime CPU")]["detection"]["scenes"]
-    eager = rows[("detector", "default", "torch eager fp32")]["detection"]["scenes"]
+    ort = rows[("detector", "fast", "onnxruntime CPU")]["detection"]["scenes"]
+    eager = rows[("detector", "fast", "torch eager fp32")]["detection"]["scenes"]
     assert (ort["tp"], ort["fp"], ort["fn"]) == (eager["tp"], eager["fp"], eager["fn"])
 
     markdown = (out / "table.md").read_text()
@@ -279,7 +279,7 @@ def test_detector_graph_replayed_in_torch_matches_onnxruntime():
     from edgeocr.runtime.recognizer import EngineConfig
 
     gpulib = _gpulib()
-    model = resolve_detector("default")
+    model = resolve_detector("fast")
     engine = EngineConfig(intra_op_threads=1)
     onnx = OnnxDetector(model, engine)
     replay = gpulib.torch_detector(model, engine, "cpu", "fp32")

@@ -2,7 +2,8 @@
 within seconds, its peak memory stays under 1 GB above the process's idle size, and the service then answers
 ``/health`` and a good read.
 
-* The service runs as ``edgeocr serve`` in a subprocess, with its default limits (50 MP per image, 20 MB per
+* The service runs as ``edgeocr serve`` in a subprocess, with its default mode (auto, the shipped detector) and
+  limits (50 MP per image, 20 MB per
   body, 16 images per batch) and short time limits for slow clients; its peak resident memory is measured per
   case from ``/proc/PID/status`` (VmHWM), reset before each case through ``/proc/PID/clear_refs``.
 * The library cases (decoding, the detectors, formats, a tampered model) run in one Python subprocess that
@@ -103,7 +104,9 @@ class Server:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     log = tmp_path_factory.mktemp("serve") / "serve.log"
-    args = ["--detector", "rapidocr", "--threads", "1", "--max-concurrent", "2", "--timeout-s", "30"]
+    # The default mode, auto, with the shipped detector: photo-shaped images are detected, crops read whole.
+    # (PP-OCR's detector on the extreme shapes is the library cases'; on a 49-MP photo it peaks near 1 GB alone.)
+    args = ["--threads", "1", "--max-concurrent", "2", "--timeout-s", "30"]
     args += ["--body-timeout-s", str(SLOW_CLIENT_S), "--header-timeout-s", str(SLOW_CLIENT_S)]
     with ServerProcess(args, log) as process:
         process.wait_ready(httpx)  # EdgeOCRError with the log's tail when it exits or does not answer
@@ -256,17 +259,17 @@ REQUESTS: dict[str, tuple[str, Callable[[], dict], int, str, float]] = {
 
 # Within every limit: answered, with bounded memory and time.
 WITHIN_LIMITS: dict[str, tuple[str, Callable[[], dict], float]] = {
-    "two images of 49 MP (the request's pixel budget)": (
+    "two images of 49 MP (the request's pixel budget), detected in auto mode": (
         "/v1/read/batch",
         lambda: {"files": [("images", ("big.png", png_49mp(), "image/png"))] * 2},
         30,
     ),
-    "a 110-byte PNG of 20,000 x 1 through PP-OCR's detector": (
+    "a 110-byte PNG of 20,000 x 1 through the detector": (
         "/v1/read",
         lambda: _upload(corpus.png_strip(20_000, 1), "strip.png", {"detector": True}),
         20,
     ),
-    "a 1,000,000 x 3 PNG (a tall strip) through PP-OCR's detector": (
+    "a 1,000,000 x 3 PNG (a tall strip) through the detector": (
         "/v1/read",
         lambda: _upload(corpus.png_strip(3, 1_000_000), "tall.png", {"detector": True}),
         20,
@@ -545,7 +548,8 @@ def case(name, work):
 whole = Reader(detector=None, threads=1)
 shipped = Reader(detector="default", threads=1)
 ppocr = Reader(detector="rapidocr", threads=1)
-whole.read(str(sys.argv[2])); shipped.read(str(sys.argv[2])); ppocr.read(str(sys.argv[2]))  # warm
+auto = Reader(threads=1)  # the default mode: crops whole, photos detected
+whole.read(str(sys.argv[2])); shipped.read(str(sys.argv[2])); ppocr.read(str(sys.argv[2])); auto.read(str(sys.argv[2]))
 
 for name, data in corpus.accepted_format_bombs().items():
     case(f"load_image: {name} bomb", lambda data=data: load_image(data).shape)
@@ -562,6 +566,9 @@ case("tall strip, PP-OCR detector", lambda: len(ppocr.read(tall)))
 case("110-byte strip, shipped detector", lambda: len(shipped.read(strip)))
 case("tall strip, shipped detector", lambda: len(shipped.read(tall)))
 case("tall strip, read whole", lambda: len(whole.read(tall)))
+case("110-byte strip, auto", lambda: auto.read(strip).mode)
+case("tall strip, auto", lambda: auto.read(tall).mode)
+case("accepted-format bomb, auto", lambda: auto.read(next(iter(corpus.accepted_format_bombs().values()))))
 for name, spec in corpus.NESTED_FORMATS.items():
     case(f"compile_format: {name}", lambda spec=spec: compile_format(spec))
 case("Reader with a nested-repeat format", lambda: Reader(detector=None, formats=[corpus.NESTED_FORMATS["nested exact repeats"]]))
@@ -585,6 +592,9 @@ LIBRARY_EXPECTED: dict[str, tuple[str, str, float]] = {
     "110-byte strip, shipped detector": ("ok", "", 10),
     "tall strip, shipped detector": ("ok", "", 10),
     "tall strip, read whole": ("ok", "", 15),
+    "110-byte strip, auto": ("ok", "whole", 15),  # a 1-px short side: crop-shaped, never detected
+    "tall strip, auto": ("ok", "whole", 15),
+    "accepted-format bomb, auto": ("ImageError", "megapixels", 1),
     **{f"compile_format: {name}": ("FormatError", "", 1) for name in corpus.NESTED_FORMATS},
     "Reader with a nested-repeat format": ("FormatError", "automaton states", 2),
     "tampered model (one byte flipped)": ("ModelError", "", 10),

@@ -31,7 +31,7 @@ def ray_session():
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    """The bundled line crops and scenes (read whole, as crops), and one corrupt file."""
+    """The bundled line crops (read whole in the default auto mode), scenes (detected) and one corrupt file."""
     folder = tmp_path_factory.mktemp("ray") / "in"
     folder.mkdir()
     for path in [*(REPO / "samples" / "lines").glob("*/*.png"), *(REPO / "samples" / "scenes" / "images").glob("*")]:
@@ -71,7 +71,14 @@ def test_ray_engine_reads_a_folder_like_the_local_engine_one_model_per_actor(
     ray_session, images: Path, local_rows: list[dict], tmp_path: Path, capsys
 ) -> None:
     count = len(list(images.iterdir()))
-    assert len(local_rows) == count and sum(row["error"] is not None for row in local_rows) == 1
+    assert (
+        len({row["source"] for row in local_rows}) == count and sum(row["error"] is not None for row in local_rows) == 1
+    )
+    # auto: one row per crop, read whole; the scenes' lines come from the detector
+    crops = [row for row in local_rows if "images_" not in row["source"] and row["error"] is None]
+    scenes = [row for row in local_rows if "images_" in row["source"]]
+    assert len(crops) == count - 4 and all(row["detection_score"] is None for row in crops)
+    assert len(scenes) > 3 and all(row["detection_score"] is not None for row in scenes)
     broken = next(row for row in local_rows if row["error"] is not None)
     assert broken["source"].endswith("broken.png") and "broken.png" in broken["error"] and broken["line"] is None
     assert {row["text"] for row in local_rows} >= {"HQTU 710659 5", "USE BY JUL 2029", "3034194290586"}
@@ -106,7 +113,7 @@ def test_ray_engine_reads_a_folder_like_the_local_engine_one_model_per_actor(
             assert printed == ""
         else:
             assert (
-                f"read {count} images ({count} rows, 1 errors) on 2 actor(s) (one model load each; "
+                f"read {count} images ({len(rows)} rows, 1 errors) on 2 actor(s) (one model load each; "
                 f"{len(workers)} produced rows)" in printed
             )
     assert not list(tmp_path.glob(".ray*"))  # no temporary files left beside the outputs

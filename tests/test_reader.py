@@ -228,10 +228,12 @@ def test_region_and_config_validation(model_path) -> None:
     ):
         with pytest.raises(ValidationError):
             ReaderConfig(model=model_path, **bad)
-    with pytest.raises(EdgeOCRError, match="detector"):
-        Reader(ReaderConfig(model=model_path, mode="detector"))
+    with pytest.raises(EdgeOCRError, match="needs a detector"):
+        Reader(ReaderConfig(model=model_path, mode="detector"), detector=None)
+    # without the keyword, a detecting mode gets the shipped detector
+    assert Reader(ReaderConfig(model=model_path, mode="detector")).detector is not None
     with pytest.raises(ValueError, match="ignore"):
-        Reader(ReaderConfig(model=model_path), detector=FakeDetector())
+        Reader(ReaderConfig(model=model_path, mode="whole"), detector=FakeDetector())
     with pytest.raises(TypeError, match="detect"):
         Reader(ReaderConfig(model=model_path, mode="detector"), detector=object())  # type: ignore[arg-type]
     with pytest.raises(EdgeOCRError, match="position"):  # formats compile when the reader is built

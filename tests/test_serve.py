@@ -39,6 +39,7 @@ MAX_BODY = 2 * 2**20
 MAX_PIXELS = 4_000_000
 BATCH_MAX = 4
 SETTINGS = ServeSettings(
+    mode="whole",  # not the default 'auto' (tests/test_auto_mode.py): these tests compare with whole-image reads
     detector="rapidocr",
     engine_threads=1,
     max_body_bytes=MAX_BODY,
@@ -57,7 +58,7 @@ def client():
 
 @pytest.fixture(scope="module")
 def reader() -> Reader:
-    return Reader(ReaderConfig(engine=ENGINE, formats=SETTINGS.formats))
+    return Reader(ReaderConfig(engine=ENGINE, mode="whole", formats=SETTINGS.formats))
 
 
 @pytest.fixture(scope="module")
@@ -150,7 +151,7 @@ def test_formats_per_request(client) -> None:
     # Formats the service was not started with: compiled for this request, read by a reader for them.
     new = "P[0-9]{6} [0-9]{2}/[0-9]{2}"
     response = client.post("/v1/read", json={"image": b64(lot), "options": {"formats": [new]}})
-    expected = Reader(ReaderConfig(engine=ENGINE, formats=(new,))).read(lot)
+    expected = Reader(ReaderConfig(engine=ENGINE, mode="whole", formats=(new,))).read(lot)
     assert response.status_code == 200 and response.json()["lines"] == dicts(expected)
     assert response.json()["lines"][0]["format"] == new
     # ...and the shared readers were not changed by it.
@@ -416,7 +417,7 @@ def test_bad_batches_and_routes(client) -> None:
 
 
 def test_detector_request_without_a_detector_is_refused() -> None:
-    with TestClient(create_app(ServeSettings(engine_threads=1))) as plain:
+    with TestClient(create_app(ServeSettings(mode="whole", engine_threads=1))) as plain:  # auto has a detector
         response = plain.post("/v1/read", json={"image": LOT_B64, "options": {"detector": True}})
         assert response.status_code == 422 and "no detector" in response.json()["error"]["message"]
         assert plain.get("/health").json()["detector"] is None

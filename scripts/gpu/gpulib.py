@@ -454,6 +454,7 @@ def torch_detector(model_path: Path, engine: Any, device: str, precision: str, c
             self.model_path = Path(model_path)
             self.engine = engine or EngineConfig()
             self.sidecar = load_detector_sidecar(sidecar_path(self.model_path))
+            self._config = self.sidecar.config
             data = self.model_path.read_bytes()
             if sha256_hex(data) != self.sidecar.onnx_sha256:
                 raise ModelError(f"{self.model_path} does not match the checksum in its sidecar")

@@ -439,7 +439,27 @@ def train(
 
 @app.command("train-detector")
 def train_detector(
-    arch: str = typer.Option("db_s", "--arch", help="db_s (ships) or db_tiny (tests)."),
+    arch: str = typer.Option(
+        "db_s",
+        "--arch",
+        help="db_s (ours, the fast detector), ppocrv6_det_small (PP-OCRv6's, imported) or db_tiny (tests).",
+    ),
+    init: str | None = typer.Option(
+        None,
+        "--init",
+        help="Starting weights: 'pretrained' (an imported architecture's source weights, from its package) "
+        "or a detector model.pt / .ckpt of the same architecture.",
+    ),
+    teacher: str | None = typer.Option(
+        None,
+        "--teacher",
+        help="Also train toward this frozen detector's probability map: ppocrv6-det, ppocrv4-det or a detector "
+        "model.pt / .ckpt (needs --distill-weight).",
+    ),
+    distill_weight: float = typer.Option(0.0, "--distill-weight", help="Weight of the --teacher term (0: none)."),
+    freeze_backbone: bool = typer.Option(
+        False, "--freeze-backbone", help="Train the neck and heads only (faster; keeps the backbone's features)."
+    ),
     scenes: int = typer.Option(8000, "--scenes", help="Synthetic scenes rendered on the fly per epoch."),
     data: list[Path] = typer.Option([], "--data", help="Scene folders with annotations.jsonl (repeatable)."),
     val_scenes: int = typer.Option(300, "--val-scenes", help="Held-out synthetic validation scenes."),
@@ -474,6 +494,10 @@ def train_detector(
             val_scenes=val_scenes,
             input_size=input_size,
             shrink_ratio=shrink_ratio,
+            init=init,
+            teacher=teacher,
+            distill_weight=distill_weight,
+            freeze_backbone=freeze_backbone,
             epochs=epochs,
             max_steps=max_steps,
             batch_size=batch_size,
@@ -495,6 +519,46 @@ def train_detector(
     model = run_detector_training(cfg)
     if not quiet:
         typer.echo(f"model: {model}")
+
+
+@app.command("import-detector")
+def import_detector_command(
+    source: str = typer.Argument(
+        "ppocrv6-det",
+        help="The pretrained detector: ppocrv6-det (PP-OCRv6 small's, rapidocr) or ppocrv4-det (PP-OCRv4 mobile's, "
+        "rapidocr-onnxruntime).",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for model.onnx and model.json."),
+    max_side: int | None = typer.Option(
+        None, "--max-side", help="Long side images are resized to (a multiple of 32); default: the architecture's."
+    ),
+    box_threshold: float | None = typer.Option(
+        None, "--box-threshold", help="Box score threshold; default: the architecture's."
+    ),
+    unclip_ratio: float | None = typer.Option(
+        None, "--unclip-ratio", help="How far boxes grow from their cores (DB's ratio); default: the architecture's."
+    ),
+    resize: str | None = typer.Option(
+        None,
+        "--resize",
+        help="long_side (every image to --max-side) or shrink_only (only larger images); default: the architecture's.",
+    ),
+) -> None:
+    """Import a detector pretrained on real images from its installed package (offline) as our ONNX and sidecar."""
+    from edgeocr.train.command import require_train_extra
+
+    require_train_extra()
+    from pydantic import ValidationError
+
+    from edgeocr.models.pretrained_detector import import_detector
+
+    given = {"max_side": max_side, "box_threshold": box_threshold, "unclip_ratio": unclip_ratio, "resize": resize}
+    overrides = {k: v for k, v in given.items() if v is not None}
+    try:
+        path, cfg, src = import_detector(out, source, **overrides)
+    except ValidationError as exc:
+        raise EdgeOCRError(f"invalid detector settings: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+    typer.echo(f"model: {path}\nfrom: {src.title} ({src.licence}; see {src.notice})\nmax side: {cfg.max_side}")
 
 
 @app.command("export")
@@ -628,6 +692,7 @@ def finetune(
 
 
 class ReadMode(str, Enum):
+    auto = "auto"
     whole = "whole"
     roi = "roi"
     detector = "detector"
@@ -686,8 +751,18 @@ def _build_reader(
         raise EdgeOCRError("; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())) from None
     from edgeocr.runtime.build import build_line_detector
 
-    line_detector = build_line_detector(detector, engine_cfg) if mode is ReadMode.detector else None
+    spec = _detector_spec(mode, detector)
+    line_detector = build_line_detector(spec, engine_cfg) if mode in (ReadMode.auto, ReadMode.detector) else None
     return Reader(config, detector=line_detector)
+
+
+def _detector_spec(mode: ReadMode, detector: str | None) -> str | None:
+    """The detector --mode uses: --detector, else the shipped 'default'."""
+    if mode in (ReadMode.auto, ReadMode.detector) and detector is None:
+        from edgeocr.runtime.reader import DEFAULT_DETECTOR
+
+        return DEFAULT_DETECTOR
+    return detector
 
 
 def _failure(exc: Exception) -> EdgeOCRError:
@@ -801,15 +876,18 @@ def _read_rows(
 # Reader options shared by `read` and `watch`.
 _MODEL = typer.Option("default", "--model", help="Shipped recogniser name or .onnx path.")
 _MODE = typer.Option(
-    ReadMode.whole,
+    ReadMode.auto,
     "--mode",
-    help="whole: each image is one line crop; roi: fixed regions (--regions); detector: find the lines (--detector).",
+    help="auto: each image shaped like a line crop (short side <= 128 px, or long/short side >= 2.5 with short side "
+    "<= 480 px) is read whole, any other goes through the detector; whole: each image is one line crop; roi: fixed "
+    "regions (--regions); detector: find the lines in every image (--detector).",
 )
 _DETECTOR = typer.Option(
     None,
     "--detector",
     help="Our shipped detector ('default'), an exported detector .onnx, "
-    "or 'rapidocr' (PP-OCR's; used when none is named).",
+    "'fast' (ours, 15 ms frames, weaker on real photos) or 'rapidocr' (PP-OCRv4's package). When none is named: "
+    "'default'.",
 )
 _REGIONS = typer.Option(None, "--regions", help="YAML list of regions for --mode roi.")
 _FORMATS = typer.Option(
@@ -885,7 +963,9 @@ _READ_HELP = (
     "top-left first, each an x, y pair) and error (null unless the input could not be read). An input that gave no "
     "line (none found, or an error) has one record, with line null.\n\n"
     '--jsonl: one record a line. --json: one document {"model", "mode", "results"}, results holding an entry '
-    '{"source", "error", "lines"} per input whose lines are its records (none for an input without lines). '
+    '{"source", "error", "mode", "lines"} per input whose lines are its records (none for an input without lines) '
+    "and whose mode says how its lines were found (whole, detector or roi: with --mode auto, what was done for "
+    "that input; null when it could not be read). "
     "--csv: one record a row under a header row; poly is spread over the numeric columns x1, y1, x2, y2, x3, y3, "
     "x4, y4, char_confidences is one cell of space-separated numbers, null is an empty cell, valid is true or false. "
     "--out FILE.parquet|FILE.jsonl: the records, each with worker (the reader that read it).\n\n"
@@ -1045,7 +1125,9 @@ def read(
         records = read_records(name, reads)
         error = str(reads) if isinstance(reads, Exception) else None
         failures += error is not None
-        results.append({"source": name, "error": error, "lines": [r for r in records if r["line"] is not None]})
+        used = None if error is not None else reads.mode  # with --mode auto: what was done for this input
+        lines = [r for r in records if r["line"] is not None]
+        results.append({"source": name, "error": error, "mode": used, "lines": lines})
         jsonl.write("".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records))
         csv_text.write(csv_lines([csv_row(record) for record in records]))
         if out is not None:
@@ -1132,7 +1214,7 @@ def _read_on_ray(
     config = RayReadConfig(
         address=address, actors=actors, cpus_per_actor=cpus_per_actor, batch_size=batch, progress=not quiet
     )
-    summary = ray_read(paths, ReaderRecipe(reader.config, detector), out, config)
+    summary = ray_read(paths, ReaderRecipe(reader.config, _detector_spec(mode, detector)), out, config)
     if not quiet:
         typer.echo(
             f"read {summary.images} images ({summary.rows} rows, {summary.errors} errors) on "
@@ -1313,10 +1395,10 @@ class EvalMode(str, Enum):
 
 
 _EVAL_DETECTOR = typer.Option(
-    "rapidocr",
+    "default",
     "--detector",
-    help="--mode e2e: our reader's line detector, 'rapidocr' "
-    "(PP-OCRv4's), our shipped 'default' or an exported detector .onnx.",
+    help="--mode e2e: our reader's line detector: our shipped 'default' or 'fast', an exported detector .onnx, "
+    "or 'rapidocr' (PP-OCRv4's package).",
 )
 
 
@@ -1512,6 +1594,7 @@ def bench(
 
 
 class ServeMode(str, Enum):
+    auto = "auto"
     whole = "whole"
     detector = "detector"
 
@@ -1522,16 +1605,17 @@ def serve(
     port: int = typer.Option(8000, "--port", help="TCP port."),
     model: str = _MODEL,
     mode: ServeMode = typer.Option(
-        ServeMode.whole,
+        ServeMode.auto,
         "--mode",
-        help="Default for requests: whole (each image is one line) or detector (find the lines).",
+        help="Default for requests: auto (an image shaped like a line crop is read whole, any other goes through "
+        "the detector; as edgeocr read --mode auto), whole (each image is one line) or detector (find the lines).",
     ),
     detector: str | None = typer.Option(
         None,
         "--detector",
         help="Our shipped detector ('default'), a detector "
-        ".onnx, or 'rapidocr' (PP-OCR's; used when none is named); with --mode "
-        "whole, requests may still turn it on.",
+        ".onnx, 'fast', or 'rapidocr' (PP-OCRv4's package). When none is named: 'default' for --mode auto and "
+        "detector; with --mode whole, naming one lets requests turn it on.",
     ),
     formats: list[str] = _FORMATS,
     min_confidence: float = _MIN_CONFIDENCE,
@@ -1761,6 +1845,10 @@ STUDIES = {
     "precision": ("edgeocr.optimize.precision", "Every CPU precision of a recogniser side by side."),
     "jetson-projection": ("edgeocr.optimize.projection", "Jetson latency projected from FLOPs and memory traffic."),
     "cascade": ("edgeocr.bench.cascade", "The cascade's threshold against accuracy and time per crop."),
+    "detector-settings": (
+        "edgeocr.bench.detector_settings",
+        "A detector's input size and thresholds against detection P/R/H and time per image.",
+    ),
     "peers": ("edgeocr.bench.peers", "Which benchmark peers are installed, and why not when they are not."),
 }
 

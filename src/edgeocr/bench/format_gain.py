@@ -148,7 +148,9 @@ def run_scenario(scenario: Scenario, data_dir: Path, model: str, threads: int, r
     if not samples:
         return None
     images = load_images(samples)
-    config = ReaderConfig(model=model, engine=EngineConfig(intra_op_threads=threads), formats=scenario.formats)
+    config = ReaderConfig(
+        model=model, engine=EngineConfig(intra_op_threads=threads), formats=scenario.formats, mode="whole"
+    )
     reader = Reader(config)
     free = [reader.read(image, options=FREE)[0] for image in images]
     constrained = [reader.read(image)[0] for image in images]

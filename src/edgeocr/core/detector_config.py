@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeocr.core.errors import ModelError, read_text_or_raise
-from edgeocr.core.sidecar import bound_json, check_settings, validation_problems
+from edgeocr.core.sidecar import DerivedFrom, bound_json, check_settings, validation_problems
 
 DETECTOR_SIDECAR_FORMAT = "edgeocr-detector"
 #: 2: ``settings_sha256`` binds the configuration to the model; 1 (older) had no such field.
@@ -144,6 +144,9 @@ class DetectorSidecar(BaseModel):
     )
     output_name: str = Field(description="Name of the ONNX output: float32 [N, 1, H, W] text-core probabilities.")
     config: DetectorConfig = Field(description="The detector configuration the model was trained with.")
+    derived_from: DerivedFrom | None = Field(
+        default=None, description="Third-party pretrained weights the model was imported from; None: our own."
+    )
 
     def to_json(self) -> str:
         """Pretty JSON text, stable key order, with the ``settings_sha256`` of what it holds."""

@@ -32,6 +32,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeocr.core.detector_config import DetectorConfig
+from edgeocr.models.detector_base import StridedDetector
+from edgeocr.models.ppocr_detector import PPOCR_DETECTORS, build_ppocr_detector
 
 STRIDE = 32  # input sides must be multiples of this
 
@@ -74,8 +76,23 @@ _SPECS: dict[str, DetectorSpec] = {
     ),
 }
 
-# Non-default DetectorConfig values per architecture (none yet).
-_DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {}
+# Non-default DetectorConfig values per architecture. PP-OCR's: its own normalisation (BGR, mean and std
+# 0.5), DB shrink ratio 0.4, thresholds 0.3 / 0.5 and DB's fixed unclip ratio 1.6, as RapidOCR runs it;
+# the long side (its speed and its reach for small print) is chosen on synthetic scenes
+# (docs/models/detector-ppocrv6.md).
+_PPOCR_DEFAULTS: dict[str, Any] = {
+    "mean": (0.5, 0.5, 0.5),
+    "std": (0.5, 0.5, 0.5),
+    "shrink_ratio": 0.4,
+    "binary_threshold": 0.3,
+    "box_threshold": 0.5,
+    "unclip_ratio": 1.6,
+    "max_side": 960,
+}
+_DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {
+    "ppocrv6_det_small": _PPOCR_DEFAULTS,
+    "ppocrv4_det_mobile": _PPOCR_DEFAULTS,
+}
 
 
 class ConvBNReLU(nn.Sequential):
@@ -180,7 +197,7 @@ class DBHead(nn.Module):
         return self.layers(x)
 
 
-class DBNet(nn.Module):
+class DBNet(StridedDetector):
     """The detector. ``forward`` gives probabilities (what is exported); ``forward_train`` gives the
     probability logits and the threshold map the DB loss needs."""
 
@@ -204,11 +221,6 @@ class DBNet(nn.Module):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
 
-    def _check_size(self, x: torch.Tensor) -> None:
-        if not torch.jit.is_tracing() and not torch.onnx.is_in_onnx_export():
-            if x.shape[-2] % self.stride or x.shape[-1] % self.stride:
-                raise ValueError(f"input height and width must be multiples of {self.stride}, got {tuple(x.shape)}")
-
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Core probabilities ``[N, 1, H, W]`` of images ``[N, 3, H, W]``."""
         self._check_size(images)
@@ -223,11 +235,11 @@ class DBNet(nn.Module):
 
 def detector_architectures() -> tuple[str, ...]:
     """Names accepted by :func:`build_detector`, sorted."""
-    return tuple(sorted(_SPECS))
+    return tuple(sorted((*_SPECS, *PPOCR_DETECTORS)))
 
 
 def _check_arch(arch: str) -> None:
-    if arch not in _SPECS:
+    if arch not in detector_architectures():
         raise ValueError(f"unknown detector architecture {arch!r}; choose one of {', '.join(detector_architectures())}")
 
 
@@ -237,11 +249,15 @@ def default_detector_config(arch: str = "db_s", **overrides: Any) -> DetectorCon
     return DetectorConfig(**{**_DEFAULT_OVERRIDES.get(arch, {}), **overrides, "arch": arch})
 
 
-def build_detector(arch: str | DetectorConfig = "db_s") -> DBNet:
-    """A freshly initialised detector for an architecture name or a :class:`DetectorConfig`."""
+def build_detector(arch: str | DetectorConfig = "db_s") -> nn.Module:
+    """A freshly initialised detector for an architecture name or a :class:`DetectorConfig`: a :class:`DBNet`,
+    or for an imported architecture a :class:`~edgeocr.models.ppocr_detector.PPOCRDetector` (same interface)."""
     name = arch.arch if isinstance(arch, DetectorConfig) else arch
     _check_arch(name)
-    model = DBNet(_SPECS[name])
+    if name in PPOCR_DETECTORS:  # PP-OCR's imported detectors, built from the rapidocr package
+        model: nn.Module = build_ppocr_detector(name)
+    else:
+        model = DBNet(_SPECS[name])
     if isinstance(arch, DetectorConfig) and arch.size_multiple % model.stride:
         raise ValueError(f"{name} needs size_multiple to be a multiple of {model.stride}, got {arch.size_multiple}")
     return model

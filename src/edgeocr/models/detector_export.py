@@ -22,7 +22,7 @@ from torch import nn
 
 import edgeocr
 from edgeocr.core.detector_config import DetectorConfig, DetectorSidecar
-from edgeocr.core.sidecar import sha256_hex
+from edgeocr.core.sidecar import DerivedFrom, sha256_hex
 from edgeocr.models.export import write_onnx_pair
 from edgeocr.models.weights import load_state, save_state
 
@@ -41,6 +41,8 @@ def _onnx_bytes(model: nn.Module, cfg: DetectorConfig, opset: int) -> bytes:
             "ignore", message=r".*legacy TorchScript-based ONNX export", category=DeprecationWarning
         )
         warnings.filterwarnings("ignore", message=r"The feature will be removed", category=DeprecationWarning)
+        # PP-OCR's padding slices: folding them is an optimisation the exporter skips, not an error.
+        warnings.filterwarnings("ignore", message=r"Constant folding - Only steps=1", category=UserWarning)
         torch.onnx.export(
             model,
             (example,),
@@ -58,9 +60,16 @@ def _onnx_bytes(model: nn.Module, cfg: DetectorConfig, opset: int) -> bytes:
     return buffer.getvalue()
 
 
-def export_detector_onnx(model: nn.Module, cfg: DetectorConfig, path: Path | str, opset: int = 17) -> Path:
+def export_detector_onnx(
+    model: nn.Module,
+    cfg: DetectorConfig,
+    path: Path | str,
+    opset: int = 17,
+    derived_from: DerivedFrom | None = None,
+) -> Path:
     """Write ``path`` (``.onnx``) and its sidecar ``path.with_suffix('.json')`` (atomically, the
-    ``.onnx`` first: see :func:`~edgeocr.models.export.write_onnx_pair`); return ``path``."""
+    ``.onnx`` first: see :func:`~edgeocr.models.export.write_onnx_pair`); return ``path``.
+    ``derived_from``: the third-party weights the model comes from (recorded in the sidecar)."""
 
     def sidecar_for(data: bytes) -> DetectorSidecar:
         return DetectorSidecar(
@@ -71,6 +80,7 @@ def export_detector_onnx(model: nn.Module, cfg: DetectorConfig, path: Path | str
             input_name=INPUT_NAME,
             output_name=OUTPUT_NAME,
             config=cfg,
+            derived_from=derived_from,
         )
 
     return write_onnx_pair(model, path, lambda network: _onnx_bytes(network, cfg, opset), sidecar_for)

@@ -57,6 +57,51 @@ SOURCES: dict[str, PretrainedSource] = {
 }
 
 
+#: Pretrained text detectors (:mod:`edgeocr.models.pretrained_detector`); a separate table, because a
+#: recogniser's ``--init`` must never be offered a detector's weights.
+DETECTOR_SOURCES: dict[str, PretrainedSource] = {
+    "ppocrv6-det": PretrainedSource(
+        name="ppocrv6-det",
+        arch="ppocrv6_det_small",
+        title="PP-OCRv6 small text detector (PP-OCRv6_det_small)",
+        package="rapidocr",
+        version="3.10.0",
+        file="models/PP-OCRv6_det_small.onnx",
+        sha256="090f04abcd9d9a7498bc4ebf677e4cb9bdce1fe4197ddb7e529f1ef44e1ff94f",
+        licence="Apache-2.0",
+        attribution="PP-OCRv6 small text detection weights: copyright Baidu and/or the PaddleOCR rights holders, "
+        "Apache-2.0; converted to ONNX and packaged by the RapidOCR Authors (rapidocr 3.10.0, Apache-2.0); "
+        "modified by the edgeocr authors",
+        notice="PP-OCRv6-det-small.NOTICE.md",
+    ),
+    "ppocrv4-det": PretrainedSource(
+        name="ppocrv4-det",
+        arch="ppocrv4_det_mobile",
+        title="PP-OCRv4 mobile text detector (ch_PP-OCRv4_det)",
+        package="rapidocr_onnxruntime",
+        version="1.4.4",
+        file="models/ch_PP-OCRv4_det_infer.onnx",
+        sha256="d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9",
+        licence="Apache-2.0",
+        attribution="PP-OCRv4 mobile text detection weights: copyright Baidu and/or the PaddleOCR rights holders, "
+        "Apache-2.0; converted to ONNX and packaged by the RapidOCR Authors (rapidocr-onnxruntime 1.4.4, "
+        "Apache-2.0); modified by the edgeocr authors",
+        notice="PP-OCRv4-det-mobile.NOTICE.md",
+    ),
+}
+
+
+def get_detector_source(name: str) -> PretrainedSource:
+    if name not in DETECTOR_SOURCES:
+        raise EdgeOCRError(f"no pretrained detector named {name!r}; known: {', '.join(sorted(DETECTOR_SOURCES))}")
+    return DETECTOR_SOURCES[name]
+
+
+def detector_source_for_arch(arch: str) -> PretrainedSource | None:
+    """The pretrained source of an imported detector architecture, None for our own architectures."""
+    return next((s for s in DETECTOR_SOURCES.values() if s.arch == arch), None)
+
+
 def source_for_arch(arch: str) -> PretrainedSource | None:
     """The pretrained source of an imported architecture, None for our own architectures."""
     return next((s for s in SOURCES.values() if s.arch == arch), None)

@@ -11,8 +11,9 @@ here: the network run, boxes scaled back to the original image, ordered (see
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -71,18 +72,27 @@ def lines_from_probability_map(prob: np.ndarray, prepared: PreparedImage, cfg: D
 class OnnxDetector:
     """A verified ONNX text-line detector. ``detect`` is safe to call from several threads."""
 
-    def __init__(self, model_path: Path | str, engine: EngineConfig | None = None) -> None:
+    def __init__(
+        self, model_path: Path | str, engine: EngineConfig | None = None, overrides: Mapping[str, Any] | None = None
+    ) -> None:
+        """``overrides``: configuration fields to use instead of the sidecar's (input size, thresholds), for
+        studies that compare settings on one model; validated like the sidecar's own."""
         self.model_path = Path(model_path)
         self.engine = engine or EngineConfig()
         self.sidecar: DetectorSidecar = load_detector_sidecar(sidecar_path(self.model_path))
+        self._config = (
+            DetectorConfig.model_validate({**self.sidecar.config.model_dump(), **overrides})
+            if overrides
+            else self.sidecar.config
+        )
         self._session = open_verified_session(
             self.model_path, self.sidecar.onnx_sha256, self.sidecar.input_name, self.sidecar.output_name, self.engine
         )
 
     @property
     def config(self) -> DetectorConfig:
-        """The detector configuration from the sidecar."""
-        return self.sidecar.config
+        """The detector configuration: the sidecar's, with the constructor's ``overrides``."""
+        return self._config
 
     def probability_maps(self, batch: np.ndarray) -> np.ndarray:
         """Run the network on a prepared ``[N, 3, H, W]`` batch; ``[N, H, W]`` core probabilities."""

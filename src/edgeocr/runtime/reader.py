@@ -5,8 +5,11 @@ thread-safe**: it holds no per-call state, so one instance serves many threads (
 ``InferenceSession.run`` is thread-safe, and the detector and format matcher it is given must
 be too). Per-call choices go in a frozen :class:`ReadOptions`, never into the reader.
 
-Lines are located in one of three modes:
+Lines are located in one of four modes:
 
+* ``"auto"`` (the default): per image, a crop-shaped image (small, or elongated and not large:
+  :func:`edgeocr.core.layout.looks_like_line_crop`) is read whole, any other goes through the
+  detector; each :class:`ImageResult` records in ``mode`` which of the two was done;
 * ``"roi"``: fixed regions from the configuration (rectangles or four-point polygons, in pixels
   or relative to the image size), for cameras that always see the code in the same place;
 * ``"detector"``: any object implementing the :class:`LineDetector` protocol (the DB detector of
@@ -48,14 +51,18 @@ from edgeocr.core.crops import crop_line
 from edgeocr.core.errors import EdgeOCRError, ImageError
 from edgeocr.core.formats import FormatSet, compile_format, decode_constrained
 from edgeocr.core.images import DEFAULT_MAX_PIXELS, ImageSource, describe_source, load_image
+from edgeocr.core.layout import looks_like_line_crop
 from edgeocr.core.preprocess import Normalize, Pipeline, PipelineError, parse_pipeline
+from edgeocr.runtime.build import DEFAULT_DETECTOR
 from edgeocr.runtime.engines import engine_config, open_recognizer
 from edgeocr.runtime.models import resolve_model
 from edgeocr.runtime.protocols import DetectedLine, FormatMatch, FormatMatcher, LineDetector  # noqa: F401 - public here too
 from edgeocr.runtime.recognizer import EngineConfig, OnnxRecognizer
 from edgeocr.runtime.results import ImageResult, LineRead, Point, path_of
 
-DetectionMode = Literal["roi", "detector", "whole"]
+DetectionMode = Literal["auto", "roi", "detector", "whole"]
+#: The modes that use a :class:`LineDetector`.
+_DETECTING = ("auto", "detector")
 
 
 class ReadCancelled(EdgeOCRError):
@@ -202,10 +209,13 @@ class ReaderConfig(BaseModel):
         description="How ONNX Runtime runs the recogniser: threads, providers, batch size, decoder.",
     )
     mode: DetectionMode = Field(
-        default="whole",
+        default="auto",
         description=(
-            "How lines are located: 'roi' (the fixed regions below), 'detector' (a LineDetector "
-            "passed to the Reader) or 'whole' (the whole image is one line)."
+            "How lines are located: 'auto' (per image: a crop-shaped image is read whole, any other "
+            "goes through the detector; edgeocr.core.layout.looks_like_line_crop), 'roi' (the fixed "
+            "regions below), 'detector' (the LineDetector, on every image) or 'whole' (the whole "
+            "image is one line). 'auto' and 'detector' use the detector passed to the Reader ('auto': "
+            "the shipped one when none is passed)."
         ),
     )
     regions: tuple[Region, ...] = Field(
@@ -352,7 +362,6 @@ class _LineJob:
 
 
 #: ``Reader(detector=...)``'s default: the line detector shipped in the package.
-DEFAULT_DETECTOR = "default"
 _UNSET = object()
 
 
@@ -361,14 +370,20 @@ class Reader:
 
     The front door takes keywords::
 
-        reader = Reader()                                   # shipped detector + default recogniser
-        reader = Reader(model="fast", detector=None)        # each image is one line crop
+        reader = Reader()                                   # auto: crops read whole, photos detected
+        reader = Reader(model="fast", mode="whole")         # each image is one line crop
+        reader = Reader(detector="rapidocr")                # every image through PP-OCR's detector
         reader = Reader(formats=["LOT [A-Z0-9]{7}"], device="cpu", threads=2)
 
-    ``model``: a shipped recogniser's name ('default', 'accurate', 'fast', ...) or an ``.onnx``
-    path. ``detector``: a shipped detector's name or an ``.onnx`` path, 'rapidocr' for PP-OCR's
-    (the ``ppocr-detector`` extra), a :class:`LineDetector` object, or None to read each image
-    whole. ``formats``: the code formats lines may take (free text when empty). ``device``: 'cpu'
+    ``mode``: 'auto', 'detector', 'whole' or 'roi' (``ReaderConfig.mode``). Left out, it follows
+    ``detector``: no ``detector`` keyword gives 'auto' with the shipped detector (each image that
+    :func:`~edgeocr.core.layout.looks_like_line_crop` is read whole, any other is detected);
+    ``detector=None`` gives 'whole' (as before 'auto' existed); any other ``detector`` gives
+    'detector' (every image is detected). ``mode='auto'`` with a ``detector`` uses that detector
+    for the photo-shaped images. ``model``: a shipped recogniser's name ('default', 'accurate',
+    'fast', ...) or an ``.onnx`` path. ``detector``: a shipped detector's name or an ``.onnx`` path,
+    'rapidocr' for PP-OCR's (the ``ppocr-detector`` extra), a :class:`LineDetector` object, or None
+    (no detector). ``formats``: the code formats lines may take (free text when empty). ``device``: 'cpu'
     or 'cuda' (ONNX Runtime's CUDA provider; refused, never silently the CPU, when it is missing).
     ``engine``: 'onnxruntime' (default), 'openvino' (CPU; also an OpenVINO ``.xml`` written by
     ``edgeocr optimize``) or 'tensorrt' (with 'cuda'), or a whole :class:`EngineConfig`.
@@ -376,7 +391,8 @@ class Reader:
     valid. ``fallback`` / ``fallback_below``: a second, stronger recogniser that re-reads the lines
     read below that confidence or out of format (a cascade; each line says which model read it).
     For everything else (regions, preprocessing, engine details) pass a frozen :class:`ReaderConfig`
-    instead: ``Reader(config, detector=...)``.
+    instead: ``Reader(config, detector=...)``; a config in mode 'auto' given without a ``detector``
+    keyword gets the shipped detector, one in mode 'detector' needs one.
     """
 
     __slots__ = ("_config", "_recognizer", "_fallback", "_detector", "_matcher", "_charset", "_pipelines")
@@ -385,6 +401,7 @@ class Reader:
         self,
         config: ReaderConfig | None = None,
         *,
+        mode: DetectionMode | None = None,
         model: str | os.PathLike[str] | None = None,
         detector: LineDetector | str | os.PathLike[str] | None = _UNSET,  # type: ignore[assignment]
         formats: Sequence[str] | None = None,
@@ -397,6 +414,7 @@ class Reader:
         format_matcher: FormatMatcher | None = None,
     ) -> None:
         shortcuts = {
+            "mode": mode,
             "model": model,
             "formats": formats,
             "device": device,
@@ -405,15 +423,17 @@ class Reader:
             "min_confidence": min_confidence,
         }
         if config is None:
+            if mode is None:  # detector=None has meant 'whole' and a named detector 'detector' since before 'auto'
+                mode = "auto" if detector is _UNSET else ("whole" if detector is None else "detector")
             if detector is _UNSET:
-                detector = DEFAULT_DETECTOR
+                detector = DEFAULT_DETECTOR if mode in _DETECTING else None
             if isinstance(engine, EngineConfig):
                 if device is not None or threads is not None:
                     raise TypeError("an EngineConfig already says the device and threads: pass it alone")
                 engine_cfg = engine
             else:
                 engine_cfg = engine_config(device or "cpu", engine or "onnxruntime", threads or 0)
-            fields: dict[str, object] = {"engine": engine_cfg, "mode": "whole" if detector is None else "detector"}
+            fields: dict[str, object] = {"engine": engine_cfg, "mode": mode}
             if model is not None:
                 fields["model"] = model
             if formats is not None:
@@ -432,19 +452,19 @@ class Reader:
             if given:
                 raise TypeError(f"pass either a ReaderConfig or the keywords {given}, not both")
             if detector is _UNSET:
-                detector = None
+                detector = DEFAULT_DETECTOR if config.mode in _DETECTING else None
         if isinstance(detector, (str, os.PathLike)):
-            if config.mode != "detector":
+            if config.mode not in _DETECTING:
                 raise ValueError(f"a detector was named but the mode is {config.mode!r}, which would ignore it")
             from edgeocr.runtime.build import build_line_detector
 
             detector = build_line_detector(os.fspath(detector), config.engine)
-        if config.mode == "detector" and detector is None:
+        if config.mode in _DETECTING and detector is None:
             raise EdgeOCRError(
-                "mode 'detector' needs a detector: pass detector='default' (shipped), 'rapidocr' (PP-OCR's) "
-                "or a LineDetector object"
+                f"mode {config.mode!r} needs a detector: pass detector='default' (shipped), 'rapidocr' (PP-OCR's) "
+                "or a LineDetector object, or use mode 'whole' to read each image as one line"
             )
-        if config.mode != "detector" and detector is not None:
+        if config.mode not in _DETECTING and detector is not None:
             raise ValueError(f"a detector was given but the mode is {config.mode!r}, which would ignore it")
         if detector is not None and not isinstance(detector, LineDetector):
             raise TypeError(f"{type(detector).__name__} has no detect(image) method")
@@ -453,7 +473,7 @@ class Reader:
         if format_matcher is not None and not config.formats:
             raise ValueError("a format_matcher was given but ReaderConfig.formats is empty")
         engine = config.engine
-        if config.mode == "detector":  # two sessions take turns: see EngineConfig.spin_wait
+        if config.mode in _DETECTING:  # two sessions take turns: see EngineConfig.spin_wait
             engine = replace(engine, spin_wait=False)
         recognizer = open_recognizer(resolve_model(config.model), engine)
         fallback = None
@@ -497,7 +517,7 @@ class Reader:
 
     @property
     def detector(self) -> LineDetector | None:
-        """The line detector of 'detector' mode, else None."""
+        """The line detector of modes 'auto' and 'detector', else None."""
         return self._detector
 
     # -- public API --
@@ -573,17 +593,18 @@ class Reader:
         crops: list[np.ndarray] = []
         sizes: list[tuple[int, int]] = []
         timings: list[dict[str, float]] = []
+        modes: list[str] = []
         for index, source in enumerate(images):
             _check(should_stop)
             began = time.perf_counter()
             image = load_image(source, max_pixels=self._config.max_pixels)
             loaded = time.perf_counter()
             source_name = describe_source(source)
-            located_jobs = (
-                self._locate(image, index, options, source_name)
-                if regions is None
-                else _region_jobs(regions, image, index, source_name)
-            )
+            if regions is None:
+                mode, located_jobs = self._locate(image, index, options, source_name)
+            else:
+                mode, located_jobs = "roi", _region_jobs(regions, image, index, source_name)
+            modes.append(mode)
             for job in located_jobs:
                 jobs.append(job)
                 pipeline = self._pipelines[job.region_preprocess or self._config.preprocess]
@@ -599,10 +620,10 @@ class Reader:
         for job, line in zip(jobs, lines, strict=True):
             per_image[job.image_index].append(line)
         results = []
-        for source, found, size, timing in zip(images, per_image, sizes, timings, strict=True):
+        for source, found, size, timing, mode in zip(images, per_image, sizes, timings, modes, strict=True):
             timing["recognize"] = per_line_ms * len(found)
             timing["total"] = timing["load"] + timing["locate"] + timing["recognize"]
-            results.append(ImageResult(tuple(found), size, timing, describe_source(source), path_of(source)))
+            results.append(ImageResult(tuple(found), size, timing, describe_source(source), path_of(source), mode=mode))
         return results
 
     # -- steps --
@@ -627,15 +648,20 @@ class Reader:
                     f"{sorted(str(name) for name in known if name is not None)}"
                 )
 
-    def _locate(self, image: np.ndarray, index: int, options: ReadOptions, source: str) -> list[_LineJob]:
+    def _locate(
+        self, image: np.ndarray, index: int, options: ReadOptions, source: str
+    ) -> tuple[Literal["whole", "roi", "detector"], list[_LineJob]]:
+        """The mode actually used for this image ('auto' resolved to 'whole' or 'detector') and its line jobs."""
         height, width = image.shape[:2]
         mode = self._config.mode
+        if mode == "auto":  # decided by the image's size alone, so a batch reads each image as alone
+            mode = "whole" if looks_like_line_crop(height, width) else "detector"
         if mode == "whole":
             whole = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
-            return [_LineJob(index, whole, None, None, None)]
+            return mode, [_LineJob(index, whole, None, None, None)]
         if mode == "roi":
             wanted = [r for r in self._config.regions if options.regions is None or r.name in options.regions]
-            return _region_jobs(wanted, image, index, source)
+            return mode, _region_jobs(wanted, image, index, source)
         assert self._detector is not None  # guaranteed by __init__
         limits = np.array([width, height], np.float64)
         jobs = []
@@ -647,7 +673,7 @@ class Reader:
                 )
             # Detectors may grow boxes a little past the border; crops stay inside the image.
             jobs.append(_LineJob(index, np.clip(poly, 0.0, limits), None, None, float(line.score)))
-        return jobs
+        return "detector", jobs
 
     def _formats_in_play(self, job: _LineJob, options: ReadOptions) -> tuple[str, ...]:
         formats = self._config.formats if options.formats is None else options.formats

@@ -82,7 +82,9 @@ class ImageResult:
     lines and image sizes are; a result also equals a list of the same lines. ``timings_ms``:
     ``load`` (decode), ``locate`` (detector or regions), ``recognize`` (this image's share of the
     batch's recognition time, split by line count) and ``total``; ``source``: the path, or a short
-    description of the data the image came from.
+    description of the data the image came from. ``mode``: how this image's lines were found,
+    'whole' (the image is one line), 'detector' or 'roi' (regions); in the reader's 'auto' mode it
+    says which of 'whole' and 'detector' was done for this image. None when not recorded.
     """
 
     lines: tuple[LineRead, ...]
@@ -90,6 +92,7 @@ class ImageResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
     source: str = ""
     _path: str | None = field(default=None, repr=False)
+    mode: str | None = None
 
     # -- a sequence of lines --
 
@@ -127,11 +130,12 @@ class ImageResult:
         return [line for line in self.lines if line.valid]
 
     def to_dict(self) -> dict[str, object]:
-        """JSON-ready: ``source``, ``image_size`` {width, height}, ``lines`` and ``timings_ms``."""
+        """JSON-ready: ``source``, ``image_size`` {width, height}, ``mode``, ``lines`` and ``timings_ms``."""
         width, height = self.image_size
         return {
             "source": self.source,
             "image_size": {"width": width, "height": height},
+            "mode": self.mode,
             "lines": [line.to_dict() for line in self.lines],
             "timings_ms": {name: round(value, 3) for name, value in self.timings_ms.items()},
         }

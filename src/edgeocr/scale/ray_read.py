@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeocr.core.errors import EdgeOCRError, ImageError
-from edgeocr.runtime.reader import Reader, ReaderConfig
+from edgeocr.runtime.reader import DEFAULT_DETECTOR, Reader, ReaderConfig
 from edgeocr.runtime.sources import IMAGE_SUFFIXES, expand_inputs
 from edgeocr.scale.results import (
     check_output_path,
@@ -94,7 +94,8 @@ def _portable(spec: str | None) -> str | None:
 @dataclass(frozen=True)
 class ReaderRecipe:
     """What an actor needs to build its reader: the frozen reader configuration and the detector
-    spec (None or 'rapidocr': PP-OCR's; else an exported detector .onnx). Model and detector files
+    spec ('rapidocr': PP-OCR's; else a shipped detector's name or an exported detector .onnx; None: the
+    shipped 'default' in mode 'auto', PP-OCR's in mode 'detector'). Model and detector files
     named relative to the current directory are made absolute when the recipe is made."""
 
     config: ReaderConfig
@@ -107,7 +108,11 @@ class ReaderRecipe:
     def __call__(self) -> Reader:
         from edgeocr.runtime.build import build_line_detector
 
-        detector = build_line_detector(self.detector, self.config.engine) if self.config.mode == "detector" else None
+        spec = self.detector
+        if spec is None and self.config.mode == "auto":  # as Reader(config): auto's own detector is the shipped one
+            spec = DEFAULT_DETECTOR
+        uses_detector = self.config.mode in ("auto", "detector")
+        detector = build_line_detector(spec, self.config.engine) if uses_detector else None
         return Reader(self.config, detector=detector)
 
 

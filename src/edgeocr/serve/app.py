@@ -63,7 +63,8 @@ from edgeocr import __version__
 from edgeocr.core.errors import ImageError
 from edgeocr.core.formats import FormatError
 from edgeocr.core.images import decode_image
-from edgeocr.runtime.reader import LineDetector, LineRead, ReadCancelled
+from edgeocr.runtime.reader import LineDetector, ReadCancelled
+from edgeocr.runtime.results import ImageResult as ReadResult
 from edgeocr.serve.errors import DEFAULT_CODES, RequestError, clip, error_body
 from edgeocr.serve.metrics import MetricsMiddleware, ServiceMetrics
 from edgeocr.serve.reading import DEFAULT_REQUEST_OPTIONS, ReaderPool, ReadPlan, ReadRequestOptions, check_uploads
@@ -126,6 +127,12 @@ class ImageResult(BaseModel):
 
     width: int = Field(description="Image width in pixels (after EXIF orientation).")
     height: int = Field(description="Image height in pixels.")
+    mode: str = Field(
+        description=(
+            "How this image's lines were found: whole, detector or regions (in auto mode, which of whole and "
+            "detector was done for this image)."
+        )
+    )
     lines: list[LineOut] = Field(description="The lines, in reading order (regions: in request order).")
 
 
@@ -142,7 +149,12 @@ class ReadResponse(ImageResult):
     """Answer of POST /v1/read."""
 
     model: str = Field(description="The recogniser the service runs.")
-    mode: str = Field(description="How lines were found: whole, detector or regions.")
+    mode: str = Field(
+        description=(
+            "How lines were found: whole, detector or regions (in auto mode, which of whole and detector was "
+            "done for this image)."
+        )
+    )
     timing_ms: Timing
 
 
@@ -150,7 +162,12 @@ class BatchReadResponse(BaseModel):
     """Answer of POST /v1/read/batch."""
 
     model: str = Field(description="The recogniser the service runs.")
-    mode: str = Field(description="How lines were found: whole, detector or regions.")
+    mode: str = Field(
+        description=(
+            "How the request's lines were to be found: auto, whole, detector or regions; in auto mode each "
+            "result's mode says what was done for its image."
+        )
+    )
     results: list[ImageResult] = Field(description="One result per image, in request order.")
     timing_ms: Timing
 
@@ -480,8 +497,14 @@ async def _parse(request: Request, batch: bool, limit: int) -> tuple[list[tuple[
 # --- answers -------------------------------------------------------------------------------------
 
 
-def _image_json(image: np.ndarray, lines: list[LineRead]) -> dict[str, Any]:
-    return {"width": int(image.shape[1]), "height": int(image.shape[0]), "lines": [x.to_dict() for x in lines]}
+def _image_json(image: np.ndarray, result: ReadResult) -> dict[str, Any]:
+    mode = "regions" if result.mode == "roi" else result.mode  # the request's word for the reader's 'roi'
+    return {
+        "width": int(image.shape[1]),
+        "height": int(image.shape[0]),
+        "mode": mode,
+        "lines": [x.to_dict() for x in result],
+    }
 
 
 def _ms(seconds: float) -> float:

@@ -11,7 +11,9 @@ reader, which :class:`~edgeocr.runtime.reader.ReadOptions`), never a change to a
   the image, read by :meth:`~edgeocr.runtime.reader.Reader.read_regions`: the Reader's own crop
   (:func:`edgeocr.core.crops.crop_line`) and region path, so a request reads exactly what a reader
   configured with those regions reads; each region with its own format if it names one;
-* **detector** on/off: the detector reader, or the whole-image reader (the image is one line).
+* **detector** on/off: the detector reader, or the whole-image reader (the image is one line);
+  absent, the service's mode, by default 'auto': a reader that reads each crop-shaped image whole
+  and detects the lines of any other (each image's result says which was done).
 
 Everything here that costs CPU (decoding, building a reader, reading) runs in the service's
 inference threads, never on the event loop.
@@ -33,8 +35,9 @@ from edgeocr.core.formats import compile_format
 from edgeocr.core.images import check_encoded_size, decode_image
 from edgeocr.runtime.build import build_line_detector
 from edgeocr.runtime.engines import engine_config
-from edgeocr.runtime.reader import LineDetector, LineRead, Reader, ReaderConfig, ReadOptions
+from edgeocr.runtime.reader import LineDetector, Reader, ReaderConfig, ReadOptions
 from edgeocr.runtime.reader import Region as ReaderRegion
+from edgeocr.runtime.results import ImageResult
 from edgeocr.serve.errors import RequestError, clip
 from edgeocr.serve.settings import ServeSettings
 
@@ -43,7 +46,8 @@ MAX_REQUEST_REGIONS = 64
 MAX_NAME_CHARS = 100
 FormatSpec = Annotated[str, StringConstraints(min_length=1, max_length=200)]
 RegionName = Annotated[str, StringConstraints(min_length=1, max_length=MAX_NAME_CHARS)]
-PlanMode = Literal["whole", "detector", "regions"]
+PlanMode = Literal["auto", "whole", "detector", "regions"]
+_DETECTING = ("auto", "detector")  # the plan modes that need the service's detector
 
 
 class Region(ReaderRegion):
@@ -96,7 +100,8 @@ class ReadRequestOptions(BaseModel):
         default=None,
         description=(
             "true: find the lines with the service's detector; false: the whole image is one line; "
-            "absent: the service's mode. Cannot be true together with regions."
+            "absent: the service's mode (by default 'auto': an image shaped like a line crop is read whole, "
+            "any other goes through the detector). Cannot be true together with regions."
         ),
     )
     min_confidence: float | None = Field(
@@ -117,9 +122,9 @@ class ReadPlan:
     regions: tuple[Region, ...] = ()
 
     @property
-    def reader_mode(self) -> Literal["whole", "detector"]:
+    def reader_mode(self) -> Literal["auto", "whole", "detector"]:
         """Regions are cut out here and read as whole-image lines."""
-        return "detector" if self.mode == "detector" else "whole"
+        return "whole" if self.mode == "regions" else self.mode
 
 
 def _invalid(message: str) -> RequestError:
@@ -133,9 +138,9 @@ class ReaderPool:
         self.settings = settings
         self.engine = engine_config(settings.device, settings.engine, settings.engine_threads)
         if detector is None and settings.has_detector:
-            detector = build_line_detector(settings.detector, self.engine)
-        if detector is None and settings.mode == "detector":
-            raise EdgeOCRError("mode 'detector' needs a detector")
+            detector = build_line_detector(settings.detector_spec, self.engine)
+        if detector is None and settings.mode in _DETECTING:
+            raise EdgeOCRError(f"mode {settings.mode!r} needs a detector")
         self.detector = detector
         self._config = ReaderConfig(
             model=settings.model,
@@ -150,6 +155,8 @@ class ReaderPool:
         self._shared = {"whole": Reader(self._config)}
         if detector is not None:
             self._shared["detector"] = self._build("detector", settings.formats)
+        if settings.mode == "auto":  # only requests that leave 'detector' out read in auto mode
+            self._shared["auto"] = self._build("auto", settings.formats)
         self._custom: OrderedDict[tuple[str, tuple[str, ...]], Reader] = OrderedDict()
         self._lock = threading.Lock()
 
@@ -160,7 +167,7 @@ class ReaderPool:
 
     def _build(self, mode: str, formats: tuple[str, ...]) -> Reader:
         config = self._config.model_copy(update={"mode": mode, "formats": formats})
-        return Reader(config, detector=self.detector if mode == "detector" else None)
+        return Reader(config, detector=self.detector if mode in _DETECTING else None)
 
     def reader(self, plan: ReadPlan) -> Reader:
         """The reader for ``plan``; building a reader for new formats takes a few tens of ms (blocking)."""
@@ -184,10 +191,15 @@ class ReaderPool:
         """Check ``request`` against the service and choose reader and options; RequestError (422) if it cannot."""
         if request.regions is not None and request.detector:
             raise _invalid("regions are read as given: 'detector' cannot be true together with 'regions'")
-        use_detector = self.settings.mode == "detector" if request.detector is None else request.detector
-        if use_detector and self.detector is None:
+        mode: PlanMode
+        if request.regions is not None:
+            mode = "regions"
+        elif request.detector is None:
+            mode = self.settings.mode
+        else:
+            mode = "detector" if request.detector else "whole"
+        if mode in _DETECTING and self.detector is None:
             raise _invalid("this service has no detector (start it with --detector); send detector: false")
-        mode: PlanMode = "regions" if request.regions is not None else ("detector" if use_detector else "whole")
         configured = self.settings.formats
         in_play = configured if request.formats is None else request.formats
         if len(set(in_play)) != len(in_play):
@@ -212,18 +224,17 @@ class ReaderPool:
 
     def read(
         self, plan: ReadPlan, images: Sequence[np.ndarray], should_stop: Callable[[], bool] | None = None
-    ) -> list[list[LineRead]]:
-        """The lines of each decoded image under ``plan`` (blocking; run it in an inference thread).
+    ) -> list[ImageResult]:
+        """The result of each decoded image under ``plan`` (blocking; run it in an inference thread): its lines,
+        and in ``mode`` how they were found ('whole', 'detector' or 'roi'; per image in plan mode 'auto').
         ``should_stop``: checked between images and lines (the request's time limit cancels the work)."""
         reader = self.reader(plan)
         if plan.mode != "regions":
-            results = reader.read_batch(images, options=plan.options, should_stop=should_stop)
-            return [list(result) for result in results]
+            return reader.read_batch(images, options=plan.options, should_stop=should_stop)
         try:  # the Reader's own region path: the same crops and reads as a reader in mode 'roi'
-            results = reader.read_regions(images, plan.regions, options=plan.options, should_stop=should_stop)
+            return reader.read_regions(images, plan.regions, options=plan.options, should_stop=should_stop)
         except (ImageError, ValueError) as exc:  # a region past the image, a preprocess the service lacks
             raise RequestError(422, "invalid_options", str(exc)) from None
-        return [list(result) for result in results]
 
 
 def _too_large(message: str) -> RequestError:

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from edgeocr.core.images import DEFAULT_MAX_PIXELS
 from edgeocr.runtime.engines import engine_config
-from edgeocr.runtime.reader import DEFAULT_FALLBACK_BELOW
+from edgeocr.runtime.reader import DEFAULT_DETECTOR, DEFAULT_FALLBACK_BELOW
 
 SETTINGS_ENV = "EDGEOCR_SERVE_SETTINGS"
 
@@ -29,20 +29,21 @@ class ServeSettings(BaseModel):
         min_length=1,
         description="Recogniser: the name of a shipped model or the path of an exported .onnx file.",
     )
-    mode: Literal["whole", "detector"] = Field(
-        default="whole",
+    mode: Literal["auto", "whole", "detector"] = Field(
+        default="auto",
         description=(
-            "How lines are found when a request does not say: 'whole' (each image is one line crop) or "
-            "'detector' (find the lines with the detector)."
+            "How lines are found when a request does not say: 'auto' (per image: one shaped like a line crop, "
+            "edgeocr.core.layout.looks_like_line_crop, is read whole, any other goes through the detector), "
+            "'whole' (each image is one line crop) or 'detector' (find the lines with the detector)."
         ),
     )
     detector: str | None = Field(
         default=None,
         min_length=1,
         description=(
-            "Line detector: 'rapidocr' (PP-OCR's, from rapidocr-onnxruntime), a detector shipped in the "
-            "package ('default') or the path of an exported detector .onnx. Needed for mode 'detector' (None there means 'rapidocr'); with mode 'whole' it "
-            "lets requests turn the detector on."
+            "Line detector: a detector shipped in the package ('default', 'fast'), the path of an exported "
+            "detector .onnx, or 'rapidocr' (PP-OCRv4's, from rapidocr-onnxruntime). Used by modes 'auto' and "
+            "'detector' (None there means 'default'); with mode 'whole' it lets requests turn the detector on."
         ),
     )
     formats: tuple[str, ...] = Field(
@@ -194,5 +195,12 @@ class ServeSettings(BaseModel):
 
     @property
     def has_detector(self) -> bool:
-        """Whether the service builds a detector (mode 'detector', or one named for requests to use)."""
-        return self.mode == "detector" or self.detector is not None
+        """Whether the service builds a detector (modes 'auto' and 'detector', or one named for requests to use)."""
+        return self.mode in ("auto", "detector") or self.detector is not None
+
+    @property
+    def detector_spec(self) -> str | None:
+        """The detector the service builds: ``detector``, else the shipped 'default'."""
+        if self.detector is None and self.mode in ("auto", "detector"):
+            return DEFAULT_DETECTOR
+        return self.detector
