@@ -561,6 +561,24 @@ def import_detector_command(
     typer.echo(f"model: {path}\nfrom: {src.title} ({src.licence}; see {src.notice})\nmax side: {cfg.max_side}")
 
 
+@app.command("optimize-detector")
+def optimize_detector_command(
+    detector: str = typer.Argument("default", help="A shipped detector's name or a detector .onnx with its sidecar."),
+    calibration: Path = typer.Option(
+        ..., "--calibration", help="Scenes to calibrate on: an annotated scene folder or a folder of images."
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for model.onnx and model.json."),
+    count: int = typer.Option(24, "--count", help="Calibration scenes used (at most 64)."),
+) -> None:
+    """Quantise a line detector to int8 (ONNX Runtime static, its stem and probability head kept float)."""
+    from edgeocr.optimize.detector_int8 import quantize_detector
+    from edgeocr.runtime.models import resolve_detector
+
+    source = resolve_detector(detector)
+    path = quantize_detector(source, calibration, out, count=count)
+    typer.echo(f"model: {path} ({path.stat().st_size:,} bytes, from {source.stat().st_size:,})")
+
+
 @app.command("export")
 def export(
     weights: Path | None = typer.Option(None, "--weights", help="A training checkpoint (.ckpt) or a model.pt."),

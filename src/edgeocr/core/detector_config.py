@@ -25,7 +25,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from edgeocr.core.errors import ModelError, read_text_or_raise
-from edgeocr.core.sidecar import DerivedFrom, bound_json, check_settings, validation_problems
+from edgeocr.core.sidecar import DerivedFrom, OptimizationNote, bound_json, check_settings, validation_problems
 
 DETECTOR_SIDECAR_FORMAT = "edgeocr-detector"
 #: 2: ``settings_sha256`` binds the configuration to the model; 1 (older) had no such field.
@@ -146,6 +146,9 @@ class DetectorSidecar(BaseModel):
     config: DetectorConfig = Field(description="The detector configuration the model was trained with.")
     derived_from: DerivedFrom | None = Field(
         default=None, description="Third-party pretrained weights the model was imported from; None: our own."
+    )
+    optimization: OptimizationNote | None = Field(
+        default=None, description="How edgeocr optimize-detector made this model from another (int8); None: not."
     )
 
     def to_json(self) -> str:
