@@ -198,7 +198,8 @@ def test_the_service_reads_in_auto_mode_by_default() -> None:
     whole = Reader(model="default", mode="whole", threads=1)
     files = {name: (path.name, path.read_bytes(), "image/png") for name, path in (("line", LINE), ("scene", SCENE))}
     with TestClient(create_app(settings, detector=stub)) as client:
-        assert client.get("/health").json()["mode"] == "auto"
+        health = client.get("/health").json()
+        assert health["mode"] == "auto" and health["detector"] == "StubDetector"  # the object passed in
         crop = client.post("/v1/read", files={"image": files["line"]}).json()
         assert crop["mode"] == "whole" and stub.seen == []
         assert [line["text"] for line in crop["lines"]] == whole.read(LINE).texts
@@ -216,3 +217,13 @@ def test_the_service_reads_in_auto_mode_by_default() -> None:
         assert client.post("/v1/read", files={"image": files["scene"]}, data={"options": regions}).json()["mode"] == (
             "regions"
         )
+
+
+def test_health_names_the_shipped_detector_the_service_reads_with() -> None:
+    from fastapi.testclient import TestClient
+
+    from edgeocr.serve.app import create_app
+    from edgeocr.serve.settings import ServeSettings
+
+    with TestClient(create_app(ServeSettings(engine_threads=1))) as client:
+        assert client.get("/health").json()["detector"] == "default"

@@ -708,7 +708,10 @@ def create_app(settings: ServeSettings | None = None, *, detector: LineDetector 
             "model_sha256": sidecar.onnx_sha256,
             "model_arch": sidecar.config.arch,
             "mode": settings.mode,
-            "detector": settings.detector or (type(pool.detector).__name__ if pool.detector else None),
+            # the name it was built from ('default' when none was named), or the class of one passed in
+            "detector": (settings.detector_spec if detector is None else type(detector).__name__)
+            if pool.detector
+            else None,
             "formats": list(settings.formats),
             "uptime_s": round(time.monotonic() - started, 3),
             "limits": {
