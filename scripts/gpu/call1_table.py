@@ -162,6 +162,15 @@ def plan(args: argparse.Namespace, models: dict[str, Path], detector: Path) -> l
     gpu = args.device == "cuda"
     dev = "cuda" if gpu else "cpu"
     where = "gpu" if gpu else "cpu"
+    # The torch rows, the same for every model: eager at each precision (bf16 on a CPU runs under
+    # autocast), then one compiled row (CUDA graphs on a GPU).
+    eager = [
+        (p, f"torch eager {p}" + (" (CPU autocast)" if p == "bf16" and not gpu else ""))
+        for p in (("fp32", "fp16", "bf16") if gpu else ("fp32", "bf16"))
+    ]
+    mode = "reduce-overhead" if gpu else "default"
+    cprec = "fp16" if gpu else "fp32"
+    compiled = f"torch.compile {mode}{' (CUDA graphs)' if gpu else ''} {cprec}"
     for name, path in models.items():
         int8 = name.endswith("int8")
         add(
@@ -200,9 +209,7 @@ def plan(args: argparse.Namespace, models: dict[str, Path], detector: Path) -> l
                 build=bind(_ort_tensorrt, path, t, batch),
                 probe=_provider_missing("TensorrtExecutionProvider"),
             )
-        precisions = ("fp32", "fp16", "bf16") if gpu else ("fp32", "bf16")
-        for precision in precisions:
-            label = f"torch eager {precision}" + (" (CPU autocast)" if precision == "bf16" and not gpu else "")
+        for precision, label in eager:
             add(
                 "recogniser",
                 name,
@@ -214,13 +221,10 @@ def plan(args: argparse.Namespace, models: dict[str, Path], detector: Path) -> l
                 min_s=15,
                 build=bind(_torch_rec, path, t, batch, dev, precision, None),
             )
-        mode = "reduce-overhead" if gpu else "default"
-        cprec = "fp16" if gpu else "fp32"
-        label = f"torch.compile {mode}{' (CUDA graphs)' if gpu else ''} {cprec}"
         add(
             "recogniser",
             name,
-            label,
+            compiled,
             "torch",
             where,
             cprec,
@@ -279,8 +283,7 @@ def plan(args: argparse.Namespace, models: dict[str, Path], detector: Path) -> l
             build=bind(_ort, detector, cuda, t, batch, True),
             probe=_provider_missing("CUDAExecutionProvider"),
         )
-    for precision in ("fp32", "fp16", "bf16") if gpu else ("fp32", "bf16"):
-        label = f"torch eager {precision}" + (" (CPU autocast)" if precision == "bf16" and not gpu else "")
+    for precision, label in eager:
         add(
             "detector",
             DETECTOR,
@@ -292,12 +295,10 @@ def plan(args: argparse.Namespace, models: dict[str, Path], detector: Path) -> l
             min_s=20,
             build=bind(_torch_det, detector, t, batch, dev, precision, None),
         )
-    mode = "reduce-overhead" if gpu else "default"
-    cprec = "fp16" if gpu else "fp32"
     add(
         "detector",
         DETECTOR,
-        f"torch.compile {mode}{' (CUDA graphs)' if gpu else ''} {cprec}",
+        compiled,
         "torch",
         where,
         cprec,

@@ -32,7 +32,7 @@ from edgeocr.bench.report import markdown_table
 from edgeocr.core.detector_config import DetectorConfig
 from edgeocr.core.errors import DataError, EdgeOCRError
 from edgeocr.core.images import load_image
-from edgeocr.data.scene_annotations import read_scene_annotations
+from edgeocr.data.scene_annotations import SceneRecord, read_scene_annotations
 from edgeocr.measure.detection_metrics import DetectionCounts, count_detections
 from edgeocr.runtime.detector import OnnxDetector
 from edgeocr.runtime.models import resolve_detector
@@ -53,12 +53,16 @@ def parse_setting(text: str) -> dict[str, Any]:
     return values
 
 
-def score_setting(detector: OnnxDetector, folder: Path) -> dict[str, Any]:
-    """Detection counts and per-image latency of ``detector`` on one annotated scene folder."""
-    _, records, skipped = read_scene_annotations(folder, strict=True)
+def load_scenes(folder: Path) -> tuple[list[SceneRecord], list[np.ndarray]]:
+    """The annotated scenes of ``folder`` and their images, decoded once for every setting."""
+    _, records, _ = read_scene_annotations(folder, strict=True)
     if not records:
         raise DataError(f"{folder}: no annotated scene")
-    images = [load_image(record.path) for record in records]
+    return records, [load_image(record.path) for record in records]
+
+
+def score_setting(detector: OnnxDetector, records: Sequence[SceneRecord], images: Sequence[np.ndarray]) -> dict:
+    """Detection counts and per-image latency of ``detector`` on one folder's scenes."""
     detector.detect(images[0])  # warm-up: session arenas and OpenCV's first calls
     counts, ms = DetectionCounts(), []
     for record, image in zip(records, images, strict=True):
@@ -77,6 +81,7 @@ def score_setting(detector: OnnxDetector, folder: Path) -> dict[str, Any]:
 def run_study(detector: str, data: Sequence[Path], settings: Sequence[str], threads: int) -> dict[str, Any]:
     path = resolve_detector(detector)
     engine = EngineConfig(intra_op_threads=threads, inter_op_threads=1)
+    scenes = {folder: load_scenes(folder) for folder in data}
     rows = []
     for text in settings or [""]:
         overrides = parse_setting(text)
@@ -84,8 +89,8 @@ def run_study(detector: str, data: Sequence[Path], settings: Sequence[str], thre
             model = OnnxDetector(path, engine, overrides)
         except ValueError as exc:  # pydantic's ValidationError: a value out of range
             raise EdgeOCRError(f"setting {text!r}: {exc}") from None
-        for folder in data:
-            rows.append({"setting": text or "(sidecar)", "data": str(folder), **score_setting(model, folder)})
+        for folder, (records, images) in scenes.items():
+            rows.append({"setting": text or "(sidecar)", "data": str(folder), **score_setting(model, records, images)})
     return {"detector": str(path), "threads": threads, "rows": rows}
 
 

@@ -191,8 +191,9 @@ def load_detector_source(name: str = "ppocrv6-det") -> nn.Module:
     for name, value in eps.items():
         network.get_submodule(name).eps = value
     # Layers the inference path never runs keep their initial values: the training-only threshold head,
-    # and (v4) the activations' affine blocks of stride-2 layers, which apply no activation.
-    ran = {name for name, _ in _run_order(network)}
+    # and (v4) the activations' affine blocks of stride-2 layers, which apply no activation. Every layer
+    # that runs has its entries in the state, so its module names are the state's prefixes.
+    ran = {key.rpartition(".")[0] for key in state}
     untouched = [key for key in missing if key.rpartition(".")[0] in ran]
     if untouched or unexpected:
         raise ModelError(f"{source.title}: weights not loaded {untouched}, unknown {unexpected}")

@@ -49,7 +49,7 @@ def calibration_batches(model: Path, scenes: Path, count: int) -> list[np.ndarra
     if not paths:
         raise DataError(f"{scenes}: no calibration image")
     prepared = [prepare_image(load_image(path), cfg) for path in paths[:count]]
-    padded = stack_inputs(prepared) if len(prepared) > 1 else prepared[0].tensor[None]
+    padded = stack_inputs(prepared)
     return [padded[i : i + 1] for i in range(len(prepared))]
 
 

@@ -28,7 +28,7 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field
 
 from edgeocr.core.errors import EdgeOCRError, ImageError
-from edgeocr.runtime.reader import DEFAULT_DETECTOR, Reader, ReaderConfig
+from edgeocr.runtime.reader import Reader, ReaderConfig
 from edgeocr.runtime.sources import IMAGE_SUFFIXES, expand_inputs
 from edgeocr.scale.results import (
     check_output_path,
@@ -94,8 +94,8 @@ def _portable(spec: str | None) -> str | None:
 @dataclass(frozen=True)
 class ReaderRecipe:
     """What an actor needs to build its reader: the frozen reader configuration and the detector
-    spec ('rapidocr': PP-OCR's; else a shipped detector's name or an exported detector .onnx; None: the
-    shipped 'default' in mode 'auto', PP-OCR's in mode 'detector'). Model and detector files
+    spec (a shipped detector's name or an exported detector .onnx, or 'rapidocr' for PP-OCRv4's
+    package; None: the shipped 'default', as build_line_detector reads it). Model and detector files
     named relative to the current directory are made absolute when the recipe is made."""
 
     config: ReaderConfig
@@ -108,11 +108,8 @@ class ReaderRecipe:
     def __call__(self) -> Reader:
         from edgeocr.runtime.build import build_line_detector
 
-        spec = self.detector
-        if spec is None and self.config.mode == "auto":  # as Reader(config): auto's own detector is the shipped one
-            spec = DEFAULT_DETECTOR
         uses_detector = self.config.mode in ("auto", "detector")
-        detector = build_line_detector(spec, self.config.engine) if uses_detector else None
+        detector = build_line_detector(self.detector, self.config.engine) if uses_detector else None
         return Reader(self.config, detector=detector)
 
 
