@@ -37,7 +37,8 @@ demo: $(STAMP) fonts
 		--preview build/demo/scenes-sheet.png --quiet
 	@echo "demo: reads in build/demo/reads.json (accurate: build/demo/reads-accurate.json) and build/demo/drawn/, whole scenes in build/demo/scene-reads.json and build/demo/scenes-drawn/; synthetic sheets in build/demo/*-sheet.png"
 
-test: $(STAMP) fonts chromium lint
+# The peers too: the EasyOCR import's parity tests need easyocr's own network and weights (nothing skips).
+test: $(STAMP) fonts chromium peers lint
 	$(BIN)/python -m pytest
 
 # ruff: lint and format (check only; `ruff format src tests scripts` fixes). Import layers: tests/test_layers.py.

@@ -285,7 +285,7 @@ def test_resource_sampler_and_environment():
     assert "avx2" in env["cpu"]["flags"] and "numpy" in env["libraries"] and env["engines"] == {"spy": "spy 1"}
 
 
-# --- the real peers, when installed --------------------------------------------------------------
+# --- the real peers (make test installs them: a missing one fails) -------------------------------
 
 
 @pytest.mark.parametrize("peer", sorted(PEERS))
@@ -294,7 +294,7 @@ def test_installed_peer_reads_clean_crops(peer):
     try:
         engine.load()
     except EngineNotInstalled as exc:
-        pytest.skip(f"{peer} is not installed: {exc}")
+        pytest.fail(f"{peer} is not installed ({exc}): make test installs every peer (make peers)")
     assert engine.model_size_bytes > 0 and "?" not in engine.version.split("(")[0]
     samples = clean_crops()
     reads = engine.read_batch([image for image, _ in samples])
@@ -336,7 +336,7 @@ def test_installed_pipeline_finds_and_reads_a_clean_scene(peer, tmp_path):
     try:
         engine.load()
     except EngineNotInstalled as exc:
-        pytest.skip(f"{peer} is not installed: {exc}")
+        pytest.fail(f"{peer} is not installed ({exc}): make test installs every peer (make peers)")
     assert engine.model_size_bytes > 0 and engine.batches is False
     image, truths = clean_scene()
     reads = engine.read_scene(image)

@@ -130,9 +130,11 @@ def test_bad_distillation_inputs_are_refused(teacher: Path, tmp_path: Path, expo
         distill("crnn_tiny", teacher, tmp_path / "o", steps=1, temperature=0.0, **FAST)
     with pytest.raises(ModelError, match="not an architecture"):
         distill("crnn_huge", teacher, tmp_path / "o", steps=1, **FAST)
-    other = export_trainable("crnn_tiny", tmp_path / "digits" / "digits.onnx", charset="0123456789")
-    with pytest.raises(ModelError, match="prepare lines differently \\(charset\\)"):
+    other = export_trainable("crnn_tiny", tmp_path / "digits" / "digits.onnx", charset="0123456789§")
+    with pytest.raises(ModelError, match="prepare lines differently \\(charset: '§' not the teacher's\\)"):
         distill(other, teacher, tmp_path / "o", steps=1, **FAST)
+    with pytest.raises(EdgeOCRError, match="--input-height 12"):
+        distill("crnn_tiny", teacher, tmp_path / "o", steps=1, input_height=12, **FAST)
     lonely = tmp_path / "lonely" / "t.onnx"
     lonely.parent.mkdir()
     for suffix in (".onnx", ".json"):
@@ -143,3 +145,57 @@ def test_bad_distillation_inputs_are_refused(teacher: Path, tmp_path: Path, expo
         distill("crnn_tiny", teacher, teacher.parent, steps=1, overwrite=True, **FAST)
     assert not (tmp_path / "o").exists()
     assert file_hashes(teacher) == before
+
+
+def test_the_teacher_reads_the_students_batch_at_its_own_height() -> None:
+    seen = []
+
+    class Probe(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            seen.append(tuple(images.shape))
+            return torch.zeros(images.shape[0], images.shape[-1] // 8, 5)
+
+    batch = torch.rand(3, 1, 32, 200)
+    FrozenTeacher(Probe(), input_height=48, width_multiple=8).logits(batch)
+    FrozenTeacher(Probe(), input_height=32, width_multiple=8).logits(batch)
+    FrozenTeacher(Probe()).logits(batch)
+    # 200 px at 32 px high is 300 px at 48, rounded to the teacher's multiple of 8 (296 or 304).
+    assert seen == [(3, 1, 48, 304), (3, 1, 32, 200), (3, 1, 32, 200)]
+
+
+def test_a_teacher_of_a_larger_charset_teaches_over_the_students_classes() -> None:
+    from edgeocr.core.recognizer_config import RecognizerConfig
+    from edgeocr.optimize.distill import teacher_classes
+
+    teacher_cfg = RecognizerConfig(arch="crnn_tiny", charset="ABC0123")
+    student_cfg = RecognizerConfig(arch="crnn_tiny", charset="3A1")
+    columns = teacher_classes(student_cfg, teacher_cfg)
+    assert columns == [0, 7, 1, 5]  # blank, then '3', 'A', '1' in the teacher's class order
+    assert teacher_classes(teacher_cfg, teacher_cfg) is None
+
+    class Fixed(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.weight = torch.nn.Parameter(torch.zeros(1))
+
+        def forward(self, images: torch.Tensor) -> torch.Tensor:
+            return torch.arange(8.0).expand(images.shape[0], 4, 8)
+
+    logits = FrozenTeacher(Fixed(), classes=columns).logits(torch.zeros(2, 1, 32, 32))
+    assert logits.shape == (2, 4, 4) and logits[0, 0].tolist() == [0.0, 7.0, 1.0, 5.0]
+
+
+@pytest.mark.slow
+def test_a_32_px_student_of_a_48_px_teacher(tmp_path: Path) -> None:
+    """accurate (PP-OCRv6 at 48 px) teaches a crnn_tiny reading 32 px lines (its widest line scaled alike)."""
+    result = distill("crnn_tiny", "accurate", tmp_path / "student", steps=2, input_height=32, **FAST)
+    stats = result.stats
+    assert stats["input_height"] == {"student": 32, "teacher": 48}
+    assert "interpolated from one frame per 5.33333 px" in stats["frames"]
+    assert stats["losses"][-1]["kl"] > 0 and stats["held_out"]["teacher"]["char_accuracy"] > 0.5
+    recognizer = OnnxRecognizer(result.onnx_path)
+    assert recognizer.config.input_height == 32 and recognizer.config.max_width == 1064  # 1600 * 32 / 48

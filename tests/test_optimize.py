@@ -61,8 +61,26 @@ def test_int8_writes_a_model_the_reader_loads_and_a_report_card(
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     before = _digests(tiny)
-    card = optimize_command(_settings(tiny, tmp_path / "out", lines))
+    import edgeocr.optimize.pipeline as pipeline_module
+
+    gated_on: list[list[str]] = []
+    real_char_accuracy = pipeline_module.Run.char_accuracy
+
+    def recording(run, model):
+        scores = real_char_accuracy(run, model)
+        gated_on.append(sorted(scores))
+        return scores
+
+    monkeypatch.setattr(pipeline_module.Run, "char_accuracy", recording)
+    report_only = tmp_path / "kept" / "real"
+    shutil.copytree(lines, report_only)
+    card = optimize_command(_settings(tiny, tmp_path / "out", lines, report_data=(report_only,)))
     out = tmp_path / "out"
+    # --report-data is measured for the card beside the source, and never seen by the int8 gate.
+    assert gated_on and all(names == ["eval"] for names in gated_on)
+    assert [(s["name"], s["gates"]) for s in card["eval_sets"]] == [("eval", True), ("real (report only)", False)]
+    for model in ("baseline", "optimized"):
+        assert card[model]["accuracy"]["real (report only)"]["n"] == 12
     assert not list(cwd.iterdir())  # nothing of the quantiser's lands in the working directory
     assert _digests(tiny) == before  # the source is never touched
     sidecar = load_sidecar(out / "model.json")
@@ -147,6 +165,11 @@ def test_int8_settings_per_engine(tiny: Path, lines: Path, tmp_path: Path) -> No
         True,
     )
     assert pipeline.int8_settings(_settings(tiny, tmp_path, lines, quant_format="qdq")).activations == "int8"
+    assert ort_settings.calibration == "minmax"
+    percentile = pipeline.int8_settings(_settings(tiny, tmp_path, lines, calib_method="percentile"))
+    assert percentile.calibration == "percentile" and percentile.describe(set())["calibration_method"] == "percentile"
+    with pytest.raises(EdgeOCRError, match="--calib-method"):
+        _settings(tiny, tmp_path, lines, calib_method="median")
     trt = pipeline.int8_settings(_settings(tiny, tmp_path, lines, engine="tensorrt"))
     assert (trt.quant_format, trt.activations, trt.symmetric_activations, trt.quantize_lstm) == (
         "qdq",
@@ -246,7 +269,11 @@ def test_bad_input_gets_clear_errors_before_any_work(tiny: Path, lines: Path, tm
     monkeypatch.setitem(__import__("sys").modules, "openvino", None)  # as if OpenVINO were not installed
     with pytest.raises(EngineUnavailable, match="needs openvino"):
         optimize_command(_settings(tiny, tmp_path / "o8", lines, engine="openvino"))
-    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 9))
+    with pytest.raises(EdgeOCRError, match="--input-height .* --distill-from"):
+        optimize_command(_settings(tiny, tmp_path / "o9", lines, input_height=32))
+    with pytest.raises(ModelError, match="pretrained source.*import-recognizer easyocr"):
+        optimize_command(_settings(Path("easyocr"), tmp_path / "o10", lines))
+    assert not any((tmp_path / f"o{i}").exists() for i in range(1, 11))
 
 
 def test_out_never_replaces_the_source_model(tiny: Path, lines: Path, tmp_path: Path) -> None:
@@ -366,10 +393,13 @@ def test_steps_compose_distill_prune_int8(tiny: Path, lines: Path, tmp_path: Pat
             prune=0.3,
             prune_method="structured",
             distill_steps=7,
+            distill_weight=0.0,
+            input_height=48,
         )
     )
     assert [c[0] for c in calls] == ["distill", "prune"]
     assert calls[0][1] == "crnn_s" and calls[0][2]["steps"] == 7
+    assert calls[0][2]["kl_weight"] == 0.0 and calls[0][2]["input_height"] == 48
     assert calls[1][1].endswith("01-distill/model.onnx")
     assert [s["name"] for s in card["steps"]] == ["distill", "prune", "int8"]
     assert card["steps"][1]["stats"] == {"fake": "prune"} and card["source"]["path"] == str(tiny)  # teacher = baseline
@@ -450,3 +480,13 @@ def test_quantisation_aware_fine_tuning_then_int8(tiny: Path, lines: Path, tmp_p
     assert load_sidecar(tmp_path / "qat" / "model.json").optimization.steps == ("qat", "int8")
     with pytest.raises(EdgeOCRError, match="add --int8"):
         optimize_command(_settings(tiny, tmp_path / "qat2", lines, int8=False, qat_steps=2, prune=0.5))
+
+
+@pytest.mark.slow
+def test_quantisation_aware_fine_tuning_takes_an_imported_model_without_a_pt(tmp_path: Path) -> None:
+    """accurate ships no model.pt: its ONNX is its trainable weights, and QAT starts from it."""
+    from edgeocr.optimize.qat import qat_finetune
+    from edgeocr.runtime.models import resolve_model
+
+    path, stats = qat_finetune(resolve_model("accurate"), tmp_path / "model.onnx", 1, batch_size=2)
+    assert stats["steps"] == 1 and OnnxRecognizer(path).config.arch == "ppocrv6_small"

@@ -94,6 +94,13 @@ def test_the_imported_architecture_reads_48_px_lines_at_8_px_per_frame() -> None
             assert network(torch.zeros(2, 1, 48, width)).shape == (2, width // 8, cfg.num_classes)
     assert 2.9e6 < count_parameters(network) < 3.1e6  # 3.01 M: the 18,710-class head trimmed to 76
     assert len(network.stages()) == 8
+    # The same weights read 32 px lines (the last pool takes the 2 rows left instead of 3); not 40 px.
+    low = build_from_config(cfg.model_copy(update={"input_height": 32})).eval()
+    low.load_state_dict(network.state_dict())
+    with torch.no_grad():
+        assert low(torch.zeros(2, 1, 32, 200)).shape == (2, 25, cfg.num_classes)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        build_from_config(cfg.model_copy(update={"input_height": 40}))
 
 
 def test_full_dictionary_import_matches_the_package_onnx(source_session, classes) -> None:

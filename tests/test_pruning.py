@@ -165,3 +165,23 @@ def test_bad_models_methods_and_output_folders_are_refused(tiny_model: Path, tmp
         prune(svtr, 0.5, "structured", tmp_path / "out", **FAST)
     assert file_hashes(tiny_model) == before
     assert (tmp_path / "full" / "keep.txt").read_text() == "x"
+
+
+@pytest.mark.slow
+def test_structured_pruning_of_the_pp_ocr_model_narrows_its_channel_mixers(tmp_path: Path) -> None:
+    """accurate (PP-OCRv6 small): half of each channel mixer's hidden channels go, the rest of the
+    network keeps its shape, the unpruned model teaches the recovery, and the result reloads."""
+
+    result = prune("accurate", 0.5, "structured", tmp_path / "out", recovery_kl_weight=1.0, **FAST)
+    stats = result.stats
+    assert stats["channels"] and all(name.endswith("channel_mixer.expand") for name in stats["channels"])
+    assert all(after == before // 2 for before, after in stats["channels"].values())
+    assert stats["macs_after"] < 0.6 * stats["macs_before"] and stats["params_after"] < stats["params_before"]
+    assert stats["finetune_losses"][-1]["kl"] > 0  # the unpruned model taught
+    recognizer = OnnxRecognizer(result.onnx_path)
+    assert recognizer.config.arch == "ppocrv6_small"
+    assert len(recognizer.recognize([np.full((48, 160), 200, np.uint8)])) == 1
+    # The pruned weights (model.pt beside it) win over the ONNX as the trainable weights, and reload.
+    cfg, network = load_network(weights_path(result.onnx_path))
+    expand = dict(network.named_modules())["backbone.blocks2.0.channel_mixer.expand"]
+    assert expand.out_channels == 96

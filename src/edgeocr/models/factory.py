@@ -39,6 +39,8 @@ _IMPORTED = ("ppocrv6_small",)
 # whole line, so lines are squashed only past 1600 px.
 _DEFAULT_OVERRIDES: dict[str, dict[str, Any]] = {
     "ppocrv6_small": {"input_height": 48, "frame_stride": 8, "width_multiple": 8, "max_width": 1600},
+    # EasyOCR reads 64 px lines (4 px per frame); 2048 px is the same 32:1 line as PP-OCR's 1600 at 48 px.
+    "easyocr_g2": {"input_height": 64, "frame_stride": 4, "width_multiple": 8, "max_width": 2048},
 }
 
 
@@ -56,15 +58,25 @@ def _build_ppocr(cfg: RecognizerConfig) -> nn.Module:
     return PPOCRRecognizer(cfg.num_classes, cfg.input_height)
 
 
+def _build_easyocr(cfg: RecognizerConfig) -> nn.Module:
+    from edgeocr.models.easyocr import EasyOCRRecognizer  # needs the easyocr package (make peers)
+
+    return EasyOCRRecognizer(cfg.num_classes, cfg.input_height)
+
+
 _BUILDERS: dict[str, Callable[[RecognizerConfig], nn.Module]] = {
     **{name: _build_crnn for name in _CRNN_SPECS},
     **{name: _build_svtr for name in _SVTR_SPECS},
     **{name: _build_ppocr for name in _IMPORTED},
+    # EasyOCR's network is imported too, but its LSTMs export as fused ONNX weights, so it is not in
+    # _IMPORTED: like our CRNNs, its fine-tuning weights travel as model.pt beside the ONNX.
+    "easyocr_g2": _build_easyocr,
 }
 
 
 def is_imported(arch: str) -> bool:
-    """True for the architectures of pretrained recognisers imported from packages (PP-OCR)."""
+    """True for the imported architectures whose exported ONNX keeps every parameter under its
+    ``state_dict`` name, so that the ``.onnx`` is their fine-tuning weights (PP-OCR)."""
     return arch in _IMPORTED
 
 

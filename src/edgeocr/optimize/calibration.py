@@ -42,6 +42,7 @@ class LineSet:
     name: str
     folder: Path
     synthetic: bool  # rendered by this run (the default eval set), not given by the user
+    gates: bool = True  # False: scored for the report card only (--report-data), never deciding anything
 
 
 def parse_synthetic(spec: str, default: int) -> int | None:
@@ -139,14 +140,16 @@ class BatchFeed:
         self._iterator = iter(self.batches)
 
 
-def eval_sets(folders: Sequence[Path], work_dir: Path) -> list[LineSet]:
-    """The ``--eval`` folders, each checked now (labels.tsv present, every image there), or the default set."""
-    if not folders:
+def eval_sets(folders: Sequence[Path], work_dir: Path, report_only: Sequence[Path] = ()) -> list[LineSet]:
+    """The ``--eval`` folders (or the default synthetic set), then the ``--report-data`` folders, each
+    checked now (labels.tsv present, every image there). Only the first kind gates int8."""
+    if folders:
+        sets = []
+    else:
         folder = render_lines(DEFAULT_EVAL_LINES, EVAL_SEED, work_dir / "eval-synthetic")
-        return [LineSet(f"synthetic-{DEFAULT_EVAL_LINES} (seed {EVAL_SEED})", folder, synthetic=True)]
-    sets = []
-    for folder in folders:
+        sets = [LineSet(f"synthetic-{DEFAULT_EVAL_LINES} (seed {EVAL_SEED})", folder, synthetic=True)]
+    for folder, gates in [*((f, True) for f in folders), *((f, False) for f in report_only)]:
         read_labels(folder, strict=True)  # DataError naming labels.tsv:LINE now, before any optimisation
         name = folder.name if folder.name not in {s.name for s in sets} else str(folder)
-        sets.append(LineSet(name, Path(folder), synthetic=False))
+        sets.append(LineSet(name if gates else f"{name} (report only)", Path(folder), synthetic=False, gates=gates))
     return sets

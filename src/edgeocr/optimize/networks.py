@@ -33,15 +33,15 @@ def resolve_trainable_model(model: str | Path, role: str = "model") -> tuple[Pat
     """
     onnx = resolve_model(model)
     sidecar = load_sidecar(sidecar_path(onnx))  # ModelError: missing or malformed sidecar
+    weights = weights_path(onnx)
+    if weights.is_file():  # weights beside the model win: a pruned network's layers are not the factory's
+        return onnx, weights
     if is_imported(sidecar.config.arch) and sidecar.optimization is None:
         return onnx, onnx  # an imported architecture's ONNX carries its trainable weights itself
-    weights = weights_path(onnx)
-    if not weights.is_file():
-        raise ModelError(
-            f"the {role} {onnx} has no trainable weights beside it ({weights.name}); "
-            "export it with its weights (edgeocr train or edgeocr export write them)"
-        )
-    return onnx, weights
+    raise ModelError(
+        f"the {role} {onnx} has no trainable weights beside it ({weights.name}); "
+        "export it with its weights (edgeocr train or edgeocr export write them)"
+    )
 
 
 def check_output_dir(out_dir: Path, sources: list[Path], overwrite: bool) -> Path:

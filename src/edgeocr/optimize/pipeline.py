@@ -4,13 +4,18 @@ Steps run in this order, each only when asked for, each writing its model into `
 
 1. ``--distill-from TEACHER``: MODEL (an architecture name or a model with ``.pt`` weights) is trained
    as the student of TEACHER (:func:`edgeocr.optimize.distill.distill`); the baseline is then TEACHER;
-2. ``--prune RATIO --method magnitude|structured`` (:func:`edgeocr.optimize.pruning.prune`);
+2. ``--prune RATIO --method magnitude|structured`` (:func:`edgeocr.optimize.pruning.prune`), fine-tuned
+   with the unpruned model as teacher (CTC + ``--distill-weight`` times the frame KL; 0: CTC alone);
 3. ``--int8``: static post-training quantisation (:mod:`.quantize`; with ``--engine openvino``: NNCF),
    behind the accuracy gate below, after ``--qat-steps N`` of quantisation-aware fine-tuning (:mod:`.qat`)
    when asked; ``--fp16``: float16 weights (ONNX Runtime on a GPU, OpenVINO, or
    TensorRT); ``--bf16``: bfloat16 inference on CPUs that have it (OpenVINO);
 4. ``--engine``: ``onnxruntime`` (the ONNX model itself), ``openvino`` (IR ``model.xml``/``.bin``) or
    ``tensorrt`` (an engine built for this machine's GPU).
+
+Accuracy is scored on the ``--eval`` sets (default: 500 synthetic lines), which also gate int8, and on
+the ``--report-data`` sets, which are only reported: real crops kept for evaluation can be measured
+beside the source without any choice being made on them.
 
 The result is ``OUT/model.*`` with its sidecar (checksum of its own bytes, and an optimisation note
 listing the steps), and the report card ``OUT/report.json`` / ``OUT/report.md`` (:mod:`.report`).
@@ -91,6 +96,11 @@ class OptimizeSettings(BaseModel):
         description="Calibration lines: a folder of line images, a labels.tsv folder, or synthetic[:N].",
     )
     calib_lines: int = Field(default=256, ge=1, description="At most this many calibration lines are used.")
+    calib_method: Literal["minmax", "percentile", "entropy"] = Field(
+        default="minmax",
+        description="How activation ranges come from the calibration lines: minmax (the extremes seen), "
+        "percentile (the 99.999th, outliers clipped) or entropy (ranges minimising KL divergence).",
+    )
     fp16: bool = Field(default=False, description="Float16 weights (GPU / OpenVINO / TensorRT).")
     bf16: bool = Field(default=False, description="Bfloat16 inference on the CPU (OpenVINO).")
     prune: float | None = Field(
@@ -101,6 +111,18 @@ class OptimizeSettings(BaseModel):
     finetune_steps: int = Field(default=300, ge=0, description="Fine-tuning steps after pruning.")
     distill_from: str | None = Field(default=None, description="Teacher model: MODEL is trained as its student.")
     distill_steps: int = Field(default=2000, ge=1, description="Distillation training steps.")
+    distill_weight: float = Field(
+        default=1.0,
+        ge=0,
+        description="Weight of the frame KL to the teacher; 0: the same student, lines and steps without "
+        "the teacher (the baseline a distilled student is compared with).",
+    )
+    input_height: int | None = Field(
+        default=None,
+        ge=8,
+        description="Student's input height with distill_from (None: the teacher's for an architecture, "
+        "the model's own for a trained student); the teacher reads each batch at its own height.",
+    )
     engine: Literal["onnxruntime", "openvino", "tensorrt"] = Field(
         default="onnxruntime", description="Engine the result is built for."
     )
@@ -110,6 +132,11 @@ class OptimizeSettings(BaseModel):
     )
     eval: tuple[Path, ...] = Field(
         default=(), description="labels.tsv folders to score on (default: 500 synthetic lines of the test seed)."
+    )
+    report_data: tuple[Path, ...] = Field(
+        default=(),
+        description="labels.tsv folders scored and timed for the report card only (real crops kept for "
+        "evaluation): the int8 gate never sees them, so no choice is made on them.",
     )
     max_drop_pt: float = Field(
         default=0.5,
@@ -194,7 +221,8 @@ class Run:
         return OnnxRecognizer(model.path, engine)
 
     def char_accuracy(self, model: StepModel) -> dict[str, float]:
-        """Character accuracy on every eval set, each line read alone (as edgeocr eval reads)."""
+        """Character accuracy on every gating eval set (not the report-only ones), each line read alone
+        (as edgeocr eval reads)."""
         from edgeocr.data.labels import read_labels
         from edgeocr.measure.evaluate import load_images
         from edgeocr.measure.metrics import accuracy
@@ -203,7 +231,7 @@ class Run:
         if key not in self._scores:
             recognizer = self.recognizer(model)
             scores = {}
-            for line_set in self.sets:
+            for line_set in (s for s in self.sets if s.gates):
                 if line_set.name not in self._images:
                     samples, _ = read_labels(line_set.folder, strict=True)
                     self._images[line_set.name] = ([s.text for s in samples], load_images(samples))
@@ -229,9 +257,18 @@ def _is_architecture(name: str) -> bool:
 
 
 def _resolve_with_sidecar(name: str, role: str) -> Path:
+    from edgeocr.models.sources import SOURCES
     from edgeocr.runtime.models import resolve_model
 
-    path = resolve_model(name)
+    try:
+        path = resolve_model(name)
+    except ModelError:
+        if name in SOURCES:  # a pretrained source is imported once, then optimised like any model
+            raise ModelError(
+                f"{name} is a pretrained source, not a model file: import it first with "
+                f"`edgeocr import-recognizer {name} --out DIR`, then optimise DIR/model.onnx"
+            ) from None
+        raise
     if path.suffix != ".onnx":
         raise ModelError(f"{role} {path} is not an .onnx model")
     load_sidecar(sidecar_path(path))  # ModelError "sidecar ... is missing; re-export" now, not after the work
@@ -245,6 +282,8 @@ def check_settings(s: OptimizeSettings) -> tuple[Path, list[Path]]:
             "nothing to do: ask for at least one of --int8, --fp16, --bf16, --prune, --distill-from "
             "or --engine openvino|tensorrt"
         )
+    if s.input_height is not None and not s.distill_from:
+        raise EdgeOCRError("--input-height sets a student's height: add --distill-from TEACHER")
     if s.qat_steps and not s.int8:
         raise EdgeOCRError("--qat-steps fine-tunes for int8: add --int8")
     if s.fp16 and s.bf16:
@@ -327,15 +366,30 @@ def distill_step(run: Run, teacher: Path) -> StepModel:
 
     s, started, folder = run.settings, time.perf_counter(), run.step_dir("distill")
     student = s.model if _is_architecture(s.model) else _resolve_with_sidecar(s.model, "student")
-    run.say(f"distilling {s.model} from {teacher} ({s.distill_steps} steps)")
-    result = distill(student, teacher, folder, steps=s.distill_steps, seed=s.seed)
+    how = f"kl weight {s.distill_weight}" if s.distill_weight else "no teacher term: the baseline"
+    run.say(f"distilling {s.model} from {teacher} ({s.distill_steps} steps, {how})")
+    result = distill(
+        student,
+        teacher,
+        folder,
+        steps=s.distill_steps,
+        seed=s.seed,
+        kl_weight=s.distill_weight,
+        input_height=s.input_height,
+    )
     model = onnx_model(result.onnx_path)
     _record(
         run,
         "distill",
         model,
         started,
-        settings={"student": s.model, "teacher": str(teacher), "steps": s.distill_steps},
+        settings={
+            "student": s.model,
+            "teacher": str(teacher),
+            "steps": s.distill_steps,
+            "kl_weight": s.distill_weight,
+            "input_height": s.input_height,
+        },
         stats=result.stats,
     )
     return model
@@ -345,15 +399,29 @@ def prune_step(run: Run, model: StepModel) -> StepModel:
     from edgeocr.optimize.pruning import prune
 
     s, started, folder = run.settings, time.perf_counter(), run.step_dir("prune")
-    run.say(f"pruning {s.prune:.0%} ({s.prune_method}), {s.finetune_steps} fine-tuning steps")
-    result = prune(model.path, s.prune, s.prune_method, folder, finetune_steps=s.finetune_steps, seed=s.seed)
+    teacher = f", the unpruned model teaching (kl weight {s.distill_weight})" if s.distill_weight else ""
+    run.say(f"pruning {s.prune:.0%} ({s.prune_method}), {s.finetune_steps} fine-tuning steps{teacher}")
+    result = prune(
+        model.path,
+        s.prune,
+        s.prune_method,
+        folder,
+        finetune_steps=s.finetune_steps,
+        seed=s.seed,
+        recovery_kl_weight=s.distill_weight if s.finetune_steps else 0.0,
+    )
     pruned = onnx_model(result.onnx_path)
     _record(
         run,
         "prune",
         pruned,
         started,
-        settings={"ratio": s.prune, "method": s.prune_method, "finetune_steps": s.finetune_steps},
+        settings={
+            "ratio": s.prune,
+            "method": s.prune_method,
+            "finetune_steps": s.finetune_steps,
+            "kl_weight": s.distill_weight if s.finetune_steps else 0.0,
+        },
         stats=result.stats,
     )
     return pruned
@@ -450,7 +518,11 @@ def int8_settings(s: OptimizeSettings) -> Int8Settings:
     quant_format = ("qdq" if tensorrt else "qoperator") if s.quant_format == "auto" else s.quant_format
     activations = FASTEST_ACTIVATIONS[quant_format] if s.activations == "auto" else s.activations
     return Int8Settings(
-        quant_format=quant_format, activations=activations, quantize_lstm=not tensorrt, symmetric_activations=tensorrt
+        quant_format=quant_format,
+        activations=activations,
+        quantize_lstm=not tensorrt,
+        symmetric_activations=tensorrt,
+        calibration=s.calib_method,
     )
 
 
@@ -706,9 +778,14 @@ def optimize_command(settings: OptimizeSettings, command_line: str = "", progres
         "output": {"engine": settings.engine},
     }
     try:
-        run.sets = eval_sets(list(settings.eval), work / "data")
+        run.sets = eval_sets(list(settings.eval), work / "data", list(settings.report_data))
         card["eval_sets"] = [
-            {"name": s.name, "path": str(s.folder) if not s.synthetic else None, "synthetic": s.synthetic}
+            {
+                "name": s.name,
+                "path": str(s.folder) if not s.synthetic else None,
+                "synthetic": s.synthetic,
+                "gates": s.gates,
+            }
             for s in run.sets
         ]
         model = onnx_model(baseline_path)

@@ -18,7 +18,8 @@ files, and write ``model.onnx`` + sidecar + ``model.pt`` + ``prune_stats.json`` 
   the hidden weights wrongly; it has no GRU support at all. What it does handle correctly is an
   LSTM's *inputs* (the first layer's input columns, both directions), so with an LSTM the last
   conv's channels are pruned too, together with those columns; with a GRU the last conv stays
-  whole. Only the CRNN family is supported (the SVTR attention blocks are not handled).
+  whole. PP-OCR (``ppocrv6_small``, ``accurate``) loses hidden channels of its backbone's channel
+  mixers only (:func:`_prune_ppocr_channels`). Our SVTR's attention blocks are not handled.
 """
 
 from __future__ import annotations
@@ -142,13 +143,44 @@ def _torch_pruning() -> Any:
     return torch_pruning
 
 
+def _is_ppocr(network: nn.Module) -> bool:
+    return type(network).__name__ == "PPOCRRecognizer"  # not imported: it needs the rapidocr package
+
+
 def _check_channel_pruning(network: nn.Module, cfg: RecognizerConfig) -> Any:
-    """torch_pruning, after checking that it is installed and that ``network`` is a CRNN."""
+    """torch_pruning, after checking that it is installed and that ``network`` is a CRNN or PP-OCR."""
     from edgeocr.models.crnn import CRNN
 
-    if not isinstance(network, CRNN):
-        raise ModelError(f"structured pruning supports the CRNN family (crnn_*) only, not {cfg.arch}")
+    if not isinstance(network, CRNN) and not _is_ppocr(network):
+        raise ModelError(
+            f"structured pruning supports the CRNN family (crnn_*) and PP-OCR (ppocrv6_small) only, not {cfg.arch}"
+        )
     return _torch_pruning()
+
+
+def _prune_ppocr_channels(tp: Any, network: nn.Module, cfg: RecognizerConfig, ratio: float, multiple: int) -> str:
+    """Remove ``ratio`` of the hidden channels of every channel mixer (1x1 expand, GELU, 1x1 compress) of
+    PP-OCR's backbone: the expand convolution's outputs with the compress convolution's inputs.
+
+    These are the backbone's widest layers and most of its multiply-accumulates, and nothing else reads
+    them: the residual trunk, the depthwise token mixers, their squeeze-excitation, the stem, the SVTR
+    neck and the CTC head keep every channel, so the pretrained structure is cut where it is least coupled."""
+    expands = [m for name, m in network.named_modules() if name.endswith("channel_mixer.expand")]
+    if not expands:
+        raise ModelError(f"{cfg.arch}: no channel mixers found to prune")
+    ignored = [m for m in network.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and m not in expands]
+    example = torch.zeros(1, 1, cfg.input_height, 8 * cfg.width_multiple)
+    tp.pruner.MetaPruner(
+        network,
+        example,
+        ignored_layers=[*ignored, network.encoder, network.fc],
+        importance=tp.importance.MagnitudeImportance(p=1),
+        pruning_ratio=ratio,
+        round_to=multiple,
+    ).step()
+    return "hidden channels of every backbone channel mixer (1x1 expand outputs with the 1x1 compress inputs); " + (
+        "stem, residual trunk, depthwise mixers, SVTR neck and CTC head unchanged"
+    )
 
 
 def prune_channels(network: nn.Module, cfg: RecognizerConfig, ratio: float, channel_multiple: int) -> dict[str, Any]:
@@ -156,6 +188,17 @@ def prune_channels(network: nn.Module, cfg: RecognizerConfig, ratio: float, chan
     tp = _check_channel_pruning(network, cfg)
     convs = [(name, module) for name, module in network.named_modules() if isinstance(module, nn.Conv2d)]
     before = [module.out_channels for _, module in convs]
+    if _is_ppocr(network):
+        pruned = _prune_ppocr_channels(tp, network, cfg, ratio, channel_multiple)
+        return {
+            "pruned": pruned,
+            "channel_multiple": channel_multiple,
+            "channels": {
+                name: [b, module.out_channels]
+                for (name, module), b in zip(convs, before, strict=True)
+                if b != module.out_channels
+            },
+        }
     example = torch.zeros(1, 1, cfg.input_height, 4 * cfg.width_multiple)
     if isinstance(network.sequence, nn.LSTM):
         # The whole network is traced: the last conv's channels go with the LSTM's input columns.

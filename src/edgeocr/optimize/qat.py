@@ -33,7 +33,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from edgeocr.core.errors import ModelError
 from edgeocr.models.export import export_onnx
-from edgeocr.models.weights import load_weights, weights_path
 
 QAT_LR = 1e-4  # a tenth of training's peak: the weights only need to settle onto the int8 grid
 
@@ -97,19 +96,16 @@ def remove_fake_quantisers(network: nn.Module, hooks: list) -> None:
 
 
 def qat_finetune(model: Path, out: Path, steps: int, *, batch_size: int = 32, seed: int = 0) -> tuple[Path, dict]:
-    """Fine-tune ``model`` (its ``.pt`` weights) with fake int8 for ``steps`` steps; export the float result to ``out``."""
-    from edgeocr.models.factory import build_from_config
+    """Fine-tune ``model`` (its trainable weights) with fake int8 for ``steps`` steps; export the float result to
+    ``out``."""
+    from edgeocr.optimize.networks import load_network, resolve_trainable_model
     from edgeocr.optimize.short_training import ShortTrainingSettings, train_network
 
-    weights = weights_path(model)
-    if not weights.is_file():
-        raise ModelError(
-            f"--qat-steps needs the training weights {weights} beside {model} (a model.pt, as "
-            "edgeocr train and export write)"
-        )
-    cfg, state = load_weights(weights)
-    network = build_from_config(cfg)
-    network.load_state_dict(state)
+    try:
+        _, weights = resolve_trainable_model(model)
+    except ModelError as exc:
+        raise ModelError(f"--qat-steps needs trainable weights: {exc}") from None
+    cfg, network = load_network(weights)  # a model.pt, pruned or not, or an imported architecture's ONNX
     network.eval()
     folded = fold_batch_norms(network)
     hooks = add_fake_quantisers(network)

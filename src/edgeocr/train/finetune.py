@@ -41,7 +41,8 @@ MAX_SKIPPED_SHOWN = 20
 def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
     """(ONNX model or None, weights file) for a shipped model name, an ``.onnx`` path, or a ``.pt``/``.ckpt``.
 
-    An ``.onnx`` of an imported architecture (PP-OCR) is its own weights file: (the ``.onnx``, the ``.onnx``).
+    The ``.pt`` beside an ``.onnx`` is its weights; without one, the ``.onnx`` of an imported architecture
+    (PP-OCR) is its own weights file: (the ``.onnx``, the ``.onnx``).
     """
     from edgeocr.core.sidecar import load_sidecar, sidecar_path
     from edgeocr.models.factory import is_imported
@@ -56,24 +57,24 @@ def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
     onnx = resolve_model(init)
     sidecar = sidecar_path(onnx)
     sidecar_data = load_sidecar(sidecar) if sidecar.is_file() else None
+    weights = weights_path(onnx)
+    if weights.is_file():  # weights beside the model win: a pruned network's layers are not the factory's
+        return onnx, weights
     if sidecar_data is not None and sidecar_data.optimization is None and is_imported(sidecar_data.config.arch):
         return onnx, onnx
-    weights = weights_path(onnx)
-    if not weights.is_file():
-        note = sidecar_data.optimization if sidecar_data is not None else None
-        if note is not None:
-            # An int8 graph cannot be trained further: fine-tune its float source, then optimise again.
-            raise ModelError(
-                f"{onnx} is an optimised model ({', '.join(note.steps)} of {note.source}) "
-                f"without fine-tuning weights; fine-tune with --init {note.source} and run "
-                f"`edgeocr optimize` with the same steps on the result"
-            )
+    note = sidecar_data.optimization if sidecar_data is not None else None
+    if note is not None:
+        # An int8 graph cannot be trained further: fine-tune its float source, then optimise again.
         raise ModelError(
-            f"{onnx} has no fine-tuning weights beside it ({weights.name}): the wheel carries no "
-            "training weights; start from --init accurate or --init ppocrv6 (their ONNX files carry "
-            "their weights), from a source checkout's model, or pass a model.pt or training checkpoint"
+            f"{onnx} is an optimised model ({', '.join(note.steps)} of {note.source}) "
+            f"without fine-tuning weights; fine-tune with --init {note.source} and run "
+            f"`edgeocr optimize` with the same steps on the result"
         )
-    return onnx, weights
+    raise ModelError(
+        f"{onnx} has no fine-tuning weights beside it ({weights.name}): the wheel carries no "
+        "training weights; start from --init accurate or --init ppocrv6 (their ONNX files carry "
+        "their weights), from a source checkout's model, or pass a model.pt or training checkpoint"
+    )
 
 
 @dataclass(frozen=True)

@@ -96,15 +96,39 @@ class FrozenTeacher:
     ``train()``/``eval()`` switching, so it always runs in eval mode with frozen weights.
     """
 
-    def __init__(self, network: nn.Module) -> None:
+    def __init__(
+        self,
+        network: nn.Module,
+        input_height: int | None = None,
+        width_multiple: int = 1,
+        classes: list[int] | None = None,
+    ) -> None:
         self.network = network.eval().requires_grad_(False)
+        self.input_height = input_height
+        self.width_multiple = width_multiple
+        # The teacher's output columns that are the student's classes, in the student's order (None: all):
+        # a student whose charset is a subset of the teacher's learns the teacher's posterior over it.
+        self.classes = None if classes is None else torch.tensor(classes, dtype=torch.long)
+
+    def resized(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's batch at the teacher's own input height (``input_height``; None: as it comes), the
+        width scaled alike and rounded to the teacher's ``width_multiple``: a teacher trained on 48 px
+        lines teaches a 32 px student from the same lines as it reads them itself."""
+        height, width = images.shape[-2:]
+        if self.input_height is None or self.input_height == height:
+            return images
+        units = max(1, round(width * self.input_height / height / self.width_multiple))
+        size = (self.input_height, units * self.width_multiple)
+        return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=size[0] < height)
 
     @torch.no_grad()
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        """Float32 logits ``[N, T_teacher, C]``; the network follows the images to their device."""
+        """Float32 logits ``[N, T_teacher, C]`` of the student's batch (resized to the teacher's height),
+        over the student's classes; the network follows the images to their device."""
         if next(self.network.parameters()).device != images.device:
             self.network.to(images.device)
-        return self.network(images).float()
+        logits = self.network(self.resized(images)).float()
+        return logits if self.classes is None else logits[..., self.classes.to(logits.device)]
 
 
 def frame_kl(
