@@ -1,8 +1,18 @@
 """Distillation: the frame KL term, the frozen teacher, the kl_weight = 0 baseline, errors.
 
-Whether a distilled student beats the same student trained without its teacher is measured by
-``scripts/distill_compare.py`` on the real default model; these tests check the mechanics on tiny
-networks.
+Whether a distilled student beats the same student trained without its teacher cannot be shown by a
+test that runs in seconds: a tiny student learns nothing readable in the few dozen steps a test can
+afford (crnn_tiny from scratch, 80 steps of 16 lines with ``fast`` as teacher: 0.0 % characters with
+and without the teacher; held-out CTC 5.484 against 5.488), and with real students the answer is not
+even a yes. It is measured instead, through ``edgeocr optimize STUDENT --distill-from TEACHER
+--distill-weight W`` against ``--distill-weight 0`` (same weights, lines and steps), in
+docs/optimization.md: ``crnn_s`` from scratch under the default model reached 44.7 % characters in
+600 steps against 0.9 % without it (a teacher of the same frame geometry lifts it off the blank
+plateau), while ``fast`` fine-tuned 400 steps under ``accurate`` (another architecture and frame
+stride) ended 1.2 points lower on synthetic lines and 2.6 lower on real industrial crops than the same
+400 steps without it. These tests check the mechanics on tiny
+networks: the KL term is added, it pulls the student toward the teacher, no gradient reaches the
+teacher, and the baseline trains the same student on the same data.
 """
 
 from __future__ import annotations
