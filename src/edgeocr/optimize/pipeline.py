@@ -399,7 +399,8 @@ def prune_step(run: Run, model: StepModel) -> StepModel:
     from edgeocr.optimize.pruning import prune
 
     s, started, folder = run.settings, time.perf_counter(), run.step_dir("prune")
-    teacher = f", the unpruned model teaching (kl weight {s.distill_weight})" if s.distill_weight else ""
+    kl_weight = s.distill_weight if s.finetune_steps else 0.0  # no recovery steps, nothing to teach
+    teacher = f", the unpruned model teaching (kl weight {kl_weight})" if kl_weight else ""
     run.say(f"pruning {s.prune:.0%} ({s.prune_method}), {s.finetune_steps} fine-tuning steps{teacher}")
     result = prune(
         model.path,
@@ -408,7 +409,7 @@ def prune_step(run: Run, model: StepModel) -> StepModel:
         folder,
         finetune_steps=s.finetune_steps,
         seed=s.seed,
-        recovery_kl_weight=s.distill_weight if s.finetune_steps else 0.0,
+        recovery_kl_weight=kl_weight,
     )
     pruned = onnx_model(result.onnx_path)
     _record(
@@ -420,7 +421,7 @@ def prune_step(run: Run, model: StepModel) -> StepModel:
             "ratio": s.prune,
             "method": s.prune_method,
             "finetune_steps": s.finetune_steps,
-            "kl_weight": s.distill_weight if s.finetune_steps else 0.0,
+            "kl_weight": kl_weight,
         },
         stats=result.stats,
     )
