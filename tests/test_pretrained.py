@@ -183,13 +183,14 @@ def test_a_charset_that_cannot_be_mapped_is_refused(classes) -> None:
         map_charset(classes, "AA")
 
 
-def test_a_source_file_with_an_unknown_checksum_is_refused(tmp_path: Path) -> None:
-    changed = tmp_path / "PP-OCRv6_rec_small.onnx"
-    shutil.copy(source_file(SOURCES["ppocrv6"]), changed)
+@pytest.mark.parametrize("name", sorted(SOURCES))
+def test_a_source_file_with_an_unknown_checksum_is_refused(name: str, tmp_path: Path) -> None:
+    changed = tmp_path / Path(SOURCES[name].file).name
+    shutil.copy(source_file(SOURCES[name]), changed)
     with open(changed, "ab") as f:
         f.write(b"\0")
     with pytest.raises(ModelError, match="SHA-256"):
-        load_source("ppocrv6", path=changed)
+        load_source(name, path=changed)
 
 
 def test_a_missing_source_package_names_the_extra(monkeypatch) -> None:

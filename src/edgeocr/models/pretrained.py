@@ -309,7 +309,7 @@ def easyocr_classes() -> list[str]:
     return ["", *config.recognition_models["gen2"]["english_g2"]["characters"]]
 
 
-def _easyocr_state(data: bytes, charset: Charset | str, network: nn.Module, seed: int) -> dict[str, np.ndarray]:
+def _easyocr_state(data: bytes, classes: Sequence[str], mapping: CharsetMapping, seed: int) -> dict[str, np.ndarray]:
     """The ``state_dict`` of :class:`~edgeocr.models.easyocr.EasyOCRRecognizer` from ``english_g2.pth``.
 
     The file is a ``state_dict`` of ``Model`` saved under ``nn.DataParallel`` (a ``module.`` prefix);
@@ -327,12 +327,9 @@ def _easyocr_state(data: bytes, charset: Charset | str, network: nn.Module, seed
             if key.startswith(theirs):
                 key = ours + key.removeprefix(theirs)
         state[key] = tensor.numpy()
-    classes = easyocr_classes()
     if state["fc.weight"].shape[0] != len(classes):
         raise ModelError(f"the source head has {state['fc.weight'].shape[0]} classes, easyocr lists {len(classes)}")
-    state["fc.weight"], state["fc.bias"] = mapped_head(
-        state["fc.weight"], state["fc.bias"], map_charset(classes, charset), seed
-    )
+    state["fc.weight"], state["fc.bias"] = mapped_head(state["fc.weight"], state["fc.bias"], mapping, seed)
     return state
 
 
@@ -351,8 +348,9 @@ def load_source(
     cfg = default_config(source.arch, charset)
     network = build_from_config(cfg)
     if source.arch == "easyocr_g2":
-        mapping = map_charset(easyocr_classes(), charset)
-        load_state_checked(network, _easyocr_state(data, charset, network, seed), str(path))
+        classes = easyocr_classes()
+        mapping = map_charset(classes, charset)
+        load_state_checked(network, _easyocr_state(data, classes, mapping, seed), str(path))
     else:
         model = _onnx().load_model_from_string(data)
         mapping = map_charset(source_classes(model), charset)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import torch
 from pydantic import BaseModel
@@ -20,6 +20,9 @@ from torch import nn
 from edgeocr.core.atomic import atomic_write_bytes
 from edgeocr.core.errors import ModelError
 from edgeocr.models.config import RecognizerConfig
+
+if TYPE_CHECKING:
+    from edgeocr.core.sidecar import ModelSidecar
 
 WEIGHTS_SUFFIX = ".pt"
 FORMAT = "edgeocr-weights-1"
@@ -30,6 +33,23 @@ ConfigT = TypeVar("ConfigT", bound=BaseModel)
 def weights_path(model_path: Path | str) -> Path:
     """``model.pt`` for ``model.onnx``."""
     return Path(model_path).with_suffix(WEIGHTS_SUFFIX)
+
+
+def trainable_weights(onnx: Path | str, sidecar: ModelSidecar | None) -> Path | None:
+    """The file to read an exported model's trainable weights from, or None when it has none.
+
+    The ``.pt`` beside the ``.onnx`` wins (a pruned network's layers are not the factory's); without
+    one, the ``.onnx`` of an imported architecture (PP-OCR) not optimised since its export carries
+    its trainable weights itself.
+    """
+    from edgeocr.models.factory import is_imported
+
+    weights = weights_path(onnx)
+    if weights.is_file():
+        return weights
+    if sidecar is not None and sidecar.optimization is None and is_imported(sidecar.config.arch):
+        return Path(onnx)
+    return None
 
 
 def save_state(model: nn.Module, config: BaseModel, path: Path | str, file_format: str = FORMAT) -> Path:

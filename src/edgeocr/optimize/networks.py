@@ -18,8 +18,8 @@ from torch import nn
 from edgeocr.core.errors import ModelError, OutputError
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.core.sidecar import load_sidecar, sidecar_path
-from edgeocr.models.factory import build_from_config, is_imported
-from edgeocr.models.weights import load_state, load_weights, save_state, save_weights, weights_path
+from edgeocr.models.factory import build_from_config
+from edgeocr.models.weights import load_state, load_weights, save_state, save_weights, trainable_weights, weights_path
 from edgeocr.runtime.models import resolve_model
 
 PRUNED_WEIGHTS_FORMAT = "edgeocr-weights-pruned-1"
@@ -33,13 +33,11 @@ def resolve_trainable_model(model: str | Path, role: str = "model") -> tuple[Pat
     """
     onnx = resolve_model(model)
     sidecar = load_sidecar(sidecar_path(onnx))  # ModelError: missing or malformed sidecar
-    weights = weights_path(onnx)
-    if weights.is_file():  # weights beside the model win: a pruned network's layers are not the factory's
+    weights = trainable_weights(onnx, sidecar)
+    if weights is not None:
         return onnx, weights
-    if is_imported(sidecar.config.arch) and sidecar.optimization is None:
-        return onnx, onnx  # an imported architecture's ONNX carries its trainable weights itself
     raise ModelError(
-        f"the {role} {onnx} has no trainable weights beside it ({weights.name}); "
+        f"the {role} {onnx} has no trainable weights beside it ({weights_path(onnx).name}); "
         "export it with its weights (edgeocr train or edgeocr export write them)"
     )
 

@@ -38,7 +38,9 @@ from edgeocr.core.atomic import atomic_output_dir, atomic_write_bytes
 from edgeocr.core.errors import EdgeOCRError, ModelError
 from edgeocr.core.recognizer_config import RecognizerConfig
 from edgeocr.core.sidecar import sidecar_path
+from edgeocr.models.crnn import CRNN
 from edgeocr.models.export import export_onnx
+from edgeocr.models.ppocr import PPOCRRecognizer  # its layers come from rapidocr only when one is built
 from edgeocr.models.weights import weights_path
 from edgeocr.optimize.networks import (
     check_output_dir,
@@ -143,15 +145,9 @@ def _torch_pruning() -> Any:
     return torch_pruning
 
 
-def _is_ppocr(network: nn.Module) -> bool:
-    return type(network).__name__ == "PPOCRRecognizer"  # not imported: it needs the rapidocr package
-
-
 def _check_channel_pruning(network: nn.Module, cfg: RecognizerConfig) -> Any:
     """torch_pruning, after checking that it is installed and that ``network`` is a CRNN or PP-OCR."""
-    from edgeocr.models.crnn import CRNN
-
-    if not isinstance(network, CRNN) and not _is_ppocr(network):
+    if not isinstance(network, (CRNN, PPOCRRecognizer)):
         raise ModelError(
             f"structured pruning supports the CRNN family (crnn_*) and PP-OCR (ppocrv6_small) only, not {cfg.arch}"
         )
@@ -188,7 +184,7 @@ def prune_channels(network: nn.Module, cfg: RecognizerConfig, ratio: float, chan
     tp = _check_channel_pruning(network, cfg)
     convs = [(name, module) for name, module in network.named_modules() if isinstance(module, nn.Conv2d)]
     before = [module.out_channels for _, module in convs]
-    if _is_ppocr(network):
+    if isinstance(network, PPOCRRecognizer):
         pruned = _prune_ppocr_channels(tp, network, cfg, ratio, channel_multiple)
         return {
             "pruned": pruned,

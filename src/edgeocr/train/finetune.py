@@ -41,12 +41,11 @@ MAX_SKIPPED_SHOWN = 20
 def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
     """(ONNX model or None, weights file) for a shipped model name, an ``.onnx`` path, or a ``.pt``/``.ckpt``.
 
-    The ``.pt`` beside an ``.onnx`` is its weights; without one, the ``.onnx`` of an imported architecture
-    (PP-OCR) is its own weights file: (the ``.onnx``, the ``.onnx``).
+    An ``.onnx``'s weights are :func:`~edgeocr.models.weights.trainable_weights`: the ``.pt`` beside it, or
+    the ``.onnx`` itself for an imported architecture (PP-OCR).
     """
     from edgeocr.core.sidecar import load_sidecar, sidecar_path
-    from edgeocr.models.factory import is_imported
-    from edgeocr.models.weights import weights_path
+    from edgeocr.models.weights import trainable_weights, weights_path
     from edgeocr.runtime.models import resolve_model
 
     candidate = Path(init)
@@ -57,11 +56,9 @@ def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
     onnx = resolve_model(init)
     sidecar = sidecar_path(onnx)
     sidecar_data = load_sidecar(sidecar) if sidecar.is_file() else None
-    weights = weights_path(onnx)
-    if weights.is_file():  # weights beside the model win: a pruned network's layers are not the factory's
+    weights = trainable_weights(onnx, sidecar_data)
+    if weights is not None:
         return onnx, weights
-    if sidecar_data is not None and sidecar_data.optimization is None and is_imported(sidecar_data.config.arch):
-        return onnx, onnx
     note = sidecar_data.optimization if sidecar_data is not None else None
     if note is not None:
         # An int8 graph cannot be trained further: fine-tune its float source, then optimise again.
@@ -71,7 +68,7 @@ def resolve_init(init: str | Path) -> tuple[Path | None, Path]:
             f"`edgeocr optimize` with the same steps on the result"
         )
     raise ModelError(
-        f"{onnx} has no fine-tuning weights beside it ({weights.name}): the wheel carries no "
+        f"{onnx} has no fine-tuning weights beside it ({weights_path(onnx).name}): the wheel carries no "
         "training weights; start from --init accurate or --init ppocrv6 (their ONNX files carry "
         "their weights), from a source checkout's model, or pass a model.pt or training checkpoint"
     )
